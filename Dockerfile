@@ -1,0 +1,41 @@
+# Production image: Daphne (web), Celery worker and beat all run from it; see docker-compose.yml.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+
+RUN pip install --no-cache-dir "uv>=0.5" \
+    && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home app
+
+WORKDIR /app
+
+# Dependencies first, so code changes don't reinstall them. No dev group, no local model.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --locked --no-dev --no-install-project
+
+COPY . .
+ENV PATH=/app/.venv/bin:$PATH \
+    SUPPORTBOT_ENV=production \
+    PORT=8000
+
+# Static files are collected at build time (whitenoise serves them); settings need values, not
+# real servers, for that.
+RUN SECRET_KEY=build-only-not-secret \
+    DATABASE_URL=postgres://build@127.0.0.1:5432/build \
+    REDIS_URL=redis://127.0.0.1:6379/0 \
+    PUBLIC_URL=http://localhost:8000 \
+    python manage.py collectstatic --noinput \
+    && mkdir -p /app/var \
+    && chown app:app /app/var
+
+USER app
+EXPOSE 8000
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"
+
+CMD ["sh", "-c", "exec daphne -b 0.0.0.0 -p \"$PORT\" --proxy-headers supportbot.asgi:application"]

@@ -1,0 +1,399 @@
+"""``python -m supportbot.devstack {run,services,test}``: the local stack behind make run / test.
+
+run       embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), the local model
+          (unless an LLM is configured), migrate, collectstatic, seed the demo tenant, then Daphne,
+          a Celery worker, Celery beat and the demo customer site, until Ctrl-C.
+services  only the embedded servers (and with --llm the local model), until Ctrl-C.
+test      the embedded servers where the variables are unset, then pytest with the given args.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import REPO_ROOT, STATE_FILE, VAR_DIR, local_llm
+from ._util import DevstackError, atomic_write_json, port_is_free, say
+from .postgres import EmbeddedPostgres
+from .processes import Supervisor
+from .redis import EmbeddedRedis, flushdb
+
+TEST_REDIS_DB = 1  # tests never share a Redis database (and so Celery queues) with `make run`
+
+
+@dataclass
+class Services:
+    """The embedded servers this command uses, and which of them it started itself."""
+
+    database_url: str
+    redis_url: str
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def started_any(self) -> bool:
+        return bool(
+            (self.postgres and self.postgres.started_here)
+            or (self.redis and self.redis.started_here)
+        )
+
+    def stop(self) -> None:
+        for server in (self.redis, self.postgres):
+            if server is None:
+                continue
+            try:
+                server.stop()
+            except Exception as exc:  # keep stopping the others
+                say(f"error while stopping: {exc}")
+
+
+def ensure_services(var_dir: Path = VAR_DIR) -> Services:
+    """Start (or reuse) embedded servers for whichever of DATABASE_URL / REDIS_URL is unset."""
+    database_url = os.environ.get("DATABASE_URL", "").strip()
+    redis_url = os.environ.get("REDIS_URL", "").strip()
+    services = Services(database_url=database_url, redis_url=redis_url)
+    try:
+        if not database_url:
+            services.postgres = EmbeddedPostgres(var_dir / "postgres")
+            services.database_url = services.postgres.start()
+            services.state["database_url"] = services.database_url
+        else:
+            say("postgres: using DATABASE_URL from the environment")
+        if not redis_url:
+            services.redis = EmbeddedRedis(var_dir / "redis")
+            services.redis_url = services.redis.start()
+            services.state["redis_url"] = services.redis_url
+        else:
+            say("redis: using REDIS_URL from the environment")
+    except BaseException:
+        services.stop()
+        raise
+    return services
+
+
+def write_state(state: dict[str, Any]) -> None:
+    atomic_write_json(STATE_FILE, state)
+    say(f"wrote {STATE_FILE.relative_to(REPO_ROOT)}")
+
+
+def clear_state(services: Services, wrote_llm: bool) -> None:
+    if services.started_any:
+        STATE_FILE.unlink(missing_ok=True)
+    elif wrote_llm and STATE_FILE.exists():
+        write_state({**services.state, "llm_base_url": None, "llm_model": None})
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL before printing it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+def _manage(args: list[str], env: dict[str, str], *, capture: bool = False) -> str:
+    cmd = [sys.executable, "manage.py", *args]
+    say("$ manage.py " + " ".join(args))
+    result = subprocess.run(
+        cmd,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        if capture and result.stdout:
+            print(result.stdout, end="", flush=True)
+        raise DevstackError(
+            f"`manage.py {' '.join(args)}` failed with exit code {result.returncode}"
+        )
+    return result.stdout or ""
+
+
+def _parse_seed(output: str) -> dict[str, Any]:
+    for line in reversed(output.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                return dict(json.loads(line))
+    raise DevstackError(f"`manage.py seed_demo --json` printed no JSON line:\n{output}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _wait_ready(supervisor: Supervisor, checks: list[tuple[str, Any]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(checks)
+    while pending:
+        supervisor.check_stop()
+        dead = supervisor.dead_child()
+        if dead is not None:
+            raise DevstackError(f"{dead.name} exited with code {dead.process.returncode}")
+        pending = [(name, check) for name, check in pending if not check()]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(name for name, _ in pending)
+            raise DevstackError(f"not ready after {timeout:.0f}s: {names}")
+        time.sleep(0.5)
+
+
+def _banner(lines: list[tuple[str, str]], footer: str) -> None:
+    width = max(len(label) for label, _ in lines)
+    rule = "=" * 78
+    out = ["", rule, "  Supportbot is running", ""]
+    out += [f"  {label.ljust(width)} : {value}" for label, value in lines]
+    out += ["", f"  {footer}", rule, ""]
+    print("\n".join(out), flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    port = int(os.environ.get("PORT") or args.port)
+    site_port = port + 1
+    host = "127.0.0.1"
+    for wanted, what in ((port, "the web server"), (site_port, "the demo customer site")):
+        if not port_is_free(wanted, host):
+            raise DevstackError(
+                f"port {wanted} ({what}) is already in use: stop what uses it, or run with "
+                f"PORT=<another port> (the demo site takes PORT+1)"
+            )
+
+    supervisor = Supervisor()
+    supervisor.install_signal_handlers()
+    app_url = f"http://{host}:{port}"
+    services = ensure_services()
+    wrote_llm = False
+    try:
+        state = dict(services.state)
+        configured = local_llm.configured_llm()
+        llm_spec = None
+        if configured is None:
+            llm_spec = local_llm.prepare()
+            state.update(llm_base_url=llm_spec.base_url, llm_model=llm_spec.alias)
+            wrote_llm = True
+        else:
+            state.update(llm_base_url=None, llm_model=None)
+        write_state(state)
+
+        env = dict(os.environ)
+        env.update(DATABASE_URL=services.database_url, REDIS_URL=services.redis_url)
+        env.setdefault("SUPPORTBOT_ENV", "development")
+        env["PORT"] = str(port)
+        env.setdefault("PUBLIC_URL", app_url)
+        env.setdefault(
+            "DEMO_SITE_ORIGINS", f"http://localhost:{site_port},http://{host}:{site_port}"
+        )
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        if llm_spec is not None:
+            env.update(LLM_BASE_URL=llm_spec.base_url, LLM_MODEL=llm_spec.alias)
+            supervisor.start("llm", llm_spec.command, env=env, cwd=REPO_ROOT)
+
+        supervisor.check_stop()
+        _manage(["migrate", "--noinput"], env)
+        supervisor.check_stop()
+        _manage(["collectstatic", "--noinput", "--verbosity", "0"], env)
+        supervisor.check_stop()
+        seed = _parse_seed(_manage(["seed_demo", "--json"], env, capture=True))
+        supervisor.check_stop()
+
+        python = sys.executable
+        celery = [python, "-m", "celery", "-A", "supportbot.celery:app"]
+        schedule = VAR_DIR / "celerybeat-schedule"
+        supervisor.start(
+            "web",
+            [python, "-m", "daphne", "-b", host, "-p", str(port), "supportbot.asgi:application"],
+            env=env,
+            cwd=REPO_ROOT,
+        )
+        worker = [*celery, "worker", "-Q", "replies,default", "-l", "info"]
+        worker += ["--pool", os.environ.get("CELERY_POOL", "threads")]
+        worker += ["--concurrency", os.environ.get("CELERY_CONCURRENCY", "8")]
+        worker += ["--prefetch-multiplier", "1", "--hostname", "devstack@%h"]
+        supervisor.start("worker", worker, env=env, cwd=REPO_ROOT)
+        beat = [*celery, "beat", "-l", "info", "--schedule", str(schedule), "--pidfile="]
+        supervisor.start("beat", beat, env=env, cwd=REPO_ROOT)
+        supervisor.start(
+            "site",
+            [
+                *(python, "-m", "supportbot.devstack.demo_site", "--host", host),
+                *("--port", str(site_port), "--app-url", env["PUBLIC_URL"]),
+                *("--key", str(seed.get("widget_key", ""))),
+            ],
+            env=env,
+            cwd=REPO_ROOT,
+        )
+
+        checks: list[tuple[str, Any]] = [("web /healthz", lambda: _healthy(f"{app_url}/healthz"))]
+        if llm_spec is not None:
+            checks.append(("local model", lambda: local_llm.is_ready(llm_spec.base_url)))
+        _wait_ready(supervisor, checks, timeout=float(args.ready_timeout))
+
+        if llm_spec is not None:
+            llm_line = (
+                f"{llm_spec.alias} on the local llama.cpp server {llm_spec.base_url} (demo-grade; "
+                "set LLM_PROVIDER, LLM_API_KEY and LLM_MODEL to use a real provider)"
+            )
+        else:
+            assert configured is not None
+            parts = [configured["provider"], configured["model"] or "(default model)"]
+            if configured["base_url"]:
+                parts.append(f"at {configured['base_url']}")
+            llm_line = " ".join(parts)
+        admin_url = seed.get("admin_url") or f"{app_url}/admin/"
+        _banner(
+            [
+                ("Demo customer site", f"http://{host}:{site_port}/"),
+                ("Admin", str(admin_url)),
+                ("Admin login", f"{seed.get('admin_user')} / {seed.get('admin_password')}"),
+                ("Demo tenant", str(seed.get("tenant"))),
+                ("Widget key", str(seed.get("widget_key"))),
+                ("LLM", llm_line),
+                ("Database", redact(services.database_url)),
+                ("Redis", redact(services.redis_url)),
+            ],
+            "Press Ctrl-C to stop. `.venv/bin/python manage.py <command>` uses the same servers.",
+        )
+        code = supervisor.wait()
+    except KeyboardInterrupt:
+        code = 130
+    except DevstackError as exc:
+        say(f"error: {exc}")
+        code = 1
+    finally:
+        supervisor.stop_all()
+        services.stop()
+        clear_state(services, wrote_llm)
+    if code == 0:
+        say("stopped")
+    return code
+
+
+# -- services ----------------------------------------------------------------------------------
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    supervisor = Supervisor()
+    supervisor.install_signal_handlers()
+    services = ensure_services()
+    wrote_llm = False
+    try:
+        state = dict(services.state)
+        lines = [("DATABASE_URL", services.database_url), ("REDIS_URL", services.redis_url)]
+        spec = None
+        if args.llm:
+            spec = local_llm.prepare()
+            supervisor.start("llm", spec.command, cwd=REPO_ROOT)
+            _wait_ready(
+                supervisor, [("local model", lambda: local_llm.is_ready(spec.base_url))], 120
+            )
+            state.update(llm_base_url=spec.base_url, llm_model=spec.alias)
+            lines += [("LLM_BASE_URL", spec.base_url), ("LLM_MODEL", spec.alias)]
+            wrote_llm = True
+        write_state(state)
+        print("", flush=True)
+        for name, value in lines:
+            print(f"export {name}={value}", flush=True)
+        print("\n(servers stay up until Ctrl-C)", flush=True)
+        code = supervisor.wait()
+    except KeyboardInterrupt:
+        code = 130
+    except DevstackError as exc:
+        say(f"error: {exc}")
+        code = 1
+    finally:
+        supervisor.stop_all()
+        services.stop()
+        clear_state(services, wrote_llm)
+    return code
+
+
+# -- test --------------------------------------------------------------------------------------
+
+
+def cmd_test(pytest_args: list[str]) -> int:
+    services = ensure_services()
+    process: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        if process is not None and process.poll() is None:
+            process.send_signal(signum)
+
+    try:
+        env = dict(os.environ, DATABASE_URL=services.database_url)
+        if services.redis is not None:
+            # A database of its own: workers of a running `make run` never see test jobs.
+            flushdb(services.redis.port or 0, TEST_REDIS_DB)
+            env["REDIS_URL"] = services.redis.url_for_db(TEST_REDIS_DB)
+        else:
+            env["REDIS_URL"] = services.redis_url
+        env.setdefault("SUPPORTBOT_ENV", "development")
+        urls = f"DATABASE_URL={redact(env['DATABASE_URL'])} REDIS_URL={redact(env['REDIS_URL'])}"
+        say(f"tests use {urls}")
+        cmd = [sys.executable, "-m", "pytest", *pytest_args]
+        say("$ pytest " + " ".join(pytest_args))
+        # pytest, in the same process group, gets Ctrl-C from the terminal itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, forward)
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
+        code = process.wait()
+    finally:
+        services.stop()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "test":
+        # Everything after `test` belongs to pytest, options included.
+        try:
+            return cmd_test(argv[1:])
+        except DevstackError as exc:
+            say(f"error: {exc}")
+            return 1
+
+    parser = argparse.ArgumentParser(prog="python -m supportbot.devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the whole stack with the demo tenant")
+    run.add_argument("--port", type=int, default=8000, help="web port (PORT wins; default 8000)")
+    run.add_argument("--ready-timeout", type=float, default=180.0)
+    services = sub.add_parser("services", help="only the embedded servers")
+    services.add_argument("--llm", action="store_true", help="also serve the local model")
+    sub.add_parser("test", help="pytest against embedded servers (args go to pytest)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        return cmd_services(args)
+    except DevstackError as exc:
+        say(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

