@@ -1,0 +1,449 @@
+// The widget's side of widget protocol v1: one websocket, `hello` first, resume after a drop.
+//
+// What survives a reload lives in localStorage under one entry per widget key (this iframe's own
+// origin): the visitor token and conversation id from `welcome`, the messages already shown (so a
+// reload resumes with `last_seq` and only receives what it missed), and the outbox of messages
+// not yet acknowledged, which are sent again with the same `client_id` after a reconnect (the
+// server makes that idempotent).
+
+export const CLOSE_BAD_HELLO = 4400;
+export const CLOSE_REFUSED = 4403;
+export const CLOSE_TOO_MANY = 4429;
+
+export const MAX_FRAME_BYTES = 64 * 1024;
+const CACHED_MESSAGES = 200;
+const WELCOME_TIMEOUT_MS = 10000;
+
+// Reconnect delays: exponential, capped, with "equal jitter" (half fixed, half random).
+export const BACKOFF = Object.freeze({ baseMs: 500, maxMs: 30000 });
+export const BUSY_BACKOFF = Object.freeze({ baseMs: 5000, maxMs: 120000 }); // after 4429
+
+export function backoffDelay(policy, attempt, random = Math.random) {
+  const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+export function newClientId() {
+  if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export function socketUrl(wsPath, loc = location) {
+  return (loc.protocol === "https:" ? "wss:" : "ws:") + "//" + loc.host + wsPath;
+}
+
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+const isFinal = (message) => message.status !== "streaming";
+
+/** The resume state of one widget key, in localStorage (or memory where storage is blocked). */
+export class SessionStore {
+  constructor(widgetKey, storage = safeLocalStorage()) {
+    this.name = `supportbot.widget.v1.${widgetKey}`;
+    this.storage = storage;
+    this.memory = null;
+  }
+
+  load() {
+    let data = this.memory;
+    if (!data && this.storage) {
+      try {
+        data = JSON.parse(this.storage.getItem(this.name) || "null");
+      } catch {
+        data = null;
+      }
+    }
+    if (!isObject(data)) data = {};
+    const messages = Array.isArray(data.messages) ? data.messages.filter(isValidMessage) : [];
+    const outbox = Array.isArray(data.outbox)
+      ? data.outbox.filter((m) => isObject(m) && typeof m.client_id === "string" && typeof m.text === "string")
+      : [];
+    return {
+      visitor_token: typeof data.visitor_token === "string" ? data.visitor_token : null,
+      conversation_id: data.conversation_id != null ? String(data.conversation_id) : null,
+      // last_seq is only as good as the transcript kept with it: derive it from that.
+      last_seq: lastSeqOf(messages),
+      messages,
+      outbox,
+    };
+  }
+
+  save(session) {
+    const messages = session.messages.filter(isFinal).sort((a, b) => a.seq - b.seq).slice(-CACHED_MESSAGES);
+    const data = {
+      visitor_token: session.visitor_token,
+      conversation_id: session.conversation_id,
+      last_seq: lastSeqOf(messages),
+      messages,
+      outbox: session.outbox,
+    };
+    this.memory = data;
+    if (!this.storage) return;
+    try {
+      this.storage.setItem(this.name, JSON.stringify(data));
+    } catch {
+      // Quota or blocked storage: keep the session in memory for this page.
+    }
+  }
+
+  clear() {
+    this.memory = null;
+    if (!this.storage) return;
+    try {
+      this.storage.removeItem(this.name);
+    } catch {
+      // ignore
+    }
+  }
+}
+
+function safeLocalStorage() {
+  try {
+    const storage = globalThis.localStorage;
+    const probe = "supportbot.widget.probe";
+    storage.setItem(probe, "1");
+    storage.removeItem(probe);
+    return storage;
+  } catch {
+    return null;
+  }
+}
+
+export function isValidMessage(m) {
+  return (
+    isObject(m) &&
+    m.id != null &&
+    Number.isFinite(m.seq) &&
+    typeof m.role === "string" &&
+    typeof (m.text ?? "") === "string"
+  );
+}
+
+function lastSeqOf(messages) {
+  let last = 0;
+  for (const m of messages) if (isFinal(m) && m.seq > last) last = m.seq;
+  return last;
+}
+
+/**
+ * The connection. Callbacks in `on` (all optional):
+ *   state(name, info)         "connecting" | "open" | "waiting" | "offline" | "refused"
+ *   reset()                   the server started another conversation: drop what is shown
+ *   messages(list)            authoritative Message objects (welcome, ack, message frames)
+ *   stream(id, update)        a reply being streamed: {text, phase: "waiting"|"streaming"|"gap"}
+ *   sent(client_id)           a message frame went out on the socket
+ *   error(frame)              an `error` frame (the connection stays usable)
+ */
+export class WidgetConnection {
+  constructor({ url, widgetKey, locale, store, on = {}, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
+    this.url = url;
+    this.widgetKey = widgetKey;
+    this.locale = locale;
+    this.store = store;
+    this.on = on;
+    this.WebSocketImpl = WebSocketImpl;
+    this.random = random;
+
+    const saved = store.load();
+    this.session = saved;
+    this.socket = null;
+    this.welcomed = false;
+    this.attempt = 0;
+    this.timer = null;
+    this.welcomeTimer = null;
+    this.state = "idle";
+    this.streams = new Map(); // message_id -> {next: index expected or null, text, gap}
+    this.known = new Map(saved.messages.map((m) => [String(m.id), m]));
+    this.onOnline = () => {
+      if (this.state === "waiting" || this.state === "offline") this.connect();
+    };
+  }
+
+  /** Messages restored from the last visit, to render before the socket is up. */
+  cachedMessages() {
+    return [...this.known.values()];
+  }
+
+  pendingOutbox() {
+    return [...this.session.outbox];
+  }
+
+  get hadSession() {
+    return Boolean(this.session.visitor_token);
+  }
+
+  start() {
+    globalThis.addEventListener?.("online", this.onOnline);
+    this.connect();
+  }
+
+  stop() {
+    globalThis.removeEventListener?.("online", this.onOnline);
+    clearTimeout(this.timer);
+    clearTimeout(this.welcomeTimer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close(1000);
+    this.setState("idle");
+  }
+
+  /** Forget the stored visitor and conversation and connect as a new visitor. */
+  startOver() {
+    this.stop();
+    this.store.clear();
+    this.session = { visitor_token: null, conversation_id: null, last_seq: 0, messages: [], outbox: [] };
+    this.known.clear();
+    this.streams.clear();
+    this.attempt = 0;
+    this.on.reset?.();
+    this.start();
+  }
+
+  /** Queue `text` and send it when the socket is ready. Returns its client_id. */
+  send(text, clientId = newClientId()) {
+    if (!this.session.outbox.some((m) => m.client_id === clientId)) {
+      this.session.outbox.push({ client_id: clientId, text });
+      this.persist();
+    }
+    if (this.isReady()) this.transmit({ client_id: clientId, text });
+    return clientId;
+  }
+
+  /** Whether a message of this text fits in one frame. */
+  static fits(text, clientId = "00000000-0000-4000-8000-000000000000") {
+    const frame = JSON.stringify({ type: "message", client_id: clientId, text });
+    return new TextEncoder().encode(frame).length <= MAX_FRAME_BYTES;
+  }
+
+  isReady() {
+    return Boolean(this.socket && this.welcomed && this.socket.readyState === 1);
+  }
+
+  // ---- socket lifecycle -------------------------------------------------------------------
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.state === "refused") return;
+    if (this.socket) {
+      const old = this.socket;
+      this.socket = null;
+      try {
+        old.close(1000);
+      } catch {
+        // ignore
+      }
+    }
+    this.setState("connecting", { attempt: this.attempt });
+    let socket;
+    try {
+      socket = new this.WebSocketImpl(this.url);
+    } catch {
+      this.scheduleReconnect(BACKOFF);
+      return;
+    }
+    this.socket = socket;
+    this.welcomed = false;
+    socket.onopen = () => {
+      if (socket !== this.socket) return;
+      this.sendFrame(socket, {
+        type: "hello",
+        key: this.widgetKey,
+        visitor_token: this.session.visitor_token,
+        conversation_id: this.session.conversation_id,
+        last_seq: this.lastSeq(),
+        locale: this.locale,
+      });
+      clearTimeout(this.welcomeTimer);
+      this.welcomeTimer = setTimeout(() => {
+        if (socket === this.socket && !this.welcomed) socket.close(4000, "no welcome");
+      }, WELCOME_TIMEOUT_MS);
+    };
+    socket.onmessage = (event) => {
+      if (socket === this.socket) this.handleFrame(event.data);
+    };
+    socket.onclose = (event) => {
+      if (socket === this.socket) this.handleClose(event);
+    };
+    socket.onerror = () => {
+      // A close event always follows.
+    };
+  }
+
+  handleClose(event) {
+    this.socket = null;
+    this.welcomed = false;
+    clearTimeout(this.welcomeTimer);
+    if (event.code === CLOSE_REFUSED) {
+      this.setState("refused", { hadSession: this.hadSession });
+      return;
+    }
+    this.scheduleReconnect(event.code === CLOSE_TOO_MANY ? BUSY_BACKOFF : BACKOFF, event.code === CLOSE_TOO_MANY);
+  }
+
+  scheduleReconnect(policy, busy = false) {
+    this.attempt += 1;
+    const delay = backoffDelay(policy, this.attempt, this.random);
+    const offline = globalThis.navigator && navigator.onLine === false;
+    this.setState(offline ? "offline" : "waiting", { delayMs: delay, retryAt: Date.now() + delay, busy });
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  setState(name, info = {}) {
+    this.state = name;
+    this.on.state?.(name, info);
+  }
+
+  sendFrame(socket, frame) {
+    try {
+      socket.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  transmit(item) {
+    if (this.sendFrame(this.socket, { type: "message", client_id: item.client_id, text: item.text })) {
+      this.on.sent?.(item.client_id);
+    }
+  }
+
+  persist() {
+    this.session.messages = [...this.known.values()];
+    this.store.save(this.session);
+  }
+
+  lastSeq() {
+    let last = 0;
+    for (const m of this.known.values()) if (isFinal(m) && m.seq > last) last = m.seq;
+    return last;
+  }
+
+  // ---- frames ------------------------------------------------------------------------------
+
+  handleFrame(raw) {
+    let frame;
+    try {
+      frame = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    if (!isObject(frame)) return;
+    switch (frame.type) {
+      case "welcome":
+        return this.onWelcome(frame);
+      case "ack":
+        if (isValidMessage(frame.message)) this.accept([frame.message]);
+        return this.settle(frame.client_id);
+      case "reply.start":
+        return this.onReplyStart(frame);
+      case "reply.delta":
+        return this.onReplyDelta(frame);
+      case "message":
+        if (isValidMessage(frame.message)) this.accept([frame.message]);
+        return undefined;
+      case "error":
+        return this.onErrorFrame(frame);
+      default:
+        return undefined; // a newer server's frame: ignore
+    }
+  }
+
+  onWelcome(frame) {
+    const conversation = frame.conversation_id != null ? String(frame.conversation_id) : null;
+    if (this.session.conversation_id && conversation && conversation !== this.session.conversation_id) {
+      // Another conversation than the one shown: start the view from scratch.
+      this.known.clear();
+      this.streams.clear();
+      this.on.reset?.();
+    }
+    this.session.visitor_token = typeof frame.visitor_token === "string" ? frame.visitor_token : this.session.visitor_token;
+    this.session.conversation_id = conversation;
+    this.welcomed = true;
+    this.attempt = 0;
+    clearTimeout(this.welcomeTimer);
+    const messages = Array.isArray(frame.messages) ? frame.messages.filter(isValidMessage) : [];
+    this.accept(messages);
+    this.persist();
+    this.setState("open");
+    // Anything not acknowledged goes again, same client_id, in order.
+    for (const item of this.session.outbox) this.transmit(item);
+  }
+
+  accept(messages) {
+    if (!messages.length) return;
+    for (const m of messages) {
+      const id = String(m.id);
+      this.known.set(id, m);
+      if (isFinal(m)) this.streams.delete(id);
+      if (m.client_id) this.settle(m.client_id, false);
+    }
+    this.persist();
+    this.on.messages?.(messages);
+  }
+
+  settle(clientId, save = true) {
+    if (!clientId) return;
+    const before = this.session.outbox.length;
+    this.session.outbox = this.session.outbox.filter((m) => m.client_id !== clientId);
+    if (save && this.session.outbox.length !== before) this.persist();
+  }
+
+  onReplyStart(frame) {
+    if (frame.message_id == null) return;
+    const id = String(frame.message_id);
+    const known = this.known.get(id);
+    if (known && isFinal(known)) return; // already have the final text
+    // The first delta after reply.start holds the text so far (all of it after a reconnect).
+    this.streams.set(id, { next: null, text: "", gap: false });
+    this.on.stream?.(id, { text: "", phase: "waiting" });
+  }
+
+  onReplyDelta(frame) {
+    if (frame.message_id == null || typeof frame.text !== "string") return;
+    const id = String(frame.message_id);
+    const known = this.known.get(id);
+    if (known && isFinal(known)) return;
+    const index = Number(frame.index);
+    let stream = this.streams.get(id);
+    if (!stream) {
+      // No reply.start seen: only a stream starting at 0 can be trusted.
+      stream = { next: 0, text: "", gap: false };
+      this.streams.set(id, stream);
+    }
+    if (stream.gap) return; // wait for the final message
+    if (!Number.isInteger(index)) return;
+    if (stream.next === null) {
+      stream.text = frame.text;
+      stream.next = index + 1;
+    } else if (index === stream.next) {
+      stream.text += frame.text;
+      stream.next += 1;
+    } else if (index < stream.next) {
+      return; // a repeat
+    } else {
+      stream.gap = true; // a delta went missing: the final `message` will carry the full text
+    }
+    this.on.stream?.(id, { text: stream.text, phase: stream.gap ? "gap" : "streaming" });
+  }
+
+  onErrorFrame(frame) {
+    const clientId = typeof frame.client_id === "string" ? frame.client_id : null;
+    // These codes mean the message was not stored: the visitor decides whether to send again.
+    if (clientId && ["bad_request", "too_long", "rate_limited"].includes(frame.code)) {
+      this.settle(clientId);
+    }
+    this.on.error?.({
+      code: String(frame.code || "error"),
+      detail: typeof frame.detail === "string" ? frame.detail : "",
+      client_id: clientId,
+      retry_after: Number.isFinite(frame.retry_after) ? frame.retry_after : null,
+    });
+  }
+}

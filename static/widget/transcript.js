@@ -1,0 +1,151 @@
+// What the message list shows: server messages ordered by `seq` and deduplicated by `id`, replies
+// still streaming, the visitor's own messages not acknowledged yet, and local notices.
+//
+// Every entry has a stable `key` and a `rev` bumped on each change, so the view redraws only
+// what changed.
+
+export class Transcript {
+  constructor(onChange = () => {}) {
+    this.entries = new Map(); // key -> entry
+    this.arrival = 0;
+    this.onChange = onChange;
+  }
+
+  clear() {
+    this.entries.clear();
+    this.onChange();
+  }
+
+  /** Authoritative messages from the server (welcome, ack, message). */
+  upsertMessages(messages) {
+    for (const m of messages) {
+      const key = `m:${m.id}`;
+      const old = this.entries.get(key);
+      // The visitor's local copy is replaced by the stored one.
+      if (m.client_id) {
+        const local = this.entries.get(`c:${m.client_id}`);
+        if (local) this.entries.delete(local.key);
+      }
+      const next = {
+        key,
+        id: String(m.id),
+        seq: m.seq,
+        role: m.role,
+        text: typeof m.text === "string" ? m.text : "",
+        status: m.status || "complete",
+        sources: Array.isArray(m.sources) ? m.sources : [],
+        client_id: m.client_id || null,
+        created_at: m.created_at || null,
+        phase: m.status === "streaming" ? "streaming" : null,
+        notice: old?.notice ?? null,
+        arrival: old?.arrival ?? this.arrival++,
+        rev: (old?.rev ?? 0) + 1,
+      };
+      // A streaming copy keeps the longer text we built from deltas until the final arrives.
+      if (next.status === "streaming" && old && old.text.length > next.text.length) next.text = old.text;
+      this.entries.set(key, next);
+    }
+    this.onChange();
+  }
+
+  /** A reply being streamed: text built from deltas so far. */
+  stream(id, { text, phase }) {
+    const key = `m:${id}`;
+    const old = this.entries.get(key);
+    if (old && old.status !== "streaming" && old.phase === null) return; // final already shown
+    this.entries.set(key, {
+      key,
+      id: String(id),
+      seq: old?.seq ?? null,
+      role: old?.role ?? "assistant",
+      text: phase === "gap" ? old?.text ?? text : text,
+      status: "streaming",
+      sources: old?.sources ?? [],
+      client_id: null,
+      created_at: old?.created_at ?? null,
+      phase,
+      notice: null,
+      arrival: old?.arrival ?? this.arrival++,
+      rev: (old?.rev ?? 0) + 1,
+    });
+    this.onChange();
+  }
+
+  /** The visitor's message, shown at once and replaced by the stored one on `ack`. */
+  addLocal(clientId, text, state = "sending") {
+    const key = `c:${clientId}`;
+    const old = this.entries.get(key);
+    this.entries.set(key, {
+      key,
+      id: null,
+      seq: null,
+      role: "user",
+      text,
+      status: "local",
+      sources: [],
+      client_id: clientId,
+      created_at: null,
+      phase: null,
+      localState: state,
+      notice: null,
+      arrival: old?.arrival ?? this.arrival++,
+      rev: (old?.rev ?? 0) + 1,
+    });
+    this.onChange();
+  }
+
+  /** Attach a plain-words notice to the message sent with `clientId`. Returns false if none. */
+  noticeFor(clientId, notice) {
+    for (const entry of this.entries.values()) {
+      if (entry.client_id === clientId) {
+        entry.notice = notice;
+        if (entry.status === "local") entry.localState = notice.failed ? "failed" : entry.localState;
+        entry.rev += 1;
+        this.onChange();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** A notice that belongs to no message (shown at the end of the list). */
+  addNotice(text) {
+    const key = `n:${this.arrival}`;
+    this.entries.set(key, {
+      key,
+      id: null,
+      seq: null,
+      role: "notice",
+      text,
+      status: "local",
+      sources: [],
+      client_id: null,
+      created_at: null,
+      phase: null,
+      notice: null,
+      arrival: this.arrival++,
+      rev: 1,
+    });
+    this.onChange();
+  }
+
+  removeLocal(clientId) {
+    this.entries.delete(`c:${clientId}`);
+    this.onChange();
+  }
+
+  /**
+   * Display order: stored messages by seq; then, in arrival order, replies streaming without a
+   * seq yet, the visitor's unacknowledged messages and local notices.
+   */
+  ordered() {
+    const all = [...this.entries.values()];
+    const stored = all.filter((e) => Number.isFinite(e.seq)).sort((a, b) => a.seq - b.seq || a.arrival - b.arrival);
+    const rest = all.filter((e) => !Number.isFinite(e.seq)).sort((a, b) => a.arrival - b.arrival);
+    return stored.concat(rest);
+  }
+
+  get size() {
+    return this.entries.size;
+  }
+}
