@@ -1,0 +1,33 @@
+"""Provider-neutral LLM layer over the openai SDK (OpenAI, Azure OpenAI, OpenAI-compatible servers).
+
+The only package of the project that talks to the SDK. No Django here.
+"""
+
+from .chat import complete_chat, stream_chat
+from .config import ChatParams, ProviderConfig
+from .errors import (
+    LLMError,
+    PermanentLLMError,
+    StreamInterrupted,
+    TransientLLMError,
+)
+from .events import CallRecord, Finished, TextDelta, ToolCall, Usage
+from .tokens import count_message_tokens, count_tokens
+
+__all__ = [
+    "CallRecord",
+    "ChatParams",
+    "Finished",
+    "LLMError",
+    "PermanentLLMError",
+    "ProviderConfig",
+    "StreamInterrupted",
+    "TextDelta",
+    "ToolCall",
+    "TransientLLMError",
+    "Usage",
+    "complete_chat",
+    "count_message_tokens",
+    "count_tokens",
+    "stream_chat",
+]
