@@ -25,17 +25,21 @@ ENV PATH=/app/.venv/bin:$PATH \
 # Static files are collected at build time (whitenoise serves them); settings need values, not
 # real servers, for that.
 RUN SECRET_KEY=build-only-not-secret \
+    FIELD_ENCRYPTION_KEYS=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= \
+    ALLOWED_HOSTS=localhost \
     DATABASE_URL=postgres://build@127.0.0.1:5432/build \
     REDIS_URL=redis://127.0.0.1:6379/0 \
     PUBLIC_URL=http://localhost:8000 \
     python manage.py collectstatic --noinput \
-    && mkdir -p /app/var \
-    && chown app:app /app/var
+    && mkdir -p /app/var/beat \
+    && chown app:app /app/var /app/var/beat
 
 USER app
 EXPOSE 8000
 
+# /healthz answers 200 once the database, Redis and the provider are reachable. The request
+# names the first allowed host and says it came through TLS, as the reverse proxy would.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"
+  CMD python -c "import os, urllib.request as u; h = (os.environ.get('ALLOWED_HOSTS') or 'localhost').split(',')[0].strip().lstrip('.'); h = 'localhost' if h in ('', '*') else h; u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), headers={'Host': h, 'X-Forwarded-Proto': 'https'}), timeout=4)"
 
 CMD ["sh", "-c", "exec daphne -b 0.0.0.0 -p \"$PORT\" --proxy-headers supportbot.asgi:application"]

@@ -56,6 +56,6 @@ typecheck: venv ## mypy on the dev stack
 	$(VPY) -m mypy --ignore-missing-imports supportbot/devstack
 
 migrations-check: venv ## fail when models changed without a migration
-	$(VPY) manage.py makemigrations --check --dry-run
+	$(VPY) -m supportbot.devstack exec manage.py makemigrations --check --dry-run
 
 check: lint migrations-check test ## what CI runs, minus the second database pass

@@ -5,6 +5,7 @@ run       embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), t
           a Celery worker, Celery beat and the demo customer site, until Ctrl-C.
 services  only the embedded servers (and with --llm the local model), until Ctrl-C.
 test      the embedded servers where the variables are unset, then pytest with the given args.
+exec      the same, then any one command (``exec manage.py makemigrations --check``).
 """
 
 from __future__ import annotations
@@ -367,12 +368,29 @@ def cmd_test(pytest_args: list[str]) -> int:
     return code
 
 
+def cmd_exec(command: list[str]) -> int:
+    """Run one command with DATABASE_URL / REDIS_URL pointing at the (embedded) servers."""
+    if not command:
+        raise DevstackError("usage: python -m supportbot.devstack exec <command> [args...]")
+    if command[0].endswith(".py"):
+        command = [sys.executable, *command]
+    services = ensure_services()
+    try:
+        env = dict(os.environ, DATABASE_URL=services.database_url, REDIS_URL=services.redis_url)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return subprocess.run(command, cwd=REPO_ROOT, env=env, check=False).returncode
+    finally:
+        services.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "test":
-        # Everything after `test` belongs to pytest, options included.
+    if argv and argv[0] in ("test", "exec"):
+        # Everything after `test` belongs to pytest (after `exec`, to the command), options too.
         try:
-            return cmd_test(argv[1:])
+            if argv[0] == "test":
+                return cmd_test(argv[1:])
+            return cmd_exec(argv[1:])
         except DevstackError as exc:
             say(f"error: {exc}")
             return 1
@@ -385,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     services = sub.add_parser("services", help="only the embedded servers")
     services.add_argument("--llm", action="store_true", help="also serve the local model")
     sub.add_parser("test", help="pytest against embedded servers (args go to pytest)")
+    sub.add_parser("exec", help="one command (e.g. manage.py shell) against the same servers")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
