@@ -1,0 +1,89 @@
+"""Sending frames to the sockets of a conversation, from any thread of any process.
+
+Services and workers are synchronous; the channel layer is asyncio. Each process keeps one
+background event loop that sends queued events in order, so a worker thread never waits on
+Redis to hand a delta over and frames of one conversation are never reordered.
+"""
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+from uuid import UUID
+
+from channels.layers import get_channel_layer
+
+from conversations.groups import conversation_group
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "conversation.event"
+
+
+class _Broadcaster:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
+        self._idle = threading.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        if self._loop is not None and self._pid == os.getpid():
+            return self._loop
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    self._queue = asyncio.Queue()
+                    self._drain_task = loop.create_task(self._drain())
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="broadcast", daemon=True).start()
+                ready.wait(5)
+                self._pid, self._loop = os.getpid(), loop
+        return self._loop
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        layer = get_channel_layer()
+        while True:
+            if self._queue.empty():
+                self._idle.set()
+            group, event = await self._queue.get()
+            try:
+                await layer.group_send(group, event)
+            except Exception:  # a lost frame is recovered by resume; never kill the sender
+                logger.exception("broadcast to %s failed", group)
+
+    def send(self, group: str, event: dict[str, Any]) -> None:
+        loop = self._ensure_started()
+        self._idle.clear()
+        assert self._queue is not None
+        loop.call_soon_threadsafe(self._queue.put_nowait, (group, event))
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until everything queued so far was handed to the channel layer."""
+        return self._idle.wait(timeout)
+
+
+_broadcaster = _Broadcaster()
+
+
+def broadcast_frame(
+    conversation_id: UUID | str, frame: dict[str, Any], *, sender: str | None = None
+) -> None:
+    """Queue `frame` for every socket watching the conversation (except `sender`)."""
+    _broadcaster.send(
+        conversation_group(conversation_id), {"type": EVENT_TYPE, "frame": frame, "sender": sender}
+    )
+
+
+def wait_for_broadcasts(timeout: float = 5.0) -> bool:
+    return _broadcaster.wait_idle(timeout)

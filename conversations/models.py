@@ -1,0 +1,173 @@
+"""Contacts (visitors), conversations, their messages, reply jobs and LLM call records."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from supportbot.tenants.models import Tenant
+
+
+class Contact(models.Model):
+    """A person writing to the tenant: an anonymous widget visitor for now."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
+    locale = models.CharField(max_length=35, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="contact_tenant_recent")]
+
+    def __str__(self) -> str:
+        return f"Visitor {str(self.id)[:8]}"
+
+
+class Conversation(models.Model):
+    class Channel(models.TextChoices):
+        WIDGET = "widget", "Website widget"
+
+    class Status(models.TextChoices):
+        BOT = "bot", "Answered by the assistant"
+        WAITING_FOR_AGENT = "waiting_for_agent", "Waiting for an agent"
+        WITH_AGENT = "with_agent", "With an agent"
+        CLOSED = "closed", "Closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.WIDGET)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.BOT)
+    language = models.CharField(max_length=12, blank=True, default="")
+    last_seq = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_message_at"]
+        indexes = [
+            models.Index(
+                fields=["tenant", "status", "-last_message_at"], name="conv_tenant_status"
+            ),
+            models.Index(
+                fields=["tenant", "channel", "-last_message_at"], name="conv_tenant_channel"
+            ),
+            models.Index(fields=["tenant", "-created_at"], name="conv_tenant_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversation {str(self.id)[:8]}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "Visitor"
+        ASSISTANT = "assistant", "Assistant"
+        AGENT = "agent", "Agent"
+        SYSTEM = "system", "Notice"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", "Complete"
+        STREAMING = "streaming", "Streaming"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=12, choices=Role.choices)
+    text = models.TextField(blank=True, default="")
+    # NULL, not "", for messages without one: the unique constraint skips NULLs.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
+    sources = models.JSONField(default=list, blank=True)
+    # For assistant replies: what produced them.
+    model = models.CharField(max_length=200, blank=True, default="")
+    finish_reason = models.CharField(max_length=20, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="message_unique_seq"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_unique_client_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.role}"
+
+
+class ReplyJob(models.Model):
+    """The state row of one assistant reply: makes a redelivered job a no-op once done."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="reply_jobs"
+    )
+    trigger = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="reply_job")
+    reply = models.OneToOneField(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="produced_by"
+    )
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "updated_at"], name="replyjob_state")]
+
+    def __str__(self) -> str:
+        return f"Reply job {self.pk} ({self.state})"
+
+
+class LLMCall(models.Model):
+    """One call to a model provider: what it cost and how it went."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="llm_calls")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="llm_calls"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="llm_calls"
+    )
+    purpose = models.CharField(max_length=20, default="reply")
+    provider = models.CharField(max_length=20)
+    model = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=20)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    finish_reason = models.CharField(max_length=20, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "LLM call"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="llmcall_tenant_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.outcome} ({self.latency_ms} ms)"

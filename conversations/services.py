@@ -1,0 +1,175 @@
+"""Writes for conversations: visitors arriving, messages posted, replies queued.
+
+Every function here is the one way in for its change: keyword arguments, one transaction,
+broadcast and job enqueue only after commit.
+"""
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from conversations import frames
+from conversations.broadcast import broadcast_frame
+from conversations.models import Contact, Conversation, Message, ReplyJob
+from conversations.visitors import contact_id_from_token, visitor_token_for
+from supportbot.tenants.models import Tenant
+
+
+class AccessDenied(Exception):
+    """The visitor may not open what it asked for (forged token, another tenant's conversation)."""
+
+
+@dataclass(frozen=True)
+class VisitorSession:
+    tenant: Tenant
+    contact: Contact
+    conversation: Conversation
+    visitor_token: str
+
+
+def _parse_uuid(value: object) -> UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+@transaction.atomic
+def visitor_session_open(
+    *,
+    tenant: Tenant,
+    visitor_token: str | None,
+    conversation_id: str | None,
+    locale: str = "",
+) -> VisitorSession:
+    """Find (or create) the visitor and their conversation for a widget `hello`.
+
+    A token that is not genuine or not this tenant's, or a conversation that is not this
+    visitor's, raises AccessDenied: a client never learns whether another tenant's ids exist.
+    """
+    contact: Contact | None = None
+    if visitor_token:
+        contact_id = contact_id_from_token(visitor_token, tenant_id=tenant.pk)
+        if contact_id is None:
+            raise AccessDenied("visitor token refused")
+        contact = Contact.objects.filter(pk=contact_id, tenant=tenant).first()
+        if contact is None:
+            raise AccessDenied("visitor unknown")
+    elif conversation_id:
+        raise AccessDenied("a conversation needs the visitor token it was opened with")
+
+    if contact is None:
+        contact = Contact.objects.create(tenant=tenant, locale=locale[:35])
+
+    conversation: Conversation | None = None
+    if conversation_id:
+        conversation_uuid = _parse_uuid(conversation_id)
+        conversation = (
+            Conversation.objects.filter(
+                pk=conversation_uuid, tenant=tenant, contact=contact
+            ).first()
+            if conversation_uuid
+            else None
+        )
+        if conversation is None:
+            raise AccessDenied("conversation refused")
+    if conversation is None:
+        conversation = (
+            Conversation.objects.filter(tenant=tenant, contact=contact)
+            .exclude(status=Conversation.Status.CLOSED)
+            .order_by("-created_at")
+            .first()
+        )
+    if conversation is None:
+        conversation = Conversation.objects.create(
+            tenant=tenant, contact=contact, channel=Conversation.Channel.WIDGET
+        )
+    return VisitorSession(
+        tenant=tenant,
+        contact=contact,
+        conversation=conversation,
+        visitor_token=visitor_token
+        or visitor_token_for(tenant_id=tenant.pk, contact_id=contact.pk),
+    )
+
+
+def _next_seq(conversation_id: UUID) -> int:
+    """Allocate the next `seq` of a conversation; the row stays locked until commit."""
+    Conversation.objects.filter(pk=conversation_id).update(
+        last_seq=F("last_seq") + 1, last_message_at=timezone.now()
+    )
+    return Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation_id)
+
+
+def message_append(
+    *,
+    conversation: Conversation,
+    role: str,
+    text: str,
+    status: str = Message.Status.COMPLETE,
+    client_id: str | None = None,
+    broadcast: bool = True,
+    sender: str | None = None,
+) -> Message:
+    """Add a message at the end of a conversation (inside the caller's transaction)."""
+    message = Message.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        seq=_next_seq(conversation.pk),
+        role=role,
+        text=text,
+        status=status,
+        client_id=client_id,
+        completed_at=timezone.now() if status == Message.Status.COMPLETE else None,
+    )
+    if broadcast:
+        frame = frames.message_frame(message)
+        transaction.on_commit(lambda: broadcast_frame(conversation.pk, frame, sender=sender))
+    return message
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    message: Message
+    created: bool  # False when the client_id was seen before (a resend)
+
+
+def message_post_from_visitor(
+    *, conversation: Conversation, client_id: str, text: str, sender: str | None = None
+) -> PostedMessage:
+    """Persist a visitor's message once per `client_id` and queue the assistant's reply."""
+    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+    if existing is not None:
+        return PostedMessage(message=existing, created=False)
+    try:
+        with transaction.atomic():
+            message = message_append(
+                conversation=conversation,
+                role=Message.Role.USER,
+                text=text,
+                client_id=client_id,
+                sender=sender,
+            )
+            if conversation.status == Conversation.Status.BOT:
+                reply_job_queue(conversation=conversation, trigger=message)
+    except IntegrityError:
+        # The same client_id raced in on another socket: that insert won.
+        existing = Message.objects.get(conversation=conversation, client_id=client_id)
+        return PostedMessage(message=existing, created=False)
+    return PostedMessage(message=message, created=True)
+
+
+def reply_job_queue(*, conversation: Conversation, trigger: Message) -> ReplyJob:
+    """Create the state row of a reply and enqueue its job after commit."""
+    from conversations.tasks import generate_reply
+
+    job = ReplyJob.objects.create(
+        tenant_id=conversation.tenant_id, conversation=conversation, trigger=trigger
+    )
+    transaction.on_commit(lambda: generate_reply.delay(job.pk))
+    return job

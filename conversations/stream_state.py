@@ -1,0 +1,42 @@
+"""The text generated so far of each streaming reply, kept in Redis for resuming clients.
+
+The worker writes the snapshot for delta `index` before it publishes that delta, so a socket
+that subscribes first and reads the snapshot second misses nothing and repeats nothing: it
+forwards only deltas with a higher index than the snapshot's.
+"""
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from supportbot.redis_store import get_redis
+
+_TTL_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    text: str
+    index: int  # index of the last delta included in `text`; -1 before the first
+
+
+def _key(message_id: UUID | str) -> str:
+    return f"supportbot:reply-stream:{message_id}"
+
+
+def snapshot_write(message_id: UUID | str, *, text: str, index: int) -> None:
+    key = _key(message_id)
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.hset(key, mapping={"text": text, "index": index})
+    pipe.expire(key, _TTL_SECONDS)
+    pipe.execute()
+
+
+def snapshot_read(message_id: UUID | str) -> StreamSnapshot | None:
+    data = get_redis().hgetall(_key(message_id))
+    if not data:
+        return None
+    return StreamSnapshot(text=data.get("text", ""), index=int(data.get("index", -1)))
+
+
+def snapshot_clear(message_id: UUID | str) -> None:
+    get_redis().delete(_key(message_id))

@@ -1,0 +1,40 @@
+"""Celery entry points for conversations: ids in, one service called."""
+
+import logging
+
+import redis
+from celery import shared_task
+from django.db import OperationalError
+
+from conversations.replies import LeaseHeld, reply_generate, reply_jobs_requeue_stalled
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="conversations.generate_reply",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=5,
+)
+def generate_reply(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
+    try:
+        reply_generate(job_id=job_id)
+    except LeaseHeld as held:
+        # Another worker is on it; come back when its lease may have lapsed.
+        raise self.retry(countdown=held.seconds + 0.5, max_retries=100) from None
+    except (OperationalError, redis.ConnectionError) as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+
+
+@shared_task(name="conversations.requeue_stalled_replies", ignore_result=True)
+def requeue_stalled_replies() -> int:
+    """Re-enqueue replies whose worker died or whose queue message was lost."""
+    job_ids = reply_jobs_requeue_stalled()
+    for job_id in job_ids:
+        generate_reply.delay(job_id)
+    if job_ids:
+        logger.info("requeued %d stalled reply jobs", len(job_ids))
+    return len(job_ids)

@@ -1,0 +1,45 @@
+"""HTTP views of the widget: the iframe page that holds the chat."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_GET
+
+from supportbot.tenants.selectors import access_widget_key_by_public_key
+
+
+def _frame_csp(frame_ancestors: list[str]) -> str:
+    ancestors = " ".join(frame_ancestors) if frame_ancestors else "'none'"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; "
+        f"form-action 'none'; frame-ancestors 'self' {ancestors}"
+    )
+
+
+@require_GET
+@xframe_options_exempt
+def widget_frame(request: HttpRequest) -> HttpResponse:
+    """The chat inside the iframe. Framing is limited to the key's allowed origins."""
+    widget_key = access_widget_key_by_public_key(request.GET.get("key"))
+    if widget_key is None:
+        response = render(
+            request, "widget/unavailable.html", {"title": "Chat unavailable"}, status=404
+        )
+        response["Content-Security-Policy"] = _frame_csp([])
+        return response
+    locale = request.GET.get("locale", "")[:35]
+    response = render(
+        request,
+        "widget/frame.html",
+        {
+            "widget_key": widget_key.public_key,
+            "ws_path": "/ws/widget/",
+            "tenant_name": widget_key.tenant.name,
+            "locale": locale,
+            "title": f"Chat with {widget_key.tenant.name}",
+        },
+    )
+    response["Content-Security-Policy"] = _frame_csp(widget_key.effective_origins)
+    response["Cache-Control"] = "no-store"
+    return response

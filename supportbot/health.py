@@ -1,0 +1,61 @@
+"""`GET /healthz`: can this process serve? Database, Redis and the LLM provider, each checked."""
+
+import time
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from supportbot.redis_store import get_redis
+
+
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception:
+        return "unavailable"
+
+
+def _check_redis() -> str:
+    try:
+        get_redis().ping()
+        return "ok"
+    except Exception:
+        return "unavailable"
+
+
+_llm_cache: dict[str, Any] = {"at": 0.0, "value": "unknown"}
+
+
+def _check_llm() -> str:
+    """Reachability of the default provider's base URL (cached for 30 s; never sends the key)."""
+    if not settings.LLM_BASE_URL:
+        return "configured" if settings.LLM_PROVIDER else "not_configured"
+    now = time.monotonic()
+    if now - _llm_cache["at"] < 30:
+        return str(_llm_cache["value"])
+    try:
+        httpx.get(settings.LLM_BASE_URL.rstrip("/") + "/models", timeout=2.0)
+        value = "ok"
+    except httpx.HTTPError:
+        value = "unreachable"
+    _llm_cache.update(at=now, value=value)
+    return value
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    database, redis_state = _check_database(), _check_redis()
+    ok = database == "ok" and redis_state == "ok"
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "database": database,
+        "redis": redis_state,
+        "llm": _check_llm(),
+    }
+    return JsonResponse(body, status=200 if ok else 503)

@@ -1,0 +1,235 @@
+"""Settings, read from the environment through one `env` object.
+
+In development (the default) the embedded servers started by `make run` / `make test` publish
+their addresses in `var/devstack.json`; an environment variable always wins over that file.
+In production (`SUPPORTBOT_ENV=production`) secrets have no defaults and must be set.
+"""
+
+import json
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+
+
+def _devstack_value(key: str) -> str | None:
+    """What the embedded dev stack wrote for `key`, if it is running."""
+    path = VAR_DIR / "devstack.json"
+    try:
+        value = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    return value or None
+
+
+SUPPORTBOT_ENV = env.str("SUPPORTBOT_ENV", default="development")
+if SUPPORTBOT_ENV not in {"development", "production"}:
+    raise environ.ImproperlyConfigured("SUPPORTBOT_ENV must be 'development' or 'production'.")
+PRODUCTION = SUPPORTBOT_ENV == "production"
+
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION:
+    SECRET_KEY = env.str("SECRET_KEY")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-never-use-in-production")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+# Key for encrypting secrets stored in the database (provider API keys). A comma-separated
+# list of Fernet keys: the first encrypts, all decrypt (rotation). Derived from SECRET_KEY
+# in development only.
+if PRODUCTION:
+    FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+else:
+    FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+# The public URL of this service (scheme://host[:port]); used in the widget snippet.
+PUBLIC_URL = env.str("PUBLIC_URL", default="")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "supportbot.tenants",
+    "supportbot.compliance",
+    "conversations",
+    "knowledge",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "supportbot.urls"
+ASGI_APPLICATION = "supportbot.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Postgres -------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default="") or _devstack_value("database_url")
+if not DATABASE_URL:
+    raise environ.ImproperlyConfigured(
+        "DATABASE_URL is not set and no embedded Postgres is running: start the app with "
+        "`make run` (or `python -m supportbot.devstack services`), or set DATABASE_URL."
+    )
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# Under ASGI every request may run on another thread: no persistent connections, a pool instead.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+if env.bool("DATABASE_POOL", default=True):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX", default=10),
+        "timeout": 10,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: Celery broker and channel layer --------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="") or _devstack_value("redis_url")
+if not REDIS_URL:
+    raise environ.ImproperlyConfigured(
+        "REDIS_URL is not set and no embedded Redis is running: start the app with `make run`, "
+        "or set REDIS_URL."
+    )
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "supportbot"},
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "supportbot",
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"conversations.generate_reply": {"queue": "replies"}}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# An unacknowledged job (its worker died) is handed to another worker after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stalled-replies": {"task": "conversations.requeue_stalled_replies", "schedule": 60.0},
+}
+
+# --- LLM provider (a tenant may override it in admin) ----------------------------------------
+LLM_PROVIDER = env.str("LLM_PROVIDER", default="")
+LLM_BASE_URL = env.str("LLM_BASE_URL", default="") or _devstack_value("llm_base_url") or ""
+LLM_API_KEY = env.str("LLM_API_KEY", default="")
+LLM_MODEL = env.str("LLM_MODEL", default="") or _devstack_value("llm_model") or ""
+LLM_API_VERSION = env.str("LLM_API_VERSION", default="")
+LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=5.0)
+LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=30.0)
+LLM_DEADLINE = env.float("LLM_DEADLINE", default=120.0)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
+
+# --- Replies ----------------------------------------------------------------------------------
+# How often streamed text is flushed to the widget (seconds): deltas are coalesced in between.
+REPLY_FLUSH_INTERVAL = env.float("REPLY_FLUSH_INTERVAL", default=0.03)
+# A reply job holds a lease it renews while streaming; a redelivered job waits for it to lapse.
+REPLY_LEASE_SECONDS = env.float("REPLY_LEASE_SECONDS", default=15.0)
+# Tokens of history sent to the model, by default (a tenant can change it).
+HISTORY_TOKEN_BUDGET = env.int("HISTORY_TOKEN_BUDGET", default=3000)
+
+# --- Widget edge limits -----------------------------------------------------------------------
+WIDGET_MAX_FRAME_BYTES = 64 * 1024
+WIDGET_HELLO_TIMEOUT = env.float("WIDGET_HELLO_TIMEOUT", default=5.0)
+WIDGET_MAX_CONNECTIONS_PER_CLIENT = env.int("WIDGET_MAX_CONNECTIONS_PER_CLIENT", default=20)
+WIDGET_MESSAGES_PER_MINUTE = env.int("WIDGET_MESSAGES_PER_MINUTE", default=20)
+
+# --- Auth, i18n, static -------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# The widget loader is fetched cross-origin by customers' pages.
+WHITENOISE_ALLOW_ALL_ORIGINS = True
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Security -----------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+}

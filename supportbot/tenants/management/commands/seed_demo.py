@@ -1,0 +1,90 @@
+"""`manage.py seed_demo [--json]`: the demo tenant, its widget key and an admin user (idempotent).
+
+Development only: the admin password is generated once and kept in var/demo-admin.json.
+"""
+
+import json
+import os
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from supportbot.tenants.models import Tenant, WidgetKey
+from supportbot.tenants.origins import normalize_origins
+from supportbot.tenants.services import tenant_create
+
+DEMO_SLUG = "demo"
+DEMO_PERSONA = (
+    "You are the support assistant of Northwind Outdoor, a shop selling tents, backpacks and "
+    "hiking gear online. Be friendly and brief. Orders ship in 2 business days; returns are "
+    "free within 30 days. If you don't know something, say so and offer a person."
+)
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the demo tenant, its widget key and the demo admin user."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Print one JSON line.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("seed_demo is for development only.")
+        origins = normalize_origins(
+            [o for o in os.environ.get("DEMO_SITE_ORIGINS", "").split(",") if o.strip()]
+        )
+        with transaction.atomic():
+            tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
+            if tenant is None:
+                tenant, key = tenant_create(
+                    name="Northwind Outdoor",
+                    slug=DEMO_SLUG,
+                    allowed_origins=origins,
+                    persona=DEMO_PERSONA,
+                )
+            else:
+                tenant.allowed_origins = normalize_origins([*tenant.allowed_origins, *origins])
+                tenant.save(update_fields=["allowed_origins", "updated_at"])
+                key = WidgetKey.objects.filter(tenant=tenant, is_active=True).first()
+                if key is None:
+                    key = WidgetKey.objects.create(tenant=tenant, label="default")
+            username, password = self._admin_user()
+        result = {
+            "tenant": tenant.slug,
+            "widget_key": key.public_key,
+            "admin_user": username,
+            "admin_password": password,
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+        else:
+            for name, value in result.items():
+                self.stdout.write(f"{name}: {value}")
+
+    def _admin_user(self) -> tuple[str, str]:
+        path = settings.VAR_DIR / "demo-admin.json"
+        username = "admin"
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        user_model = get_user_model()
+        user = user_model.objects.filter(username=username).first()
+        password = saved.get("password")
+        if user is not None and password and user.check_password(password):
+            return username, password
+        password = secrets.token_urlsafe(12)
+        if user is None:
+            user_model.objects.create_superuser(username=username, email="", password=password)
+        else:
+            user.set_password(password)
+            user.is_staff = user.is_superuser = True
+            user.save()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"username": username, "password": password}))
+        path.chmod(0o600)
+        return username, password

@@ -1,0 +1,42 @@
+"""`manage.py tenant_create --name NAME --allowed-origin URL [...] [--json]`."""
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from supportbot.tenants.services import tenant_create
+
+
+class Command(BaseCommand):
+    help = "Create a tenant with one widget key; prints the tenant's slug and the public key."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--name", required=True, help="The company's name.")
+        parser.add_argument(
+            "--allowed-origin",
+            action="append",
+            default=[],
+            dest="allowed_origins",
+            metavar="URL",
+            help="A website allowed to embed the widget (repeat for several).",
+        )
+        parser.add_argument("--slug", default=None, help="Slug (default: from the name).")
+        parser.add_argument("--json", action="store_true", help="Print one JSON line.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            tenant, key = tenant_create(
+                name=options["name"],
+                allowed_origins=options["allowed_origins"],
+                slug=options["slug"],
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps({"tenant": tenant.slug, "widget_key": key.public_key}))
+        else:
+            self.stdout.write(f"Created tenant {tenant.slug} with widget key {key.public_key}")

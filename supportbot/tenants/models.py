@@ -1,0 +1,119 @@
+"""Tenants (the companies using Supportbot) and their public widget keys."""
+
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from supportbot.tenants.origins import normalize_origins
+
+DEFAULT_PERSONA = (
+    "You are a friendly, concise customer-support assistant. Answer the visitor's question "
+    "accurately. If you do not know, say so and offer to connect them with a person."
+)
+
+
+def _validate_origin_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError('Enter a list of origins such as ["https://shop.example.com"].')
+    normalize_origins(value)
+
+
+class Tenant(models.Model):
+    class LLMProvider(models.TextChoices):
+        DEFAULT = "", "Server default"
+        OPENAI = "openai", "OpenAI or OpenAI-compatible"
+        AZURE = "azure", "Azure OpenAI"
+        LOCAL = "local", "Local model"
+
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    persona = models.TextField(
+        default=DEFAULT_PERSONA, help_text="System prompt: who the assistant is and how it answers."
+    )
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[_validate_origin_list],
+        help_text='Websites allowed to embed the widget, e.g. ["https://shop.example.com"].',
+    )
+    message_max_chars = models.PositiveIntegerField(
+        default=4000, help_text="Longest visitor message accepted, in characters."
+    )
+    history_token_budget = models.PositiveIntegerField(
+        default=3000, help_text="Tokens of conversation history sent to the model."
+    )
+
+    # Optional per-tenant provider override; blank fields fall back to the server's settings.
+    llm_provider = models.CharField(
+        max_length=16, choices=LLMProvider.choices, blank=True, default=""
+    )
+    llm_base_url = models.URLField(blank=True, default="")
+    llm_api_key_encrypted = models.TextField(blank=True, default="", editable=False)
+    llm_model = models.CharField(max_length=200, blank=True, default="")
+    llm_api_version = models.CharField(max_length=40, blank=True, default="")
+
+    # Chat Completions parameters.
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True, default=512)
+    presence_penalty = models.FloatField(null=True, blank=True)
+    frequency_penalty = models.FloatField(null=True, blank=True)
+    seed = models.IntegerField(null=True, blank=True)
+    stop = models.JSONField(default=list, blank=True, help_text="Up to 4 stop sequences.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.allowed_origins = normalize_origins(self.allowed_origins or [])
+        if not isinstance(self.stop, list) or len(self.stop) > 4:
+            raise ValidationError({"stop": "At most 4 stop sequences."})
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            raise ValidationError({"temperature": "Between 0 and 2."})
+        if self.top_p is not None and not 0 <= self.top_p <= 1:
+            raise ValidationError({"top_p": "Between 0 and 1."})
+        for field in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, field)
+            if value is not None and not -2 <= value <= 2:
+                raise ValidationError({field: "Between -2 and 2."})
+
+
+def new_public_key() -> str:
+    return "wk_" + secrets.token_urlsafe(18)
+
+
+class WidgetKey(models.Model):
+    """The public key a customer's page uses to load the widget; it names the tenant."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="widget_keys")
+    public_key = models.CharField(max_length=64, unique=True, default=new_public_key)
+    label = models.CharField(max_length=100, blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[_validate_origin_list],
+        help_text="Origins for this key only; empty means the tenant's allowed origins.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.public_key
+
+    def clean(self) -> None:
+        self.allowed_origins = normalize_origins(self.allowed_origins or [])
+
+    @property
+    def effective_origins(self) -> list[str]:
+        return self.allowed_origins or self.tenant.allowed_origins

@@ -1,0 +1,51 @@
+"""Reads for tenants: widget key lookup and the provider settings a tenant's replies use."""
+
+from django.conf import settings
+
+from supportbot.compliance.encryption import decrypt_secret
+from supportbot.llm import ChatParams, ProviderConfig
+from supportbot.tenants.models import Tenant, WidgetKey
+
+
+def access_widget_key_by_public_key(public_key: object) -> WidgetKey | None:
+    """The active key (of an active tenant) for `public_key`, or None."""
+    if not isinstance(public_key, str) or not 0 < len(public_key) <= 64:
+        return None
+    return (
+        WidgetKey.objects.select_related("tenant")
+        .filter(public_key=public_key, is_active=True, tenant__is_active=True)
+        .first()
+    )
+
+
+def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
+    """The provider a tenant's replies go to: its own override, else the server's settings."""
+    provider = tenant.llm_provider or settings.LLM_PROVIDER or "openai"
+    own = bool(tenant.llm_provider)
+    base_url = (tenant.llm_base_url if own else "") or settings.LLM_BASE_URL or None
+    api_key = decrypt_secret(tenant.llm_api_key_encrypted) if own else ""
+    if not api_key and not own:
+        api_key = settings.LLM_API_KEY
+    return ProviderConfig(
+        provider=provider,
+        model=(tenant.llm_model if own else "") or settings.LLM_MODEL or "gpt-4o-mini",
+        base_url=base_url,
+        api_key=api_key or None,
+        api_version=(tenant.llm_api_version if own else "") or settings.LLM_API_VERSION or None,
+        connect_timeout=settings.LLM_CONNECT_TIMEOUT,
+        read_timeout=settings.LLM_READ_TIMEOUT,
+        deadline=settings.LLM_DEADLINE,
+        max_retries=settings.LLM_MAX_RETRIES,
+    )
+
+
+def tenant_chat_params(tenant: Tenant) -> ChatParams:
+    return ChatParams(
+        temperature=tenant.temperature,
+        top_p=tenant.top_p,
+        max_tokens=tenant.max_tokens,
+        presence_penalty=tenant.presence_penalty,
+        frequency_penalty=tenant.frequency_penalty,
+        seed=tenant.seed,
+        stop=list(tenant.stop) or None,
+    )

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from conversations.views import widget_frame
+from supportbot.health import healthz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("widget/frame/", widget_frame, name="widget-frame"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,69 @@
+"""Fixtures shared by the whole suite.
+
+Real Postgres and Redis (embedded ones started by `make test`, or the servers named by
+DATABASE_URL/REDIS_URL), a real Celery worker, and the scripted OpenAI-compatible server on
+loopback standing in for the paid provider.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.llm_server import ScriptedLLMServer
+
+pytest_plugins = ["tests.support.stack"]
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[ScriptedLLMServer]:
+    server = ScriptedLLMServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def llm(llm_server: ScriptedLLMServer, settings: Any) -> ScriptedLLMServer:
+    """The scripted provider, reset, and configured as the server default for this test."""
+    llm_server.reset()
+    settings.LLM_PROVIDER = "openai"
+    settings.LLM_BASE_URL = llm_server.base_url
+    settings.LLM_API_KEY = "sk-test-secret"
+    settings.LLM_MODEL = "scripted-model"
+    settings.LLM_READ_TIMEOUT = 5.0
+    settings.LLM_DEADLINE = 20.0
+    settings.LLM_MAX_RETRIES = 1
+    return llm_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis() -> None:
+    """Start from an empty Redis database: no queued jobs or counters from an earlier run."""
+    from supportbot.redis_store import get_redis
+
+    get_redis().flushdb()
+
+
+@pytest.fixture
+def make_tenant(db: None) -> Any:
+    from supportbot.tenants.services import tenant_create
+
+    counter = {"n": 0}
+
+    def make(name: str | None = None, allowed_origins: list[str] | None = None, **fields: Any):  # type: ignore[no-untyped-def]
+        counter["n"] += 1
+        tenant, key = tenant_create(
+            name=name or f"Tenant {counter['n']}",
+            allowed_origins=allowed_origins
+            if allowed_origins is not None
+            else ["https://shop.example.com"],
+        )
+        for field, value in fields.items():
+            setattr(tenant, field, value)
+        if fields:
+            tenant.save()
+        return tenant, key
+
+    return make
