@@ -288,8 +288,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = 1
     finally:
         supervisor.stop_all()
-        services.stop()
         clear_state(services, wrote_llm)
+        services.stop()
     if code == 0:
         say("stopped")
     return code
@@ -329,8 +329,8 @@ def cmd_services(args: argparse.Namespace) -> int:
         code = 1
     finally:
         supervisor.stop_all()
-        services.stop()
         clear_state(services, wrote_llm)
+        services.stop()
     return code
 
 

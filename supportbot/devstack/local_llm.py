@@ -114,6 +114,9 @@ class LocalLLMSpec:
             str(self.n_ctx),
             "--n_threads",
             threads,
+            # llama.cpp's model-loading dump is hundreds of lines; requests are still logged.
+            "--verbose",
+            "false",
         ]
 
 
