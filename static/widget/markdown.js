@@ -336,7 +336,8 @@ function appendInline(parent, text, doc, depth, inLink) {
       }
     }
 
-    if ((ch === "h" || ch === "H") && !inLink && !isWordChar(text[i - 1])) {
+    // Bare URLs, unless they sit in what looks like an HTML attribute (shown as text).
+    if ((ch === "h" || ch === "H") && !inLink && !isWordChar(text[i - 1]) && !"\"'=/".includes(text[i - 1] ?? " ")) {
       const m = /^https?:\/\/[^\s<>"'`]+/i.exec(text.slice(i, i + MAX_URL));
       if (m) {
         const url = trimUrlEnd(m[0]);

@@ -13,6 +13,7 @@ export const CLOSE_TOO_MANY = 4429;
 export const MAX_FRAME_BYTES = 64 * 1024;
 const CACHED_MESSAGES = 200;
 const WELCOME_TIMEOUT_MS = 10000;
+const STREAM_FLOOR_TTL_MS = 15 * 60 * 1000;
 
 // Reconnect delays: exponential, capped, with "equal jitter" (half fixed, half random).
 export const BACKOFF = Object.freeze({ baseMs: 500, maxMs: 30000 });
@@ -62,6 +63,13 @@ export class SessionStore {
     const outbox = Array.isArray(data.outbox)
       ? data.outbox.filter((m) => isObject(m) && typeof m.client_id === "string" && typeof m.text === "string")
       : [];
+    const floors = {};
+    if (isObject(data.stream_floors)) {
+      const now = Date.now();
+      for (const [id, floor] of Object.entries(data.stream_floors)) {
+        if (isObject(floor) && Number.isFinite(floor.seq) && now - floor.at < STREAM_FLOOR_TTL_MS) floors[id] = floor;
+      }
+    }
     return {
       visitor_token: typeof data.visitor_token === "string" ? data.visitor_token : null,
       conversation_id: data.conversation_id != null ? String(data.conversation_id) : null,
@@ -69,6 +77,7 @@ export class SessionStore {
       last_seq: lastSeqOf(messages),
       messages,
       outbox,
+      stream_floors: floors,
     };
   }
 
@@ -80,6 +89,7 @@ export class SessionStore {
       last_seq: lastSeqOf(messages),
       messages,
       outbox: session.outbox,
+      stream_floors: session.stream_floors,
     };
     this.memory = data;
     if (!this.storage) return;
@@ -195,7 +205,7 @@ export class WidgetConnection {
   startOver() {
     this.stop();
     this.store.clear();
-    this.session = { visitor_token: null, conversation_id: null, last_seq: 0, messages: [], outbox: [] };
+    this.session = { visitor_token: null, conversation_id: null, last_seq: 0, messages: [], outbox: [], stream_floors: {} };
     this.known.clear();
     this.streams.clear();
     this.attempt = 0;
@@ -319,10 +329,24 @@ export class WidgetConnection {
     this.store.save(this.session);
   }
 
+  /**
+   * The `last_seq` to resume from: the highest seq shown, except that a reply still streaming
+   * (its seq is not known yet, and may be lower than a message sent after it started) must be
+   * sent again, so resume from below it.
+   */
   lastSeq() {
     let last = 0;
     for (const m of this.known.values()) if (isFinal(m) && m.seq > last) last = m.seq;
+    for (const floor of Object.values(this.session.stream_floors)) last = Math.min(last, floor.seq);
     return last;
+  }
+
+  openFloor(id) {
+    if (this.session.stream_floors[id]) return;
+    let last = 0;
+    for (const m of this.known.values()) if (isFinal(m) && m.seq > last) last = m.seq;
+    this.session.stream_floors[id] = { seq: last, at: Date.now() };
+    this.persist();
   }
 
   // ---- frames ------------------------------------------------------------------------------
@@ -361,6 +385,7 @@ export class WidgetConnection {
       // Another conversation than the one shown: start the view from scratch.
       this.known.clear();
       this.streams.clear();
+      this.session.stream_floors = {};
       this.on.reset?.();
     }
     this.session.visitor_token = typeof frame.visitor_token === "string" ? frame.visitor_token : this.session.visitor_token;
@@ -381,7 +406,10 @@ export class WidgetConnection {
     for (const m of messages) {
       const id = String(m.id);
       this.known.set(id, m);
-      if (isFinal(m)) this.streams.delete(id);
+      if (isFinal(m)) {
+        this.streams.delete(id);
+        delete this.session.stream_floors[id];
+      }
       if (m.client_id) this.settle(m.client_id, false);
     }
     this.persist();
@@ -402,6 +430,7 @@ export class WidgetConnection {
     if (known && isFinal(known)) return; // already have the final text
     // The first delta after reply.start holds the text so far (all of it after a reconnect).
     this.streams.set(id, { next: null, text: "", gap: false });
+    this.openFloor(id);
     this.on.stream?.(id, { text: "", phase: "waiting" });
   }
 
@@ -416,6 +445,7 @@ export class WidgetConnection {
       // No reply.start seen: only a stream starting at 0 can be trusted.
       stream = { next: 0, text: "", gap: false };
       this.streams.set(id, stream);
+      this.openFloor(id);
     }
     if (stream.gap) return; // wait for the final message
     if (!Number.isInteger(index)) return;
