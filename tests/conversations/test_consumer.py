@@ -1,0 +1,474 @@
+"""Protocol v1 through the real consumer, channel layer (Redis) and a real Celery worker."""
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from conversations.models import Conversation, LLMCall, Message, ReplyJob
+from supportbot.asgi import application
+from tests.support.llm_server import Reply
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+SHOP = "https://shop.example.com"
+
+
+async def connect(origin: str | None = SHOP, client: str = "10.0.0.1") -> WebsocketCommunicator:
+    headers = [(b"host", b"support.example.net")]
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    communicator = WebsocketCommunicator(application, "/ws/widget/", headers=headers)
+    communicator.scope["client"] = (client, 50000)
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def hello(communicator: WebsocketCommunicator, key: str, **fields: Any) -> dict[str, Any]:
+    frame = {
+        "type": "hello",
+        "key": key,
+        "visitor_token": None,
+        "conversation_id": None,
+        "last_seq": 0,
+        "locale": "en-GB",
+    }
+    frame.update(fields)
+    await communicator.send_json_to(frame)
+    welcome = await communicator.receive_json_from(timeout=5)
+    assert welcome["type"] == "welcome", welcome
+    return welcome
+
+
+async def receive_until(
+    communicator: WebsocketCommunicator, predicate: Any, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """Frames received until one matches `predicate` (included); fails after `timeout`."""
+    frames: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"no matching frame within {timeout}s; got {frames}"
+        frame = await communicator.receive_json_from(timeout=remaining)
+        frames.append(frame)
+        if predicate(frame):
+            return frames
+
+
+def is_final_assistant(frame: dict[str, Any]) -> bool:
+    return frame["type"] == "message" and frame["message"]["role"] == "assistant"
+
+
+async def assert_closed_with(communicator: WebsocketCommunicator, code: int) -> None:
+    output = await communicator.receive_output(timeout=5)
+    while output["type"] == "websocket.send":
+        output = await communicator.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": code}
+
+
+@pytest.fixture
+def tenant_and_key(make_tenant: Any, llm: Any) -> Any:
+    tenant, key = make_tenant(allowed_origins=[SHOP])
+    return tenant, key
+
+
+async def test_message_streams_reply_and_persists_it(tenant_and_key: Any, llm: Any) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="Orders ship in two business days.", token_interval=0.01))
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    assert welcome["messages"] == [] and welcome["seq"] == 0
+    client_id = str(uuid.uuid4())
+    await ws.send_json_to({"type": "message", "client_id": client_id, "text": "When do you ship?"})
+    ack = await ws.receive_json_from(timeout=5)
+    assert ack["type"] == "ack" and ack["client_id"] == client_id
+    assert ack["message"]["seq"] == 1 and ack["message"]["role"] == "user"
+
+    frames = await receive_until(ws, is_final_assistant)
+    start = frames[0]
+    assert start["type"] == "reply.start"
+    deltas = [f for f in frames if f["type"] == "reply.delta"]
+    assert [d["index"] for d in deltas] == list(range(len(deltas)))
+    assert all(d["message_id"] == start["message_id"] for d in deltas)
+    final = frames[-1]["message"]
+    assert final["id"] == start["message_id"] and final["status"] == "complete"
+    assert (
+        "".join(d["text"] for d in deltas) == final["text"] == "Orders ship in two business days."
+    )
+    assert final["seq"] == 2
+    await ws.disconnect()
+
+    message = await database_sync_to_async(Message.objects.get)(pk=final["id"])
+    assert message.finish_reason == "stop" and message.completion_tokens
+    call = await database_sync_to_async(LLMCall.objects.get)(message=message)
+    assert call.outcome == "ok" and call.prompt_tokens and call.model
+    sent = llm.chat_requests()[-1].json
+    assert sent["stream"] is True
+    assert sent["messages"][0]["role"] == "system"
+    assert sent["messages"][-1] == {"role": "user", "content": "When do you ship?"}
+
+
+async def test_resend_with_same_client_id_is_acked_once_and_answered_once(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="Just once."))
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    client_id = "c-1"
+    await ws.send_json_to({"type": "message", "client_id": client_id, "text": "Hi"})
+    first_ack = await ws.receive_json_from(timeout=5)
+    await receive_until(ws, is_final_assistant)
+    await ws.disconnect()
+
+    # Reconnect (a dropped socket) and resend the same message.
+    ws = await connect()
+    again = await hello(
+        ws,
+        key.public_key,
+        visitor_token=welcome["visitor_token"],
+        conversation_id=welcome["conversation_id"],
+        last_seq=2,
+    )
+    assert again["messages"] == []
+    await ws.send_json_to({"type": "message", "client_id": client_id, "text": "Hi"})
+    second_ack = await ws.receive_json_from(timeout=5)
+    assert second_ack == first_ack
+    assert await ws.receive_nothing(timeout=0.5)
+    await ws.disconnect()
+    count = await database_sync_to_async(
+        Message.objects.filter(conversation_id=welcome["conversation_id"]).count
+    )()
+    assert count == 2
+    assert len(llm.chat_requests()) == 1
+
+
+async def test_resume_returns_missed_messages(tenant_and_key: Any, llm: Any) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="First answer."))
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    await ws.send_json_to({"type": "message", "client_id": "a", "text": "Question one"})
+    await receive_until(ws, is_final_assistant)
+    await ws.disconnect()
+
+    ws = await connect()
+    resumed = await hello(
+        ws,
+        key.public_key,
+        visitor_token=welcome["visitor_token"],
+        conversation_id=welcome["conversation_id"],
+        last_seq=1,
+    )
+    assert resumed["conversation_id"] == welcome["conversation_id"]
+    assert resumed["seq"] == 2
+    assert [(m["seq"], m["role"], m["text"]) for m in resumed["messages"]] == [
+        (2, "assistant", "First answer.")
+    ]
+    await ws.disconnect()
+
+
+async def test_reconnect_during_stream_gets_text_so_far_then_the_rest(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    words = [f"w{i} " for i in range(40)]
+    llm.enqueue(Reply(tokens=words, token_interval=0.05))
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    await ws.send_json_to({"type": "message", "client_id": "s", "text": "Tell me a long story"})
+    await receive_until(ws, lambda f: f["type"] == "reply.delta" and f["index"] >= 2)
+    await ws.disconnect()
+
+    ws = await connect()
+    resumed = await hello(
+        ws,
+        key.public_key,
+        visitor_token=welcome["visitor_token"],
+        conversation_id=welcome["conversation_id"],
+        last_seq=1,
+    )
+    assert resumed["messages"] == []  # the streaming reply comes as reply.start + delta
+    frames = await receive_until(ws, is_final_assistant, timeout=15)
+    assert frames[0]["type"] == "reply.start"
+    text = ""
+    last_index = None
+    for frame in frames:
+        if frame["type"] == "reply.start":
+            text, last_index = "", None
+        elif frame["type"] == "reply.delta":
+            if last_index is not None:
+                assert frame["index"] == last_index + 1, frames
+            last_index = frame["index"]
+            text += frame["text"]
+    assert frames[1]["type"] == "reply.delta" and len(frames[1]["text"]) > 0
+    assert text == "".join(words) == frames[-1]["message"]["text"]
+    await ws.disconnect()
+
+
+async def test_too_long_message_is_refused_and_socket_stays_usable(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    tenant, key = tenant_and_key
+    tenant.message_max_chars = 50
+    await database_sync_to_async(tenant.save)()
+    ws = await connect()
+    await hello(ws, key.public_key)
+    await ws.send_json_to({"type": "message", "client_id": "long", "text": "x" * 51})
+    error = await ws.receive_json_from(timeout=5)
+    assert error["type"] == "error" and error["code"] == "too_long"
+    assert error["client_id"] == "long" and "50 characters" in error["detail"]
+    await ws.send_json_to({"type": "message", "client_id": "ok", "text": "short"})
+    ack = await ws.receive_json_from(timeout=5)
+    assert ack["type"] == "ack" and ack["message"]["seq"] == 1
+    await receive_until(ws, is_final_assistant)
+    await ws.disconnect()
+    assert not await database_sync_to_async(Message.objects.filter(client_id="long").exists)()
+
+
+async def test_oversized_frame_gets_bad_request_and_socket_stays_usable(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    ws = await connect()
+    await hello(ws, key.public_key)
+    await ws.send_to(
+        text_data=json.dumps({"type": "message", "client_id": "big", "text": "é" * 40000})
+    )
+    error = await ws.receive_json_from(timeout=5)
+    assert error == {
+        "type": "error",
+        "code": "bad_request",
+        "detail": "Frames are limited to 64 KiB.",
+    }
+    await ws.send_json_to({"type": "nonsense"})
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == "bad_request"
+    await ws.send_json_to({"type": "message", "text": "no client id"})
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == "bad_request"
+    await ws.send_json_to({"type": "message", "client_id": "fine", "text": "still here"})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "ack"
+    await receive_until(ws, is_final_assistant)
+    await ws.disconnect()
+
+
+async def test_rate_limited_visitor_gets_retry_after(
+    tenant_and_key: Any, llm: Any, settings: Any
+) -> None:
+    _, key = tenant_and_key
+    settings.WIDGET_MESSAGES_PER_MINUTE = 1
+    ws = await connect()
+    await hello(ws, key.public_key)
+    await ws.send_json_to({"type": "message", "client_id": "one", "text": "first"})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "ack"
+    await ws.send_json_to({"type": "message", "client_id": "two", "text": "second"})
+    frames = await receive_until(ws, lambda f: f["type"] == "error")
+    error = frames[-1]
+    assert error["code"] == "rate_limited" and error["client_id"] == "two"
+    assert 1 <= error["retry_after"] <= 60
+    await ws.disconnect()
+
+
+async def test_non_json_frame_closes_4400(tenant_and_key: Any) -> None:
+    ws = await connect()
+    await ws.send_to(text_data="this is not json")
+    await assert_closed_with(ws, 4400)
+
+
+async def test_message_before_hello_closes_4400(tenant_and_key: Any) -> None:
+    ws = await connect()
+    await ws.send_json_to({"type": "message", "client_id": "x", "text": "hi"})
+    await assert_closed_with(ws, 4400)
+
+
+async def test_no_hello_in_time_closes_4400(tenant_and_key: Any, settings: Any) -> None:
+    settings.WIDGET_HELLO_TIMEOUT = 0.3
+    ws = await connect()
+    await assert_closed_with(ws, 4400)
+
+
+async def test_unknown_or_disabled_key_closes_4403(tenant_and_key: Any) -> None:
+    _, key = tenant_and_key
+    ws = await connect()
+    await ws.send_json_to({"type": "hello", "key": "wk_does-not-exist"})
+    await assert_closed_with(ws, 4403)
+    key.is_active = False
+    await database_sync_to_async(key.save)()
+    ws = await connect()
+    await ws.send_json_to({"type": "hello", "key": key.public_key})
+    await assert_closed_with(ws, 4403)
+
+
+async def test_origin_not_allowed_closes_4403(tenant_and_key: Any) -> None:
+    _, key = tenant_and_key
+    ws = await connect(origin="https://evil.example.org")
+    await ws.send_json_to({"type": "hello", "key": key.public_key})
+    await assert_closed_with(ws, 4403)
+    ws = await connect(origin=None)
+    await ws.send_json_to({"type": "hello", "key": key.public_key})
+    await assert_closed_with(ws, 4403)
+
+
+async def test_own_origin_is_allowed(tenant_and_key: Any) -> None:
+    _, key = tenant_and_key
+    ws = await connect(origin="https://support.example.net")
+    welcome = await hello(ws, key.public_key)
+    assert welcome["visitor_token"]
+    await ws.disconnect()
+
+
+async def test_forged_visitor_token_closes_4403(tenant_and_key: Any) -> None:
+    _, key = tenant_and_key
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    await ws.disconnect()
+    forged = welcome["visitor_token"][:-2] + (
+        "AA" if not welcome["visitor_token"].endswith("AA") else "BB"
+    )
+    ws = await connect()
+    await ws.send_json_to({"type": "hello", "key": key.public_key, "visitor_token": forged})
+    await assert_closed_with(ws, 4403)
+
+
+async def test_other_tenants_key_cannot_open_a_conversation(make_tenant: Any, llm: Any) -> None:
+    _, key_a = await database_sync_to_async(make_tenant)(allowed_origins=[SHOP])
+    _, key_b = await database_sync_to_async(make_tenant)(allowed_origins=[SHOP])
+    ws = await connect()
+    welcome_a = await hello(ws, key_a.public_key)
+    await ws.disconnect()
+
+    # Tenant A's visitor token and conversation presented with tenant B's key.
+    ws = await connect()
+    await ws.send_json_to(
+        {
+            "type": "hello",
+            "key": key_b.public_key,
+            "visitor_token": welcome_a["visitor_token"],
+            "conversation_id": welcome_a["conversation_id"],
+            "last_seq": 0,
+        }
+    )
+    await assert_closed_with(ws, 4403)
+    # Tenant B's own visitor asking for tenant A's conversation.
+    ws = await connect()
+    welcome_b = await hello(ws, key_b.public_key)
+    await ws.disconnect()
+    ws = await connect()
+    await ws.send_json_to(
+        {
+            "type": "hello",
+            "key": key_b.public_key,
+            "visitor_token": welcome_b["visitor_token"],
+            "conversation_id": welcome_a["conversation_id"],
+            "last_seq": 0,
+        }
+    )
+    await assert_closed_with(ws, 4403)
+    # A conversation id without the token that opened it.
+    ws = await connect()
+    await ws.send_json_to(
+        {
+            "type": "hello",
+            "key": key_a.public_key,
+            "conversation_id": welcome_a["conversation_id"],
+        }
+    )
+    await assert_closed_with(ws, 4403)
+
+
+async def test_origin_allowed_for_one_tenant_is_not_allowed_for_another(make_tenant: Any) -> None:
+    _, key_b = await database_sync_to_async(make_tenant)(allowed_origins=["https://b.example"])
+    ws = await connect(origin=SHOP)
+    await ws.send_json_to({"type": "hello", "key": key_b.public_key})
+    await assert_closed_with(ws, 4403)
+
+
+async def test_too_many_connections_from_one_client_closes_4429(
+    tenant_and_key: Any, settings: Any
+) -> None:
+    settings.WIDGET_MAX_CONNECTIONS_PER_CLIENT = 2
+    open_sockets = [await connect(client="10.9.9.9") for _ in range(2)]
+    extra = await connect(client="10.9.9.9")
+    await assert_closed_with(extra, 4429)
+    other_client = await connect(client="10.9.9.10")
+    await other_client.send_json_to({"type": "hello", "key": tenant_and_key[1].public_key})
+    assert (await other_client.receive_json_from(timeout=5))["type"] == "welcome"
+    for ws in [*open_sockets, other_client]:
+        await ws.disconnect()
+    again = await connect(client="10.9.9.9")
+    await again.send_json_to({"type": "hello", "key": tenant_and_key[1].public_key})
+    assert (await again.receive_json_from(timeout=5))["type"] == "welcome"
+    await again.disconnect()
+
+
+async def test_provider_failure_gives_honest_notice_and_keeps_the_message(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(
+        Reply(
+            status=401,
+            error_body={"error": {"message": "bad key", "type": "auth", "code": "invalid_api_key"}},
+        )
+    )
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    await ws.send_json_to({"type": "message", "client_id": "f", "text": "Anyone there?"})
+    frames = await receive_until(ws, lambda f: f["type"] == "error")
+    error = frames[-1]
+    assert error["code"] == "unavailable" and error["client_id"] == "f"
+    finals = [f["message"] for f in frames if f["type"] == "message"]
+    assert any(m["role"] == "assistant" and m["status"] == "failed" for m in finals)
+    notice = [m for m in finals if m["role"] == "system"]
+    if not notice:
+        notice_frames = await receive_until(
+            ws, lambda f: f["type"] == "message" and f["message"]["role"] == "system"
+        )
+        notice = [notice_frames[-1]["message"]]
+    assert "saved" in notice[0]["text"]
+    await ws.disconnect()
+    job = await database_sync_to_async(ReplyJob.objects.get)(
+        conversation_id=welcome["conversation_id"]
+    )
+    assert job.state == "failed" and job.error_code == "auth"
+    user_message = await database_sync_to_async(Message.objects.get)(client_id="f")
+    assert user_message.text == "Anyone there?"
+    assert len(llm.chat_requests()) == 1  # 401 is never retried
+
+
+async def test_length_finish_reason_adds_notice(tenant_and_key: Any, llm: Any) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="This answer stops", finish_reason="length"))
+    ws = await connect()
+    await hello(ws, key.public_key)
+    await ws.send_json_to({"type": "message", "client_id": "l", "text": "Explain everything"})
+    frames = await receive_until(
+        ws, lambda f: f["type"] == "message" and f["message"]["role"] == "system"
+    )
+    final = next(f["message"] for f in frames if is_final_assistant(f))
+    assert final["text"] == "This answer stops" and final["status"] == "complete"
+    assert "cut short" in frames[-1]["message"]["text"]
+    await ws.disconnect()
+
+
+async def test_other_visitors_do_not_receive_this_conversation(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    ws_a = await connect()
+    await hello(ws_a, key.public_key)
+    ws_b = await connect()
+    await hello(ws_b, key.public_key)
+    await ws_a.send_json_to({"type": "message", "client_id": "p", "text": "private"})
+    await receive_until(ws_a, is_final_assistant)
+    assert await ws_b.receive_nothing(timeout=0.5)
+    await ws_a.disconnect()
+    await ws_b.disconnect()
+    conversations = await database_sync_to_async(Conversation.objects.count)()
+    assert conversations == 2
