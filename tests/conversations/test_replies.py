@@ -1,0 +1,129 @@
+"""Reply jobs called directly: idempotency, leases, persisted usage, recovery of stalled jobs."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from conversations.models import LLMCall, Message, ReplyJob
+from conversations.replies import LeaseHeld, reply_generate, reply_jobs_requeue_stalled
+from conversations.services import message_post_from_visitor, visitor_session_open
+from tests.support.llm_server import Reply
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def posted(make_tenant: Any, llm: Any, monkeypatch: Any) -> Message:
+    # Jobs are run by hand here, not by a worker.
+    monkeypatch.setattr("conversations.tasks.generate_reply.delay", lambda job_id: None)
+    tenant, _ = make_tenant(
+        persona="You are Acme's assistant.", max_tokens=64, temperature=0.2, seed=7
+    )
+    session = visitor_session_open(tenant=tenant, visitor_token=None, conversation_id=None)
+    return message_post_from_visitor(
+        conversation=session.conversation, client_id="c1", text="Where is my parcel?"
+    ).message
+
+
+def test_reply_is_generated_once_even_when_the_job_runs_twice(posted: Message, llm: Any) -> None:
+    llm.enqueue(
+        Reply(
+            text="It left our warehouse today.",
+            usage={"prompt_tokens": 31, "completion_tokens": 6, "total_tokens": 37},
+        )
+    )
+    job = ReplyJob.objects.get(trigger=posted)
+    reply_generate(job_id=job.pk)
+    reply_generate(job_id=job.pk)  # a redelivered job
+    replies = Message.objects.filter(conversation=posted.conversation, role="assistant")
+    assert [(m.text, m.status, m.seq) for m in replies] == [
+        ("It left our warehouse today.", "complete", 2)
+    ]
+    reply = replies[0]
+    assert (reply.prompt_tokens, reply.completion_tokens, reply.finish_reason) == (31, 6, "stop")
+    assert len(llm.chat_requests()) == 1
+    body = llm.chat_requests()[0].json
+    assert body["model"] == "scripted-model"
+    assert (body["max_tokens"] if "max_tokens" in body else body.get("max_completion_tokens")) == 64
+    assert body["temperature"] == 0.2 and body["seed"] == 7
+    assert body["messages"][0] == {"role": "system", "content": "You are Acme's assistant."}
+    call = LLMCall.objects.get()
+    assert (call.outcome, call.prompt_tokens, call.completion_tokens, call.tenant_id) == (
+        "ok",
+        31,
+        6,
+        posted.tenant_id,
+    )
+    job.refresh_from_db()
+    assert job.state == "done" and job.attempts == 1
+
+
+def test_running_job_with_live_lease_is_left_alone(posted: Message) -> None:
+    job = ReplyJob.objects.get(trigger=posted)
+    job.state = "running"
+    job.lease_expires_at = timezone.now() + timedelta(seconds=30)
+    job.save()
+    with pytest.raises(LeaseHeld) as held:
+        reply_generate(job_id=job.pk)
+    assert 25 < held.value.seconds <= 30
+
+
+def test_lapsed_lease_is_taken_over_under_the_same_message(posted: Message, llm: Any) -> None:
+    llm.enqueue(Reply(text="Second try."))
+    job = ReplyJob.objects.get(trigger=posted)
+    stale = Message.objects.create(
+        tenant_id=posted.tenant_id,
+        conversation=posted.conversation,
+        seq=2,
+        role="assistant",
+        text="half a rep",
+        status="streaming",
+    )
+    posted.conversation.last_seq = 2
+    posted.conversation.save()
+    job.state, job.attempts, job.reply = "running", 1, stale
+    job.lease_expires_at = timezone.now() - timedelta(seconds=1)
+    job.save()
+    assert reply_jobs_requeue_stalled() == [job.pk]
+    reply_generate(job_id=job.pk)
+    stale.refresh_from_db()
+    assert (stale.text, stale.status) == ("Second try.", "complete")
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == ("done", 2)
+    assert reply_jobs_requeue_stalled() == []
+
+
+def test_mid_stream_failure_keeps_partial_text_marked_failed(posted: Message, llm: Any) -> None:
+    llm.enqueue(Reply(tokens=["Your ", "parcel ", "is ", "in "], fail_after_tokens=2))
+    job = ReplyJob.objects.get(trigger=posted)
+    reply_generate(job_id=job.pk)
+    reply = Message.objects.get(conversation=posted.conversation, role="assistant")
+    assert reply.status == "failed" and reply.text == "Your parcel "
+    notice = Message.objects.get(conversation=posted.conversation, role="system")
+    assert "interrupted" in notice.text
+    job.refresh_from_db()
+    assert job.state == "failed" and job.error_code == "interrupted"
+    # Not retried after text was shown: one request only.
+    assert len(llm.chat_requests()) == 1
+
+
+def test_content_filter_gives_an_honest_notice(posted: Message, llm: Any) -> None:
+    llm.enqueue(Reply(text="I can", finish_reason="content_filter"))
+    reply_generate(job_id=ReplyJob.objects.get(trigger=posted).pk)
+    notice = Message.objects.get(conversation=posted.conversation, role="system")
+    assert "content filter" in notice.text
+
+
+def test_history_from_another_conversation_is_never_sent(
+    make_tenant: Any, posted: Message, llm: Any
+) -> None:
+    other_tenant, _ = make_tenant()
+    other = visitor_session_open(tenant=other_tenant, visitor_token=None, conversation_id=None)
+    message_post_from_visitor(
+        conversation=other.conversation, client_id="x", text="OTHER TENANT SECRET"
+    )
+    reply_generate(job_id=ReplyJob.objects.get(trigger=posted).pk)
+    sent = llm.chat_requests()[-1].json["messages"]
+    assert all("OTHER TENANT SECRET" not in m["content"] for m in sent)

@@ -1,0 +1,102 @@
+import json
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from supportbot.compliance.encryption import DecryptionError, decrypt_secret, encrypt_secret
+from supportbot.tenants.models import Tenant, WidgetKey
+from supportbot.tenants.selectors import access_widget_key_by_public_key, tenant_provider_config
+from supportbot.tenants.services import tenant_set_llm_api_key
+
+pytestmark = pytest.mark.django_db
+
+
+def test_tenant_create_command_prints_one_json_line() -> None:
+    out = StringIO()
+    call_command(
+        "tenant_create",
+        "--name",
+        "Acme Ltd",
+        "--allowed-origin",
+        "https://acme.example",
+        "--allowed-origin",
+        "https://www.acme.example/",
+        "--json",
+        stdout=out,
+    )
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1
+    data = json.loads(lines[0])
+    assert set(data) == {"tenant", "widget_key"}
+    tenant = Tenant.objects.get(slug=data["tenant"])
+    assert tenant.allowed_origins == ["https://acme.example", "https://www.acme.example"]
+    assert WidgetKey.objects.get(public_key=data["widget_key"]).tenant == tenant
+
+
+def test_tenant_create_command_refuses_bad_origin() -> None:
+    with pytest.raises(CommandError, match="not an http"):
+        call_command("tenant_create", "--name", "Bad", "--allowed-origin", "ftp://files.example")
+    assert not Tenant.objects.exists()
+
+
+def test_slugs_stay_unique(make_tenant: Any) -> None:
+    a, _ = make_tenant(name="Same Name")
+    b, _ = make_tenant(name="Same Name")
+    assert a.slug != b.slug
+
+
+def test_widget_key_lookup_ignores_disabled_keys_and_tenants(make_tenant: Any) -> None:
+    tenant, key = make_tenant()
+    assert access_widget_key_by_public_key(key.public_key) == key
+    tenant.is_active = False
+    tenant.save()
+    assert access_widget_key_by_public_key(key.public_key) is None
+    assert access_widget_key_by_public_key(None) is None
+    assert access_widget_key_by_public_key("x" * 500) is None
+
+
+def test_encryption_round_trip_and_rotation(settings: Any) -> None:
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [old]
+    token = encrypt_secret("sk-live-123")
+    assert "sk-live-123" not in token
+    settings.FIELD_ENCRYPTION_KEYS = [new, old]
+    assert decrypt_secret(token) == "sk-live-123"
+    settings.FIELD_ENCRYPTION_KEYS = [new]
+    with pytest.raises(DecryptionError):
+        decrypt_secret(token)
+
+
+def test_tenant_override_uses_its_encrypted_key(make_tenant: Any, settings: Any) -> None:
+    settings.LLM_PROVIDER = "openai"
+    settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"
+    settings.LLM_API_KEY = "sk-server"
+    settings.LLM_MODEL = "server-model"
+    tenant, _ = make_tenant()
+    assert tenant_provider_config(tenant).api_key == "sk-server"
+
+    tenant.llm_provider = "azure"
+    tenant.llm_base_url = "https://acme.openai.azure.com"
+    tenant.llm_model = "acme-gpt4o"
+    tenant.llm_api_version = "2024-10-21"
+    tenant.save()
+    tenant_set_llm_api_key(tenant=tenant, api_key="azure-secret")
+    tenant.refresh_from_db()
+    assert "azure-secret" not in tenant.llm_api_key_encrypted
+    config = tenant_provider_config(tenant)
+    assert (config.provider, config.base_url, config.model, config.api_version) == (
+        "azure",
+        "https://acme.openai.azure.com",
+        "acme-gpt4o",
+        "2024-10-21",
+    )
+    assert config.api_key == "azure-secret"
+    assert "azure-secret" not in repr(config.redacted())
+    # The server's key never goes to a tenant's own endpoint.
+    tenant_set_llm_api_key(tenant=tenant, api_key="")
+    assert tenant_provider_config(Tenant.objects.get(pk=tenant.pk)).api_key is None
