@@ -66,6 +66,11 @@
     "  border-radius: 16px; overflow: hidden; background: #fff;",
     "  box-shadow: 0 16px 48px rgba(15, 23, 42, 0.28), 0 2px 8px rgba(15, 23, 42, 0.12); }",
     ".panel[hidden] { display: none; }",
+    ".fallback { display: flex; align-items: center; justify-content: center; box-sizing: border-box;",
+    "  position: absolute; inset: 0; padding: 32px; margin: 0; text-align: center;",
+    "  font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif;",
+    "  color: #7f1d1d; background: #fff; }",
+    ".fallback[hidden] { display: none; }",
     ".panel iframe { display: block; width: 100%; height: 100%; border: 0; margin: 0; padding: 0;",
     "  background: #fff; color-scheme: light; }",
     "@media (max-width: " + (MOBILE_MAX_WIDTH - 1) + "px) {",
@@ -173,6 +178,22 @@
     var frameReady = false;
     var isOpen = false;
     var wantFocus = false; // opened by the visitor: move focus into the chat
+    var readyTimer = null;
+
+    // Shown when the chat page does not start (this site is not allowed to embed it, the key
+    // is unknown, the service is down): plain words instead of a browser error page.
+    var fallback = document.createElement("p");
+    fallback.className = "fallback";
+    fallback.setAttribute("role", "alert");
+    fallback.hidden = true;
+    panel.appendChild(fallback);
+
+    function showFallback() {
+      if (frameReady) return;
+      fallback.textContent = strings.refused;
+      fallback.hidden = false;
+      if (iframe) iframe.setAttribute("aria-hidden", "true");
+    }
 
     function focusFrame() {
       if (!iframe || !isOpen || !wantFocus) return;
@@ -192,8 +213,13 @@
         iframe.title = strings.frameTitle;
         iframe.setAttribute("allow", "");
         iframe.setAttribute("referrerpolicy", "strict-origin-when-cross-origin");
-        iframe.addEventListener("load", focusFrame);
+        iframe.addEventListener("load", function () {
+          clearTimeout(readyTimer);
+          if (!frameReady) readyTimer = setTimeout(showFallback, 3000);
+          focusFrame();
+        });
         panel.appendChild(iframe);
+        readyTimer = setTimeout(showFallback, 15000); // not even loaded by then
       }
       panel.hidden = false;
       launcher.setAttribute("aria-expanded", "true");
@@ -232,6 +258,9 @@
       if (data.type === "close") close();
       else if (data.type === "ready") {
         frameReady = true;
+        clearTimeout(readyTimer);
+        fallback.hidden = true;
+        iframe.removeAttribute("aria-hidden");
         focusFrame();
       }
     });

@@ -65,6 +65,7 @@ export class Transcript {
       created_at: old?.created_at ?? null,
       phase,
       notice: null,
+      after: old?.after ?? this.anchor(),
       arrival: old?.arrival ?? this.arrival++,
       rev: (old?.rev ?? 0) + 1,
     });
@@ -88,6 +89,7 @@ export class Transcript {
       phase: null,
       localState: state,
       notice: null,
+      after: old?.after ?? this.anchor(),
       arrival: old?.arrival ?? this.arrival++,
       rev: (old?.rev ?? 0) + 1,
     });
@@ -123,6 +125,7 @@ export class Transcript {
       created_at: null,
       phase: null,
       notice: null,
+      after: this.anchor(),
       arrival: this.arrival++,
       rev: 1,
     });
@@ -134,15 +137,25 @@ export class Transcript {
     this.onChange();
   }
 
+  /** The highest seq shown: where an entry without a seq of its own is placed. */
+  anchor() {
+    let max = 0;
+    for (const e of this.entries.values()) if (Number.isFinite(e.seq) && e.seq > max) max = e.seq;
+    return max;
+  }
+
   /**
-   * Display order: stored messages by seq; then, in arrival order, replies streaming without a
-   * seq yet, the visitor's unacknowledged messages and local notices.
+   * Display order: stored messages by seq. An entry without a seq (a reply streaming, the
+   * visitor's unacknowledged or refused message, a local notice) stays right after the stored
+   * message that was last when it appeared, in arrival order.
    */
   ordered() {
-    const all = [...this.entries.values()];
-    const stored = all.filter((e) => Number.isFinite(e.seq)).sort((a, b) => a.seq - b.seq || a.arrival - b.arrival);
-    const rest = all.filter((e) => !Number.isFinite(e.seq)).sort((a, b) => a.arrival - b.arrival);
-    return stored.concat(rest);
+    const position = (e) => (Number.isFinite(e.seq) ? [e.seq, 0, e.arrival] : [e.after ?? 0, 1, e.arrival]);
+    return [...this.entries.values()].sort((a, b) => {
+      const pa = position(a);
+      const pb = position(b);
+      return pa[0] - pb[0] || pa[1] - pb[1] || pa[2] - pb[2];
+    });
   }
 
   get size() {

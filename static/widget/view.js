@@ -316,7 +316,7 @@ export class WidgetView {
         const retry = el("button", "sb-link-button", t.retry);
         retry.type = "button";
         retry.addEventListener("click", () => this.o.onRetry(entry.client_id));
-        notice.appendChild(retry);
+        notice.lastChild.append(" ", retry);
       }
       node.appendChild(notice);
     }

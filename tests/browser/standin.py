@@ -413,20 +413,14 @@ class StandinBackend:
                 error.update(type="error", client_id=client_id)
                 await self._send(socket, record, error)
                 return
-        message = Msg(
-            id=str(uuid.uuid4()),
-            seq=conversation.next_seq(),
-            role="user",
-            text=text,
-            status="complete",
-            client_id=client_id,
-        )
-        conversation.messages.append(message)
         if self.drop_before_ack > 0:
+            # The socket dies while the message is being stored; the store finishes later (after
+            # the client has reconnected, got a welcome without it, and sent it again).
             self.drop_before_ack -= 1
             socket.transport.abort()
-            asyncio.get_running_loop().create_task(self._reply(conversation))
+            asyncio.get_running_loop().create_task(self._store_late(conversation, client_id, text))
             return
+        message = self._store(conversation, client_id, text)
         await self._send(socket, record, {"type": "ack", "client_id": client_id, "message": message.payload()})
         await self._broadcast_except(conversation, socket, {"type": "message", "message": message.payload()})
         if unavailable:
@@ -437,6 +431,25 @@ class StandinBackend:
             )
             return
         asyncio.get_running_loop().create_task(self._reply(conversation))
+
+    def _store(self, conversation: Conversation, client_id: str, text: str) -> Msg:
+        message = Msg(
+            id=str(uuid.uuid4()),
+            seq=conversation.next_seq(),
+            role="user",
+            text=text,
+            status="complete",
+            client_id=client_id,
+        )
+        conversation.messages.append(message)
+        return message
+
+    async def _store_late(self, conversation: Conversation, client_id: str, text: str) -> None:
+        await asyncio.sleep(1.5)
+        if any(m.client_id == client_id for m in conversation.messages):
+            return  # the resend got there first: idempotent, nothing to do
+        self._store(conversation, client_id, text)
+        await self._reply(conversation)
 
     async def _broadcast_except(self, conversation: Conversation, sender: ServerConnection, frame: dict[str, Any]) -> None:
         for socket in list(conversation.sockets):
