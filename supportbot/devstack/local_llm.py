@@ -120,6 +120,23 @@ class LocalLLMSpec:
         ]
 
 
+_ENV_KEEP = ("PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "TERM", "LD_LIBRARY_PATH")
+_ENV_KEEP_PREFIXES = ("LC_", "PYTHON", "OMP_", "OPENBLAS_", "GGML_", "CUDA_")
+
+
+def server_env() -> dict[str, str]:
+    """A minimal environment for the server: its settings are read from environment variables
+    with plain names (PORT, HOST, API_KEY, MODEL, ...), which the app's own variables would
+    otherwise override (PORT=8000 would put it on the web port)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in _ENV_KEEP or key.startswith(_ENV_KEEP_PREFIXES)
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def prepare(port: int | None = None, *, install: bool = True) -> LocalLLMSpec:
     if install:
         ensure_llama_cpp()
@@ -165,6 +182,7 @@ def local_llm_server(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=server_env(),
             start_new_session=True,
         )
     try:
