@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import openai  # noqa: TID251 - supportbot/llm is the one place allowed to use the SDK
+import openai
 
 from .client import get_client, timeouts
 from .config import ChatParams, ProviderConfig
@@ -150,7 +150,7 @@ def _sleep(seconds: float, cancelled: Cancelled | None) -> None:
 
 def _check_cancelled(cancelled: Cancelled | None) -> None:
     if cancelled is not None and cancelled():
-        raise LLMError(CANCELLED, "the caller cancelled the reply", retryable=False)
+        raise LLMError(CANCELLED, "the caller cancelled the reply")
 
 
 def _request_kwargs(
@@ -210,7 +210,7 @@ def stream_chat(
                 with stream:
                     for chunk in stream:
                         if cancelled is not None and cancelled():
-                            _check_cancelled(cancelled)
+                            raise LLMError(CANCELLED, "the caller cancelled the reply")
                         if time.monotonic() >= call.deadline_at:
                             call.check_deadline()
                         if model is None and chunk.model:
@@ -245,6 +245,7 @@ def stream_chat(
                     raise err from None
                 if parts:
                     raise StreamInterrupted("".join(parts), err) from None
+                call.first_token_at = None  # nothing was shown: the next attempt starts afresh
                 call.wait_before_retry(err, cancelled)
                 continue
             text = "".join(parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from urllib.parse import urlsplit
 
-import openai  # noqa: TID251 - supportbot/llm is the one place allowed to use the SDK
+import openai
 
 from .config import ProviderConfig
 from .errors import CONFIG, PermanentLLMError

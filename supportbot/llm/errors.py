@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 
-import openai  # noqa: TID251 - supportbot/llm is the one place allowed to use the SDK
+import openai
 
 # Error codes (LLMError.code).
 AUTH = "auth"
@@ -42,11 +42,14 @@ class LLMError(Exception):
         status_code: int | None = None,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        provider_code: str | None = None,
     ) -> None:
         self.code = code
         self.detail = detail
         self.status_code = status_code
         self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
+        # the provider's own error code, e.g. "context_length_exceeded", "content_filter"
+        self.provider_code = provider_code
         if retryable is not None:
             self.retryable = retryable
         super().__init__(self.__str__())
@@ -133,26 +136,30 @@ def _looks_like_date(raw: str) -> bool:
 
 
 def _status_error(status: int, detail: str, retry_after: float | None, body: object) -> LLMError:
+    provider_code = _error_code(body)
+    info = {"status_code": status, "provider_code": provider_code}
     if status in (401, 403):
-        return PermanentLLMError(AUTH, detail, status_code=status)
+        return PermanentLLMError(AUTH, detail, **info)
     if status == 429:
-        if _error_code(body) == "insufficient_quota":
+        if provider_code == "insufficient_quota":
             # Quota exhausted (billing): retrying will not help.
-            return PermanentLLMError(RATE_LIMITED, detail, status_code=status)
-        return TransientLLMError(RATE_LIMITED, detail, status_code=status, retry_after=retry_after)
+            return PermanentLLMError(RATE_LIMITED, detail, **info)
+        return TransientLLMError(RATE_LIMITED, detail, retry_after=retry_after, **info)
     if status == 408:
-        return TransientLLMError(TIMEOUT, detail, status_code=status, retry_after=retry_after)
+        return TransientLLMError(TIMEOUT, detail, retry_after=retry_after, **info)
     if status == 409 or status >= 500:
-        return TransientLLMError(SERVER_ERROR, detail, status_code=status, retry_after=retry_after)
-    return PermanentLLMError(BAD_REQUEST, detail, status_code=status)
+        return TransientLLMError(SERVER_ERROR, detail, retry_after=retry_after, **info)
+    return PermanentLLMError(BAD_REQUEST, detail, **info)
 
 
 def _error_code(body: object) -> str | None:
+    """The provider's error code (or type) from an error body, if it is a short identifier."""
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping):
             code = inner.get("code") or inner.get("type")
-            return str(code) if code is not None else None
+            if isinstance(code, (str, int)) and re.fullmatch(r"[\w.\-]{1,64}", str(code)):
+                return str(code)
     return None
 
 
@@ -175,7 +182,7 @@ def from_sdk_error(exc: BaseException, api_key: str | None) -> LLMError | None:
         return TransientLLMError(SERVER_ERROR, "the provider sent a malformed response")
     if isinstance(exc, openai.APIError):
         # An error event inside an otherwise successful stream.
-        return TransientLLMError(SERVER_ERROR, message)
+        return TransientLLMError(SERVER_ERROR, message, provider_code=_error_code(exc.body))
     if isinstance(exc, openai.OpenAIError):
         return PermanentLLMError(CONFIG, message)
     if isinstance(exc, TimeoutError):

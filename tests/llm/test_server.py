@@ -154,3 +154,4 @@ def test_standalone_process_with_benchmark_timings():
     finally:
         process.terminate()
         process.wait(timeout=5)
+        process.stdout.close()

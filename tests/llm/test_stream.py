@@ -231,6 +231,10 @@ def test_401_is_not_retried(server, make_config, records):
     shown = "".join(traceback.format_exception(err)) + repr(err) + err.detail
     assert API_KEY not in shown
     assert "Incorrect API key provided" in err.detail
+    chained = [err.__cause__, err.__context__]
+    assert not [e for e in chained if e is not None and type(e).__module__.startswith("openai")], (
+        "the SDK exception (it holds the request and its headers) must not ride along"
+    )
     record = records.one()
     assert (record.outcome, record.error_code, record.attempts) == ("error", "auth", 1)
     assert record.prompt_tokens is None
@@ -499,3 +503,63 @@ def test_concurrent_streams_share_one_client(server, make_config):
         t.join(timeout=20)
     assert not errors
     assert results == ["alpha beta gamma delta"] * 20
+
+
+def test_stream_ending_without_finish_reason_is_never_a_silent_finished(
+    server, make_config, records
+):
+    server.enqueue(Reply(text="one two three", end_after_tokens=2), Reply(text="unused"))
+    with pytest.raises(StreamInterrupted) as info:
+        collect(stream_chat(make_config(), MESSAGES, on_record=records))
+    assert (info.value.partial_text, info.value.cause) == ("one two", "connection")
+    assert len(server.chat_requests()) == 1
+    assert records.one().outcome == "interrupted"
+
+
+def test_truncated_stream_before_text_is_retried(server, make_config, records):
+    server.enqueue(Reply(text="x", end_after_tokens=0), Reply(text="whole"))
+    _, done = collect(stream_chat(make_config(), MESSAGES, on_record=records))
+    assert done.text == "whole"
+    assert records.one().attempts == 2
+
+
+def test_error_event_inside_the_stream(server, make_config, records):
+    server.enqueue(Reply(text="one two three", error_after_tokens=1))
+    with pytest.raises(StreamInterrupted) as info:
+        collect(stream_chat(make_config(), MESSAGES, on_record=records))
+    assert (info.value.partial_text, info.value.cause) == ("one", "server_error")
+
+    server.enqueue(Reply(text="x", error_after_tokens=0), Reply(text="recovered"))
+    _, done = collect(stream_chat(make_config(), MESSAGES))
+    assert done.text == "recovered"
+
+
+def test_an_azure_style_key_echoed_by_the_provider_is_scrubbed(server, make_config):
+    azure_key = "0123456789abcdef0123456789abcdef"
+    server.enqueue(
+        Reply(status=403, error_body={"error": {"message": f"key {azure_key} lacks access"}})
+    )
+    with pytest.raises(PermanentLLMError) as info:
+        collect(stream_chat(make_config(api_key=azure_key), MESSAGES))
+    assert azure_key not in "".join(traceback.format_exception(info.value))
+    assert "lacks access" in info.value.detail
+
+
+def test_provider_error_code_is_kept_for_callers(server, make_config):
+    server.enqueue(
+        Reply(
+            status=400,
+            error_body={
+                "error": {
+                    "message": "This model's maximum context length is 8192 tokens.",
+                    "type": "invalid_request_error",
+                    "param": "messages",
+                    "code": "context_length_exceeded",
+                }
+            },
+        )
+    )
+    with pytest.raises(PermanentLLMError) as info:
+        collect(stream_chat(make_config(), MESSAGES))
+    assert (info.value.code, info.value.provider_code) == ("bad_request", "context_length_exceeded")
+    assert "maximum context length" in info.value.detail

@@ -62,6 +62,10 @@ class Reply:
     headers: dict[str, str] | None = None
     fail_after_tokens: int | None = None  # drop the connection (abruptly) after N tokens
     stall_after_tokens: int | None = None  # stop sending, connection open, after N tokens
+    # streaming only: end the body cleanly after N tokens (no finish_reason, no [DONE]) ...
+    end_after_tokens: int | None = None
+    # ... or send an SSE error event ({"error": ...}, error_body if given) after N tokens
+    error_after_tokens: int | None = None
     usage: dict[str, int] | None = None  # default computed from counts
     model: str | None = None  # default: the requested model
 
@@ -399,24 +403,38 @@ class _Handler(BaseHTTPRequestHandler):
             pieces.extend(_tool_call_pieces(i, call))
         delta({"role": "assistant", "content": "", "refusal": None})
         start = time.monotonic() + reply.first_token_delay
-        for n, piece in enumerate(pieces):
-            if reply.fail_after_tokens is not None and n >= reply.fail_after_tokens:
+        for n in range(len(pieces) + 1):
+            if _reached(reply.fail_after_tokens, n):
                 raise _Dropped
-            if reply.stall_after_tokens is not None and n >= reply.stall_after_tokens:
+            if _reached(reply.stall_after_tokens, n):
                 self.owner._stopping.wait(_STALL_LIMIT)
                 raise _Dropped
+            if _reached(reply.error_after_tokens, n):
+                error = reply.error_body or {
+                    "error": {
+                        "message": "scripted stream error",
+                        "type": "server_error",
+                        "code": None,
+                    }
+                }
+                self._chunk(f"data: {json.dumps(error)}\n\n")
+                self._end_body()
+                return
+            if _reached(reply.end_after_tokens, n):
+                self._end_body()
+                return
+            if n == len(pieces):
+                break
             # an absolute schedule: no drift however long the writes take
             self._sleep(start + n * reply.token_interval - time.monotonic())
-            delta(piece)
-        if reply.fail_after_tokens is not None and len(pieces) >= reply.fail_after_tokens:
-            raise _Dropped
-        if reply.stall_after_tokens is not None:
-            self.owner._stopping.wait(_STALL_LIMIT)
-            raise _Dropped
+            delta(pieces[n])
         delta({}, reply.finish_reason)
         if include_usage:
             event([], usage=_usage(reply, body, len(pieces)))
         self._chunk("data: [DONE]\n\n")
+        self._end_body()
+
+    def _end_body(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -456,6 +474,10 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         payload = body or {"error": {"message": message, "type": kind, "param": None, "code": None}}
         self._send_json(status, payload, headers)
+
+
+def _reached(limit: int | None, n: int) -> bool:
+    return limit is not None and n >= limit
 
 
 def _requested_model(request: RecordedRequest) -> str | None:
