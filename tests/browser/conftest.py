@@ -48,7 +48,9 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield chromium
         finally:
@@ -82,7 +84,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
     routes: dict[str, tuple[bytes, str, dict[str, str]]] = {}
     roots: dict[str, Path] = {}
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -178,7 +180,9 @@ HOSTILE_CSS = """
 """
 
 
-def customer_page(loader_src: str, key: str, *, title: str = "Acme Shop", extra_head: str = "") -> str:
+def customer_page(
+    loader_src: str, key: str, *, title: str = "Acme Shop", extra_head: str = ""
+) -> str:
     """A small shop page that embeds the widget the way customers are told to, with CSS that
     would wreck the widget if it leaked in."""
     return f"""<!doctype html>
@@ -191,7 +195,8 @@ def customer_page(loader_src: str, key: str, *, title: str = "Acme Shop", extra_
   body {{ margin: 0; font: 16px/1.5 Georgia, serif; color: #222; background: #fdfaf3; }}
   header {{ padding: 20px 32px; background: #1f2937; color: #fff; }}
   main {{ padding: 32px; max-width: 720px; }}
-  .product {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 16px; }}
+  .product {{ display: grid; gap: 16px;
+              grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); }}
   .card {{ height: 160px; background: #e7dfcf; border-radius: 8px; }}
   {HOSTILE_CSS}
 </style>
@@ -203,7 +208,9 @@ def customer_page(loader_src: str, key: str, *, title: str = "Acme Shop", extra_
   <h1>Handmade ceramics</h1>
   <p>Free shipping on orders over 50 EUR. Questions? Ask our assistant.</p>
   <p><a href="#" id="page-link">A link on the page</a></p>
-  <div class="product"><div class="card"></div><div class="card"></div><div class="card"></div></div>
+  <div class="product">
+    <div class="card"></div><div class="card"></div><div class="card"></div>
+  </div>
 </main>
 <script src="{loader_src}" data-key="{key}" async></script>
 </body>

@@ -50,7 +50,9 @@ from django.conf import settings
 settings.configure(
     INSTALLED_APPS=[],
     STATIC_URL="/static/",
-    TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [sys.argv[1]]}],
+    TEMPLATES=[
+        {"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [sys.argv[1]]}
+    ],
 )
 django.setup()
 from django.template.loader import render_to_string
@@ -121,7 +123,9 @@ class Conversation:
     visitor_token: str
     messages: list[Msg] = field(default_factory=list)
     sockets: set[ServerConnection] = field(default_factory=set)
-    snapshots: dict[str, tuple[str, int]] = field(default_factory=dict)  # streaming id -> (text, index)
+    snapshots: dict[str, tuple[str, int]] = field(
+        default_factory=dict
+    )  # streaming id -> (text, index)
 
     def next_seq(self) -> int:
         return (self.messages[-1].seq if self.messages else 0) + 1
@@ -140,7 +144,9 @@ class Connection:
 
 
 class StandinBackend:
-    def __init__(self, *, keys: dict[str, list[str]] | None = None, tenant_name: str = "Acme") -> None:
+    def __init__(
+        self, *, keys: dict[str, list[str]] | None = None, tenant_name: str = "Acme"
+    ) -> None:
         # widget key -> the tenant's allowed origins (the service's own origin is always allowed)
         self.keys = keys if keys is not None else {"pk_test_standin": []}
         self.tenant_name = tenant_name
@@ -273,7 +279,9 @@ class StandinBackend:
         if key not in self.keys:
             body = render_template("widget/unavailable.html", {"title": "Chat unavailable"})
             csp = FRAME_CSP.format(ancestors="'none'")
-            return self._response(404, body.encode(), "text/html; charset=utf-8", Content_Security_Policy=csp)
+            return self._response(
+                404, body.encode(), "text/html; charset=utf-8", Content_Security_Policy=csp
+            )
         context = {
             "widget_key": key,
             "ws_path": "/ws/widget/",
@@ -288,11 +296,15 @@ class StandinBackend:
             body = self._frame_cache[cache_key]
         ancestors = " ".join(self.keys[key]) or "'none'"
         csp = FRAME_CSP.format(ancestors=ancestors)
-        return self._response(200, body.encode(), "text/html; charset=utf-8", Content_Security_Policy=csp)
+        return self._response(
+            200, body.encode(), "text/html; charset=utf-8", Content_Security_Policy=csp
+        )
 
     # ---- websocket --------------------------------------------------------------------------
 
-    async def _send(self, socket: ServerConnection, record: Connection | None, frame: dict[str, Any]) -> None:
+    async def _send(
+        self, socket: ServerConnection, record: Connection | None, frame: dict[str, Any]
+    ) -> None:
         if record is not None:
             record.sent.append(frame)
         with contextlib.suppress(Exception):
@@ -304,7 +316,9 @@ class StandinBackend:
 
     async def _handle_socket(self, socket: ServerConnection) -> None:
         record = Connection(
-            number=next(self._counter), origin=socket.request.headers.get("Origin"), opened_at=time.monotonic()
+            number=next(self._counter),
+            origin=socket.request.headers.get("Origin"),
+            opened_at=time.monotonic(),
         )
         socket.record = record  # type: ignore[attr-defined]
         self.connections.append(record)
@@ -332,8 +346,10 @@ class StandinBackend:
                 if frame.get("type") == "message":
                     await self._message(socket, record, conversation, frame)
                 else:
-                    await self._send(socket, record, {"type": "error", "code": "bad_request", "detail": "?"})
-        except Exception:  # noqa: BLE001 - a dropped socket ends its handler
+                    await self._send(
+                        socket, record, {"type": "error", "code": "bad_request", "detail": "?"}
+                    )
+        except Exception:
             pass
         finally:
             if conversation is not None:
@@ -345,7 +361,9 @@ class StandinBackend:
         record.close_code = code
         await socket.close(code, "refused")
 
-    async def _hello(self, socket: ServerConnection, record: Connection, hello: dict[str, Any]) -> Conversation | None:
+    async def _hello(
+        self, socket: ServerConnection, record: Connection, hello: dict[str, Any]
+    ) -> Conversation | None:
         if hello.get("type") != "hello" or not isinstance(hello.get("key"), str):
             await self._refuse(socket, record, 4400)
             return None
@@ -360,12 +378,16 @@ class StandinBackend:
         token = hello.get("visitor_token")
         conversation_id = hello.get("conversation_id")
         if token:
-            conversation = next((c for c in self.conversations.values() if c.visitor_token == token), None)
+            conversation = next(
+                (c for c in self.conversations.values() if c.visitor_token == token), None
+            )
             if conversation is None or (conversation_id and conversation_id != conversation.id):
                 await self._refuse(socket, record, 4403)
                 return None
         else:
-            conversation = Conversation(id=str(uuid.uuid4()), visitor_token=f"vt_{uuid.uuid4().hex}")
+            conversation = Conversation(
+                id=str(uuid.uuid4()), visitor_token=f"vt_{uuid.uuid4().hex}"
+            )
             self.conversations[conversation.id] = conversation
         conversation.sockets.add(socket)
         last_seq = hello.get("last_seq") or 0
@@ -388,21 +410,35 @@ class StandinBackend:
             text, index = conversation.snapshots.get(m.id, ("", -1))
             if index >= 0:
                 await self._send(
-                    socket, record, {"type": "reply.delta", "message_id": m.id, "index": index, "text": text}
+                    socket,
+                    record,
+                    {"type": "reply.delta", "message_id": m.id, "index": index, "text": text},
                 )
         return conversation
 
     async def _message(
-        self, socket: ServerConnection, record: Connection, conversation: Conversation, frame: dict[str, Any]
+        self,
+        socket: ServerConnection,
+        record: Connection,
+        conversation: Conversation,
+        frame: dict[str, Any],
     ) -> None:
         client_id = frame.get("client_id")
         text = frame.get("text")
         if not isinstance(client_id, str) or not isinstance(text, str) or not text.strip():
-            await self._send(socket, record, {"type": "error", "code": "bad_request", "detail": "bad", "client_id": client_id})
+            await self._send(
+                socket,
+                record,
+                {"type": "error", "code": "bad_request", "detail": "bad", "client_id": client_id},
+            )
             return
         existing = next((m for m in conversation.messages if m.client_id == client_id), None)
         if existing is not None:
-            await self._send(socket, record, {"type": "ack", "client_id": client_id, "message": existing.payload()})
+            await self._send(
+                socket,
+                record,
+                {"type": "ack", "client_id": client_id, "message": existing.payload()},
+            )
             return
         unavailable = False
         if self.message_errors:
@@ -421,13 +457,22 @@ class StandinBackend:
             asyncio.get_running_loop().create_task(self._store_late(conversation, client_id, text))
             return
         message = self._store(conversation, client_id, text)
-        await self._send(socket, record, {"type": "ack", "client_id": client_id, "message": message.payload()})
-        await self._broadcast_except(conversation, socket, {"type": "message", "message": message.payload()})
+        await self._send(
+            socket, record, {"type": "ack", "client_id": client_id, "message": message.payload()}
+        )
+        await self._broadcast_except(
+            conversation, socket, {"type": "message", "message": message.payload()}
+        )
         if unavailable:
             await self._send(
                 socket,
                 record,
-                {"type": "error", "code": "unavailable", "detail": "The assistant is unavailable.", "client_id": client_id},
+                {
+                    "type": "error",
+                    "code": "unavailable",
+                    "detail": "The assistant is unavailable.",
+                    "client_id": client_id,
+                },
             )
             return
         asyncio.get_running_loop().create_task(self._reply(conversation))
@@ -451,14 +496,22 @@ class StandinBackend:
         self._store(conversation, client_id, text)
         await self._reply(conversation)
 
-    async def _broadcast_except(self, conversation: Conversation, sender: ServerConnection, frame: dict[str, Any]) -> None:
+    async def _broadcast_except(
+        self, conversation: Conversation, sender: ServerConnection, frame: dict[str, Any]
+    ) -> None:
         for socket in list(conversation.sockets):
             if socket is not sender:
                 await self._send(socket, getattr(socket, "record", None), frame)
 
     async def _reply(self, conversation: Conversation) -> None:
         spec = self.replies.popleft() if self.replies else self.default_reply
-        message = Msg(id=str(uuid.uuid4()), seq=conversation.next_seq(), role=spec.role, text="", status="streaming")
+        message = Msg(
+            id=str(uuid.uuid4()),
+            seq=conversation.next_seq(),
+            role=spec.role,
+            text="",
+            status="streaming",
+        )
         conversation.messages.append(message)
         await self._broadcast(conversation, {"type": "reply.start", "message_id": message.id})
         await asyncio.sleep(spec.first_delay)
@@ -468,7 +521,13 @@ class StandinBackend:
             conversation.snapshots[message.id] = (text, index)
             if index not in spec.skip_indexes:
                 await self._broadcast(
-                    conversation, {"type": "reply.delta", "message_id": message.id, "index": index, "text": chunk}
+                    conversation,
+                    {
+                        "type": "reply.delta",
+                        "message_id": message.id,
+                        "index": index,
+                        "text": chunk,
+                    },
                 )
             if spec.drop_after_index == index:
                 for socket in list(conversation.sockets):
@@ -483,6 +542,12 @@ class StandinBackend:
     async def post_message(self, conversation_id: str, role: str, text: str) -> None:
         """An agent message or a notice, pushed to the conversation (use with `call`)."""
         conversation = self.conversations[conversation_id]
-        message = Msg(id=str(uuid.uuid4()), seq=conversation.next_seq(), role=role, text=text, status="complete")
+        message = Msg(
+            id=str(uuid.uuid4()),
+            seq=conversation.next_seq(),
+            role=role,
+            text=text,
+            status="complete",
+        )
         conversation.messages.append(message)
         await self._broadcast(conversation, {"type": "message", "message": message.payload()})

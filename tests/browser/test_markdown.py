@@ -60,7 +60,7 @@ XSS_PAYLOADS = [
     '<img src=x onerror="window.xssFired.push(1)">',
     "<script>window.xssFired.push(2)</script>",
     '<svg onload="window.xssFired.push(3)"></svg>',
-    "<a href=\"javascript:window.xssFired.push(4)\">click</a>",
+    '<a href="javascript:window.xssFired.push(4)">click</a>',
     '<iframe src="javascript:window.xssFired.push(5)"></iframe>',
     "**<img src=x onerror=window.xssFired.push(6)>**",
     "`<script>window.xssFired.push(7)</script>`",
@@ -108,7 +108,8 @@ def test_unsafe_links_become_text(md_page: Any, markdown: str) -> None:
 def test_safe_links_open_in_a_new_tab_without_opener(md_page: Any) -> None:
     result = render(
         md_page,
-        "See [the help centre](https://help.example.com/a?b=1&c=2), mail [us](mailto:help@example.com) "
+        "See [the help centre](https://help.example.com/a?b=1&c=2), "
+        "mail [us](mailto:help@example.com) "
         "or visit http://example.org/page. Also <https://example.net/x>.",
     )
     links = result["links"]
@@ -143,7 +144,8 @@ def test_images_are_never_loaded(md_page: Any, static_site: Any) -> None:
 def test_emphasis_code_and_line_breaks(md_page: Any) -> None:
     result = render(
         md_page,
-        "Hello **bold** and *italic* and ***both*** and `a < b` and ~~old~~.\nSecond line\n\nNew para",
+        "Hello **bold** and *italic* and ***both*** and `a < b` and ~~old~~."
+        "\nSecond line\n\nNew para",
     )
     html = result["html"]
     assert "<strong>bold</strong>" in html
@@ -160,7 +162,9 @@ def test_emphasis_code_and_line_breaks(md_page: Any) -> None:
 
 
 def test_fenced_code_keeps_its_text_verbatim(md_page: Any) -> None:
-    result = render(md_page, "Run:\n\n```bash\nls -la **not bold** <b>x</b>\n  indented\n```\nDone.")
+    result = render(
+        md_page, "Run:\n\n```bash\nls -la **not bold** <b>x</b>\n  indented\n```\nDone."
+    )
     assert "PRE" in result["tags"]
     code = md_page.evaluate("document.querySelector('#out pre code').textContent")
     assert code == "ls -la **not bold** <b>x</b>\n  indented"
@@ -177,13 +181,21 @@ def test_lists(md_page: Any) -> None:
         "- apples\n- pears\n  - green\n  - red\n* plums",
     )
     assert result["tags"][:2] == ["P", "OL"]
-    items = md_page.evaluate("[...document.querySelectorAll('#out ol > li')].map((li) => li.innerHTML)")
-    assert items == ["Open <strong>Settings</strong>", "Choose <em>Password</em><br>continued line", "Save"]
+    items = md_page.evaluate(
+        "[...document.querySelectorAll('#out ol > li')].map((li) => li.innerHTML)"
+    )
+    assert items == [
+        "Open <strong>Settings</strong>",
+        "Choose <em>Password</em><br>continued line",
+        "Save",
+    ]
     outer = md_page.evaluate(
         "[...document.querySelectorAll('#out ul')][0].querySelectorAll(':scope > li').length"
     )
     assert outer == 3
-    nested = md_page.evaluate("[...document.querySelectorAll('#out ul ul > li')].map((li) => li.textContent)")
+    nested = md_page.evaluate(
+        "[...document.querySelectorAll('#out ul ul > li')].map((li) => li.textContent)"
+    )
     assert nested == ["green", "red"]
     started = render(md_page, "3. three\n4. four")
     assert 'start="3"' in started["html"]

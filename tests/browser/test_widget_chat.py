@@ -23,7 +23,8 @@ ANSWER = (
     "To change your password, open **Settings**, choose *Security* and click "
     "`Change password`. You will get an email to confirm the change."
 )
-ANSWER_TEXT = "To change your password, open Settings, choose Security and click Change password. " + (
+ANSWER_TEXT = (
+    "To change your password, open Settings, choose Security and click Change password. "
     "You will get an email to confirm the change."
 )
 
@@ -45,7 +46,9 @@ def _create_tenant(live_stack: Any, **options: Any) -> tuple[str, str]:
 
 
 def _customer_url(live_stack: Any, customer_site: Any, key: str) -> str:
-    return customer_site.page("/", customer_page(f"{live_stack.base_url}/static/widget/loader.js", key))
+    return customer_site.page(
+        "/", customer_page(f"{live_stack.base_url}/static/widget/loader.js", key)
+    )
 
 
 def test_visitor_chats_from_a_customer_page(
@@ -73,15 +76,19 @@ def test_visitor_chats_from_a_customer_page(
     expect(user.locator(".sb-plain")).to_have_text("How do I change my password?")
 
     # The reply streams: some of the text, not all of it yet...
-    partial = chat_frame(page).wait_for_function(
-        """(full) => {
+    partial = (
+        chat_frame(page)
+        .wait_for_function(
+            """(full) => {
             const el = document.querySelector('.sb-msg--assistant[data-phase="streaming"] .sb-md');
             const text = el && el.textContent;
             return text && text.length > 0 && text.length < full.length ? text : null;
         }""",
-        arg=ANSWER_TEXT,
-        timeout=30_000,
-    ).json_value()
+            arg=ANSWER_TEXT,
+            timeout=30_000,
+        )
+        .json_value()
+    )
     assert ANSWER_TEXT.startswith(partial.strip()[:8])
 
     # ...then the final message replaces it.
@@ -122,8 +129,9 @@ def test_customer_page_on_an_origin_not_allowed_cannot_chat(
     code = page.evaluate(
         """([url, key]) => new Promise((resolve) => {
             const ws = new WebSocket(url);
-            ws.onopen = () => ws.send(JSON.stringify({type: "hello", key, visitor_token: null,
-                                                      conversation_id: null, last_seq: 0, locale: "en"}));
+            ws.onopen = () => ws.send(JSON.stringify({
+                type: "hello", key, visitor_token: null, conversation_id: null, last_seq: 0,
+                locale: "en"}));
             ws.onclose = (event) => resolve(event.code);
             setTimeout(() => resolve(-1), 10000);
         })""",

@@ -44,7 +44,9 @@ ANSWER = "".join(ANSWER_CHUNKS)
 
 def _setup(standin: StandinBackend, customer_site: Any, *, allowed: bool = True) -> str:
     standin.keys[KEY] = [customer_site.origin] if allowed else []
-    return customer_site.page("/", customer_page(f"{standin.base_url}/static/widget/loader.js", KEY))
+    return customer_site.page(
+        "/", customer_page(f"{standin.base_url}/static/widget/loader.js", KEY)
+    )
 
 
 def _page(context_factory: Any, **options: Any) -> tuple[Any, ConsoleLog]:
@@ -99,7 +101,9 @@ def test_chat_streams_a_reply_and_looks_right(
     expect(button).to_have_accessible_name(LAUNCHER_CLOSE)
     frame_url = page.locator(FRAME).get_attribute("src")
     assert frame_url.startswith(f"{standin.base_url}/widget/frame/?key={KEY}&locale=")
-    assert frame_url.endswith("&origin=" + customer_site.origin.replace(":", "%3A").replace("/", "%2F"))
+    assert frame_url.endswith(
+        "&origin=" + customer_site.origin.replace(":", "%3A").replace("/", "%2F")
+    )
     expect(chat.locator(".sb-title")).to_have_text("Chat with Acme")
     expect(chat.locator(".sb-empty")).to_be_visible()
 
@@ -121,7 +125,9 @@ def test_chat_streams_a_reply_and_looks_right(
     link = assistant.locator(".sb-md a")
     expect(link).to_have_attribute("target", "_blank")
     expect(link).to_have_attribute("rel", "noopener noreferrer")
-    expect(assistant.locator(".sb-sources a")).to_have_text(["Resetting your password", "Account security"])
+    expect(assistant.locator(".sb-sources a")).to_have_text(
+        ["Resetting your password", "Account security"]
+    )
     expect(chat.locator(".sb-typing")).to_have_count(0)
 
     # The list is a polite live region; the composer is labelled and empty again.
@@ -161,10 +167,15 @@ def test_phone_width_is_full_screen(
     assert console.csp_violations() == []
 
 
-def test_narrow_320_layout(standin: StandinBackend, customer_site: Any, context_factory: Any) -> None:
+def test_narrow_320_layout(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
     url = _setup(standin, customer_site)
     standin.replies.append(
-        ScriptedReply(chunks=["A very long word: " + "x" * 120, "\n\n```\n" + "code " * 40 + "\n```"], interval=0.02)
+        ScriptedReply(
+            chunks=["A very long word: " + "x" * 120, "\n\n```\n" + "code " * 40 + "\n```"],
+            interval=0.02,
+        )
     )
     page, _ = _page(context_factory, viewport={"width": 320, "height": 568})
     page.goto(url)
@@ -219,7 +230,9 @@ def test_keyboard_enter_shift_enter_escape_and_focus(
     assert button.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"
 
 
-def test_character_limit_hint(standin: StandinBackend, customer_site: Any, context_factory: Any) -> None:
+def test_character_limit_hint(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
     url = _setup(standin, customer_site)
     page, _ = _page(context_factory)
     page.goto(url)
@@ -269,7 +282,9 @@ def test_unacknowledged_message_is_sent_again_with_the_same_client_id(
 ) -> None:
     url = _setup(standin, customer_site)
     standin.drop_before_ack = 1
-    standin.replies.append(ScriptedReply(chunks=["Sure", ", done."], interval=0.05, first_delay=0.5))
+    standin.replies.append(
+        ScriptedReply(chunks=["Sure", ", done."], interval=0.05, first_delay=0.5)
+    )
     page, _ = _page(context_factory)
     page.goto(url)
     chat = open_widget(page)
@@ -374,11 +389,15 @@ def test_error_frames_show_next_to_the_message_and_the_chat_goes_on(
 
     send(chat, "second, too fast")
     second = bubbles(chat, "user").nth(1)
-    expect(second.locator(".sb-msg__notice")).to_contain_text("Please wait 7 seconds and try again.")
+    expect(second.locator(".sb-msg__notice")).to_contain_text(
+        "Please wait 7 seconds and try again."
+    )
 
     send(chat, "third, assistant down")
     third = bubbles(chat, "user").nth(2)
-    expect(third.locator(".sb-msg__notice")).to_contain_text("The assistant cannot answer right now.")
+    expect(third.locator(".sb-msg__notice")).to_contain_text(
+        "The assistant cannot answer right now."
+    )
     expect(third).to_have_attribute("data-status", "complete")  # stored, acknowledged
 
     # "Try again" resends the rate-limited message (same client_id) and it goes through.
@@ -428,8 +447,12 @@ def test_reload_restores_the_transcript_and_resumes(
 
     # An agent joins: a notice and a message that look different from the assistant's.
     conversation_id = next(iter(standin.conversations))
-    standin.call(standin.post_message, conversation_id, "system", "Sam from Acme joined the conversation.")
-    standin.call(standin.post_message, conversation_id, "agent", "Hi, I'm **Sam**. I can help with that.")
+    standin.call(
+        standin.post_message, conversation_id, "system", "Sam from Acme joined the conversation."
+    )
+    standin.call(
+        standin.post_message, conversation_id, "agent", "Hi, I'm **Sam**. I can help with that."
+    )
     expect(chat.locator(".sb-msg--system")).to_have_text("Sam from Acme joined the conversation.")
     agent = bubbles(chat, "agent")
     expect(agent.locator(".sb-msg__name")).to_have_text("Support team")
