@@ -426,7 +426,7 @@ def test_too_many_connections_backs_off_longer(
 
 
 def test_reload_restores_the_transcript_and_resumes(
-    standin: StandinBackend, customer_site: Any, context_factory: Any
+    standin: StandinBackend, customer_site: Any, context_factory: Any, screenshots_dir: Any
 ) -> None:
     url = _setup(standin, customer_site)
     page, _ = _page(context_factory)
@@ -457,6 +457,7 @@ def test_reload_restores_the_transcript_and_resumes(
     agent = bubbles(chat, "agent")
     expect(agent.locator(".sb-msg__name")).to_have_text("Support team")
     expect(agent.locator(".sb-md strong")).to_have_text("Sam")
+    page.screenshot(path=str(screenshots_dir / "standin-agent.png"))
 
 
 def test_unknown_origin_cannot_frame_the_chat(
@@ -472,3 +473,33 @@ def test_unknown_origin_cannot_frame_the_chat(
         timeout=10_000,
     )
     assert standin.connections == []  # the chat never started
+
+
+def test_loader_without_current_script_in_head_and_pasted_twice(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    """`document.currentScript` unavailable, the tag in <head> before <body> exists, and the
+    snippet pasted twice: still exactly one working launcher."""
+    standin.keys[KEY] = [customer_site.origin]
+    loader = f"{standin.base_url}/static/widget/loader.js"
+    html = customer_page(
+        loader,
+        KEY,
+        extra_head=(
+            '<script src="/hide-current-script.js"></script>'
+            f'<script src="{loader}" data-key="{KEY}" async></script>'
+        ),
+    )
+    customer_site.routes["/hide-current-script.js"] = (
+        b"Object.defineProperty(document, 'currentScript', { get: () => null });",
+        "text/javascript",
+        {},
+    )
+    page, console = _page(context_factory)
+    page.goto(customer_site.page("/", html))
+    expect(page.locator("[data-supportbot-widget]")).to_have_count(1)
+    expect(page.locator("[data-supportbot-widget] button.launcher")).to_have_count(1)
+    chat = open_widget(page)
+    send(chat, "Hello")
+    expect(bubbles(chat, "assistant")).to_have_attribute("data-status", "complete")
+    assert console.errors() == []
