@@ -45,7 +45,7 @@ def test_widget_frame_is_framable_only_by_the_tenants_origins(
 def test_widget_frame_for_another_tenants_or_unknown_key_reveals_nothing(
     client: Client, make_tenant: Any
 ) -> None:
-    tenant, key = make_tenant(name="Secret Corp")
+    _, key = make_tenant(name="Secret Corp")
     key.is_active = False
     key.save()
     for value in (key.public_key, "wk_nope", ""):
