@@ -37,14 +37,15 @@ def get_client(config: ProviderConfig) -> openai.OpenAI:
     problems = config.problems()
     if problems:
         raise PermanentLLMError(CONFIG, "; ".join(problems))
-    common = {"timeout": timeouts(config), "max_retries": 0}
     try:
         if config.provider == "azure":
-            return _azure_client(config, common)
+            return _azure_client(config)
         api_key = config.api_key
         if config.provider == "local" and not api_key:
             api_key = LOCAL_API_KEY
-        return openai.OpenAI(base_url=config.base_url, api_key=api_key, **common)
+        return openai.OpenAI(
+            base_url=config.base_url, api_key=api_key, timeout=timeouts(config), max_retries=0
+        )
     except openai.OpenAIError as exc:
         # e.g. no api key given and none in the environment; the SDK message names no secret.
         raise PermanentLLMError(
@@ -52,23 +53,30 @@ def get_client(config: ProviderConfig) -> openai.OpenAI:
         ) from None
 
 
-def _azure_client(config: ProviderConfig, common: dict) -> openai.OpenAI:
+def _azure_client(config: ProviderConfig) -> openai.OpenAI:
     base = (config.base_url or "").rstrip("/")
     path = urlsplit(base).path
+    timeout = timeouts(config)
     if config.api_version:
-        if "/deployments/" in path:
+        if "/deployments/" in path:  # a full deployment URL
             return openai.AzureOpenAI(
-                base_url=base, api_version=config.api_version, api_key=config.api_key, **common
+                base_url=base,
+                api_version=config.api_version,
+                api_key=config.api_key,
+                timeout=timeout,
+                max_retries=0,
             )
-        endpoint = _resource_endpoint(base)
         return openai.AzureOpenAI(
-            azure_endpoint=endpoint,
+            azure_endpoint=_resource_endpoint(base),
             api_version=config.api_version,
             api_key=config.api_key,
-            **common,
+            timeout=timeout,
+            max_retries=0,
         )
     v1_url = base if path.endswith("/openai/v1") else f"{_resource_endpoint(base)}/openai/v1"
-    return openai.OpenAI(base_url=v1_url + "/", api_key=config.api_key, **common)
+    return openai.OpenAI(
+        base_url=v1_url + "/", api_key=config.api_key, timeout=timeout, max_retries=0
+    )
 
 
 def _resource_endpoint(url: str) -> str:

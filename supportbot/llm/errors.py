@@ -136,20 +136,20 @@ def _looks_like_date(raw: str) -> bool:
 
 
 def _status_error(status: int, detail: str, retry_after: float | None, body: object) -> LLMError:
-    provider_code = _error_code(body)
-    info = {"status_code": status, "provider_code": provider_code}
+    code = _error_code(body)
     if status in (401, 403):
-        return PermanentLLMError(AUTH, detail, **info)
-    if status == 429:
-        if provider_code == "insufficient_quota":
-            # Quota exhausted (billing): retrying will not help.
-            return PermanentLLMError(RATE_LIMITED, detail, **info)
-        return TransientLLMError(RATE_LIMITED, detail, retry_after=retry_after, **info)
-    if status == 408:
-        return TransientLLMError(TIMEOUT, detail, retry_after=retry_after, **info)
-    if status == 409 or status >= 500:
-        return TransientLLMError(SERVER_ERROR, detail, retry_after=retry_after, **info)
-    return PermanentLLMError(BAD_REQUEST, detail, **info)
+        return PermanentLLMError(AUTH, detail, status_code=status, provider_code=code)
+    if status == 429 and code == "insufficient_quota":
+        # Quota exhausted (billing): retrying will not help.
+        return PermanentLLMError(RATE_LIMITED, detail, status_code=status, provider_code=code)
+    transient = {429: RATE_LIMITED, 408: TIMEOUT, 409: SERVER_ERROR}.get(status)
+    if transient is None and status >= 500:
+        transient = SERVER_ERROR
+    if transient is not None:
+        return TransientLLMError(
+            transient, detail, status_code=status, retry_after=retry_after, provider_code=code
+        )
+    return PermanentLLMError(BAD_REQUEST, detail, status_code=status, provider_code=code)
 
 
 def _error_code(body: object) -> str | None:

@@ -101,7 +101,7 @@ def test_complete_is_bounded_by_the_deadline_not_the_read_timeout(server, make_c
     started = time.monotonic()
     with pytest.raises(TransientLLMError) as info:
         complete_chat(make_config(deadline=1.0), MESSAGES, on_record=records)
-    assert 1.0 <= time.monotonic() - started < 1.6
+    assert 1.0 <= time.monotonic() - started < 2.5  # not the 5 s of the provider
     assert info.value.code == "timeout"
 
 

@@ -391,7 +391,7 @@ def test_deadline_stops_a_slow_stream(server, make_config, records):
     with pytest.raises(StreamInterrupted) as info:
         collect(stream_chat(make_config(deadline=1.0), MESSAGES, on_record=records))
     elapsed = time.monotonic() - started
-    assert 1.0 <= elapsed < 1.6
+    assert 1.0 <= elapsed < 2.0  # the next chunk was due 0.1 s later; no deadline: 5 s
     assert info.value.cause == "timeout"
     assert 3 < len(split_tokens(info.value.partial_text)) < 50
 
@@ -403,7 +403,7 @@ def test_deadline_bounds_the_wait_for_the_first_token_and_the_retries(server, ma
         collect(
             stream_chat(make_config(deadline=1.0, read_timeout=10), MESSAGES, on_record=records)
         )
-    assert 1.0 <= time.monotonic() - started < 1.6
+    assert 1.0 <= time.monotonic() - started < 2.5  # not the 5 s of the provider
     assert info.value.code == "timeout"
     assert not isinstance(info.value, StreamInterrupted)
     assert len(server.chat_requests()) == 1
