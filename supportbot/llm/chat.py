@@ -36,6 +36,7 @@ from .events import (
     Usage,
 )
 from .retry import next_delay
+from .tokens import estimate_usage
 
 log = logging.getLogger("supportbot.llm")
 
@@ -249,6 +250,7 @@ def stream_chat(
                 call.wait_before_retry(err, cancelled)
                 continue
             text = "".join(parts)
+            usage = usage or estimate_usage(messages, text)
             result = Finished(
                 finish_reason=finish_reason,
                 text=text,
@@ -337,7 +339,11 @@ def complete_chat(
         choice = response.choices[0]
         message = choice.message
         u = response.usage
-        usage = Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens) if u else None
+        usage = (
+            Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+            if u
+            else estimate_usage(messages, message.content or "")
+        )
         tool_calls = tuple(
             ToolCall(id=tc.id, name=tc.function.name, arguments=tc.function.arguments or "")
             for tc in (message.tool_calls or ())

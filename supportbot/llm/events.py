@@ -22,6 +22,9 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # True when the provider reported no usage (llama.cpp ignores include_usage) and the
+    # counts were made here with tiktoken: close, not exact.
+    estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

