@@ -38,6 +38,7 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
             "tenant_name": widget_key.tenant.name,
             "locale": locale,
             "title": f"Chat with {widget_key.tenant.name}",
+            "max_message_length": widget_key.tenant.message_max_chars,
         },
     )
     response["Content-Security-Policy"] = _frame_csp(widget_key.effective_origins)
