@@ -173,10 +173,10 @@ def _wait_ready(supervisor: Supervisor, checks: list[tuple[str, Any]], timeout: 
         time.sleep(0.5)
 
 
-def _banner(lines: list[tuple[str, str]], footer: str) -> None:
+def _banner(lines: list[tuple[str, str]], footer: str, seconds: float) -> None:
     width = max(len(label) for label, _ in lines)
     rule = "=" * 78
-    out = ["", rule, "  Supportbot is running", ""]
+    out = ["", rule, f"  Supportbot is running (ready in {seconds:.0f} s)", ""]
     out += [f"  {label.ljust(width)} : {value}" for label, value in lines]
     out += ["", f"  {footer}", rule, ""]
     print("\n".join(out), flush=True)
@@ -193,6 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"PORT=<another port> (the demo site takes PORT+1)"
             )
 
+    started = time.monotonic()
     supervisor = Supervisor()
     supervisor.install_signal_handlers()
     app_url = f"http://{host}:{port}"
@@ -299,6 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 ("Redis", redact(services.redis_url)),
             ],
             "Press Ctrl-C to stop. `.venv/bin/python manage.py <command>` uses the same servers.",
+            time.monotonic() - started,
         )
         code = supervisor.wait()
     except KeyboardInterrupt:

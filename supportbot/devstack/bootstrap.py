@@ -107,8 +107,8 @@ def sync(extras: list[str], *, inexact: bool = False, locked: bool = False) -> N
     compiling = "local-llm" in extras and not llama_cpp_installed()
     if compiling:
         _say(
-            "installing the local model server: llama-cpp-python compiles llama.cpp from source, "
-            "which takes about 5 minutes on 2 cores the first time (uv caches the result)"
+            "installing the local model server (llama-cpp-python): unless uv has it cached, "
+            "this compiles llama.cpp from source, about 5 minutes on 2 cores, once"
         )
     _say("$ " + " ".join(args[len(uv) - 1 :]))
     done = threading.Event()

@@ -131,3 +131,24 @@ def test_supervisor_prefixes_output_and_stops_children(capsys: pytest.CaptureFix
     supervisor.stop_all(timeout=5)
     assert not child.alive()
     assert child.process.returncode == -signal.SIGTERM
+
+
+def test_demo_site_page_embeds_the_widget_loader() -> None:
+    from supportbot.devstack.demo_site import render
+
+    page = render("http://127.0.0.1:8000/", "wk_demo<&>", "http://127.0.0.1:8001")
+    assert (
+        '<script src="http://127.0.0.1:8000/static/widget/loader.js" '
+        'data-key="wk_demo&lt;&amp;&gt;" async></script>'
+    ) in page
+
+
+def test_local_model_file_is_found_by_path() -> None:
+    from supportbot.devstack import local_llm
+
+    gguf = local_llm.find_gguf()
+    assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50_000_000
+    spec = local_llm.LocalLLMSpec(model_path=gguf, port=12345)
+    assert spec.base_url == "http://127.0.0.1:12345/v1"
+    assert spec.command[1:3] == ["-m", "llama_cpp.server"]
+    assert "PORT" not in local_llm.server_env()
