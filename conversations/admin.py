@@ -56,11 +56,11 @@ class ConversationAdmin(ReadOnlyAdmin):
     def short_id(self, obj: Conversation) -> str:
         return str(obj.id)[:8]
 
-    def get_search_results(self, request, queryset, search_term):  # type: ignore[no-untyped-def]
+    def get_search_results(self, request, queryset, search_term):
         results, _ = super().get_search_results(request, queryset, search_term)
         return results.distinct(), False
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):  # type: ignore[no-untyped-def]
+    def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         extra_context["transcript"] = (
             Message.objects.filter(conversation_id=object_id).order_by("seq") if object_id else []

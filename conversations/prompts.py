@@ -3,7 +3,7 @@
 from conversations.models import Message
 from supportbot.llm import count_message_tokens
 
-_ROLE_FOR_MODEL = {
+_ROLE_FOR_MODEL: dict[str, str] = {
     Message.Role.USER: "user",
     Message.Role.ASSISTANT: "assistant",
     Message.Role.AGENT: "assistant",

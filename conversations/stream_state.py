@@ -32,7 +32,7 @@ def snapshot_write(message_id: UUID | str, *, text: str, index: int) -> None:
 
 
 def snapshot_read(message_id: UUID | str) -> StreamSnapshot | None:
-    data = get_redis().hgetall(_key(message_id))
+    data: dict[str, str] = get_redis().hgetall(_key(message_id))  # type: ignore[assignment]
     if not data:
         return None
     return StreamSnapshot(text=data.get("text", ""), index=int(data.get("index", -1)))

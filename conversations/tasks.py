@@ -1,6 +1,7 @@
 """Celery entry points for conversations: ids in, one service called."""
 
 import logging
+from typing import Any
 
 import redis
 from celery import shared_task
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
     ignore_result=True,
     max_retries=5,
 )
-def generate_reply(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
+def generate_reply(self: Any, job_id: int) -> None:
     try:
         reply_generate(job_id=job_id)
     except LeaseHeld as held:

@@ -9,5 +9,5 @@ from django.conf import settings
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     return redis.Redis.from_url(
-        settings.REDIS_URL, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+        str(settings.REDIS_URL), decode_responses=True, socket_timeout=5, socket_connect_timeout=5
     )

@@ -85,7 +85,7 @@ class TenantAdmin(admin.ModelAdmin):
         ),
     )
 
-    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+    def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if form.cleaned_data.get("clear_llm_api_key"):
             tenant_set_llm_api_key(tenant=obj, api_key="")

@@ -49,9 +49,9 @@ class Command(BaseCommand):
             else:
                 tenant.allowed_origins = normalize_origins([*tenant.allowed_origins, *origins])
                 tenant.save(update_fields=["allowed_origins", "updated_at"])
-                key = WidgetKey.objects.filter(tenant=tenant, is_active=True).first()
-                if key is None:
-                    key = WidgetKey.objects.create(tenant=tenant, label="default")
+                key = WidgetKey.objects.filter(
+                    tenant=tenant, is_active=True
+                ).first() or WidgetKey.objects.create(tenant=tenant, label="default")
             username, password = self._admin_user()
         result = {
             "tenant": tenant.slug,
