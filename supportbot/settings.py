@@ -157,7 +157,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- LLM provider (a tenant may override it in admin) ----------------------------------------
-LLM_PROVIDER = env.str("LLM_PROVIDER", default="")
+LLM_PROVIDER = env.str("LLM_PROVIDER", default="") or _devstack_value("llm_provider") or ""
 LLM_BASE_URL = env.str("LLM_BASE_URL", default="") or _devstack_value("llm_base_url") or ""
 LLM_API_KEY = env.str("LLM_API_KEY", default="")
 LLM_MODEL = env.str("LLM_MODEL", default="") or _devstack_value("llm_model") or ""
