@@ -122,6 +122,20 @@ def read_int(path: Path) -> int | None:
         return None
 
 
+def adopt_if_orphaned(owner_file: Path) -> bool:
+    """Whether this process may take over a server found running (and stop it when done).
+
+    The process that starts a server writes its pid to ``owner_file``. A server whose owner is
+    gone (the owner crashed or was killed) is adopted; one whose owner is alive, such as the
+    servers of a running ``make run`` seen by ``make test``, is only borrowed.
+    """
+    owner = read_int(owner_file)
+    if owner is not None and pid_alive(owner):
+        return False  # (another handle in this very process counts as a live owner too)
+    owner_file.write_text(f"{os.getpid()}\n")
+    return True
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive advisory lock, so two commands never start the same server at once."""

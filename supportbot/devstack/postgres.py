@@ -30,6 +30,7 @@ from pathlib import Path
 from ._util import (
     LOCALHOST,
     DevstackError,
+    adopt_if_orphaned,
     file_lock,
     free_port,
     pid_alive,
@@ -84,6 +85,10 @@ class EmbeddedPostgres:
         return self.base_dir / "port"
 
     @property
+    def owner_file(self) -> Path:
+        return self.base_dir / "owner.pid"
+
+    @property
     def url(self) -> str:
         if self.port is None:
             raise DevstackError("embedded Postgres is not running")
@@ -102,9 +107,12 @@ class EmbeddedPostgres:
             running_port = self._running_port()
             if running_port is not None:
                 self.port = running_port
-                say(f"postgres: reusing the server already running on port {self.port}")
+                self.started_here = adopt_if_orphaned(self.owner_file)
+                how = "adopting the orphaned" if self.started_here else "reusing the"
+                say(f"postgres: {how} server already running on port {self.port}")
             else:
                 self._start_server()
+                self.owner_file.write_text(f"{os.getpid()}\n")
                 self.started_here = True
             self._ensure_database()
         return self.url
@@ -127,6 +135,7 @@ class EmbeddedPostgres:
         )
         if result.returncode != 0:
             say(f"postgres: pg_ctl stop failed:\n{result.stdout}{result.stderr}")
+        self.owner_file.unlink(missing_ok=True)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ jobs still queued when the stack stops are there on the next start.
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import stat
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from ._util import (
     LOCALHOST,
     DevstackError,
+    adopt_if_orphaned,
     file_lock,
     free_port,
     pid_alive,
@@ -102,6 +104,10 @@ class EmbeddedRedis:
         return self.base_dir / "port"
 
     @property
+    def owner_file(self) -> Path:
+        return self.base_dir / "owner.pid"
+
+    @property
     def log_file(self) -> Path:
         return self.base_dir / "redis.log"
 
@@ -122,9 +128,12 @@ class EmbeddedRedis:
             running = self._running()
             if running is not None:
                 self.pid, self.port = running
-                say(f"redis: reusing the server already running on port {self.port}")
+                self.started_here = adopt_if_orphaned(self.owner_file)
+                how = "adopting the orphaned" if self.started_here else "reusing the"
+                say(f"redis: {how} server already running on port {self.port}")
             else:
                 self._start_server()
+                self.owner_file.write_text(f"{os.getpid()}\n")
                 self.started_here = True
         return self.url
 
@@ -144,6 +153,7 @@ class EmbeddedRedis:
         # SIGTERM makes Redis flush the append-only file and exit cleanly.
         terminate_pid(pid, timeout=20)
         self.pid_file.unlink(missing_ok=True)
+        self.owner_file.unlink(missing_ok=True)
 
     # -- internals ---------------------------------------------------------------------------
 

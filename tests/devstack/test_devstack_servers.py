@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +68,15 @@ def test_postgres_and_redis_keep_data_across_restarts(stack_dir: Path) -> None:
     other_rd.stop()
     assert _util.port_accepts(pg.port or 0) and _util.port_accepts(rd.port or 0)
 
+    # Servers whose owner died (a killed `make run`) are adopted, and stopped by the adopter.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for server in (pg, rd):
+        server.owner_file.write_text(f"{dead.pid}\n")
+    pg, rd = EmbeddedPostgres(pg.base_dir), EmbeddedRedis(rd.base_dir)
+    assert pg.start() == database_url and rd.start() == redis_url
+    assert pg.started_here and rd.started_here
+
     first_ports = (pg.port, rd.port)
     pg.stop()
     rd.stop()
@@ -111,8 +122,6 @@ def test_state_file_is_written_atomically(tmp_path: Path) -> None:
 
 
 def test_supervisor_prefixes_output_and_stops_children(capsys: pytest.CaptureFixture[str]) -> None:
-    import sys
-
     from supportbot.devstack.processes import Supervisor
 
     supervisor = Supervisor()
