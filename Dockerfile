@@ -15,7 +15,7 @@ WORKDIR /app
 
 # Dependencies first, so code changes don't reinstall them. No dev group, no local model.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --locked --no-dev --no-install-project
+RUN uv sync --locked --no-default-groups --no-install-project
 
 COPY . .
 ENV PATH=/app/.venv/bin:$PATH \
