@@ -145,9 +145,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"conversations.generate_reply": {"queue": "replies"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# An unacknowledged job (its worker died) is handed to another worker after this many seconds.
+# An unacknowledged job (its worker died) is handed to another worker once it is older than
+# the visibility timeout; workers look for such jobs every restore interval.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": 1,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

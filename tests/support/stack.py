@@ -204,6 +204,7 @@ def live_stack(
         "LLM_DEADLINE": "30",
         "LLM_MAX_RETRIES": "1",
         "CELERY_VISIBILITY_TIMEOUT": "4",
+        "CELERY_UNACKED_RESTORE_INTERVAL": "1",
         "REPLY_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
     }
