@@ -48,7 +48,6 @@ PAGE = Template(
           padding: 22px; }
   .card h3 { margin: 6px 0 6px; font-size: 18px; }
   .card p { margin: 0; color: var(--muted); font-size: 15px; }
-  .icon { font-size: 26px; }
   h2 { margin: 48px 0 14px; font-size: 24px; }
   details { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
             padding: 14px 18px; margin-bottom: 10px; }
@@ -78,13 +77,13 @@ PAGE = Template(
 </header>
 <main>
   <div class="grid">
-    <div class="card"><div class="icon">&#128230;</div><h3>Orders &amp; delivery</h3>
+    <div class="card"><h3>Orders &amp; delivery</h3>
       <p>Track a parcel, change an address, delivery times by region.</p></div>
-    <div class="card"><div class="icon">&#8617;&#65039;</div><h3>Returns</h3>
+    <div class="card"><h3>Returns</h3>
       <p>60-day returns on unused gear; free return labels in the EU.</p></div>
-    <div class="card"><div class="icon">&#128295;</div><h3>Repairs &amp; warranty</h3>
+    <div class="card"><h3>Repairs &amp; warranty</h3>
       <p>Lifetime warranty on seams and zips. Book a repair online.</p></div>
-    <div class="card"><div class="icon">&#128207;</div><h3>Sizing</h3>
+    <div class="card"><h3>Sizing</h3>
       <p>Pack torso lengths, sleeping-bag ratings, boot fit guides.</p></div>
   </div>
 

@@ -18,10 +18,15 @@ from supportbot.tenants.origins import normalize_origins
 from supportbot.tenants.services import tenant_create
 
 DEMO_SLUG = "demo"
+DEMO_NAME = "Alder & Finch Outdoor"
 DEMO_PERSONA = (
-    "You are the support assistant of Northwind Outdoor, a shop selling tents, backpacks and "
-    "hiking gear online. Be friendly and brief. Orders ship in 2 business days; returns are "
-    "free within 30 days. If you don't know something, say so and offer a person."
+    "You are the support assistant of Alder & Finch Outdoor, an online shop for tents, packs "
+    "and trail gear. Be friendly and brief: two or three sentences. Facts: delivery takes two "
+    "to four working days in mainland Europe, and orders placed before 14:00 ship the same "
+    "day. Unused gear can be returned within 60 days with a free return label in the EU; a "
+    "tent pitched once can be returned if clean and dry. Seams and zips have a lifetime "
+    "warranty; repairs are booked online. If you don't know something, say so and offer to "
+    "connect the visitor with a person."
 )
 
 
@@ -41,7 +46,7 @@ class Command(BaseCommand):
             tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
             if tenant is None:
                 tenant, key = tenant_create(
-                    name="Northwind Outdoor",
+                    name=DEMO_NAME,
                     slug=DEMO_SLUG,
                     allowed_origins=origins,
                     persona=DEMO_PERSONA,
