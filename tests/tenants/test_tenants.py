@@ -100,3 +100,25 @@ def test_tenant_override_uses_its_encrypted_key(make_tenant: Any, settings: Any)
     # The server's key never goes to a tenant's own endpoint.
     tenant_set_llm_api_key(tenant=tenant, api_key="")
     assert tenant_provider_config(Tenant.objects.get(pk=tenant.pk)).api_key is None
+
+
+def test_seed_demo_is_idempotent(monkeypatch: Any, settings: Any, tmp_path: Any) -> None:
+    from django.contrib.auth import authenticate
+
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setenv("DEMO_SITE_ORIGINS", "http://localhost:8001,http://127.0.0.1:8001")
+    first, second = StringIO(), StringIO()
+    call_command("seed_demo", "--json", stdout=first)
+    call_command("seed_demo", "--json", stdout=second)
+    a, b = json.loads(first.getvalue()), json.loads(second.getvalue())
+    assert a == b
+    tenant = Tenant.objects.get(slug=a["tenant"])
+    assert tenant.allowed_origins == ["http://localhost:8001", "http://127.0.0.1:8001"]
+    assert WidgetKey.objects.filter(tenant=tenant).count() == 1
+    assert authenticate(username=a["admin_user"], password=a["admin_password"]) is not None
+
+
+def test_seed_demo_refuses_production(settings: Any) -> None:
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="development only"):
+        call_command("seed_demo")
