@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -44,6 +45,18 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
+    assigned_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+    )
+    handoff_reason = models.CharField(max_length=300, blank=True, default="")
+    # Rolling summary of the turns up to `summary_seq` (regenerated, never appended to).
+    summary = models.JSONField(default=dict, blank=True)
+    summary_seq = models.PositiveIntegerField(default=0)
+    summary_updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_message_at"]
@@ -91,6 +104,15 @@ class Message(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    language = models.CharField(max_length=12, blank=True, default="")
+    # The agent who wrote an `agent` message.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -171,3 +193,35 @@ class LLMCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} {self.outcome} ({self.latency_ms} ms)"
+
+
+class ToolInvocation(models.Model):
+    """One function call the model made while producing a reply, and what it was given back."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        INVALID_ARGUMENTS = "invalid_arguments", "Invalid arguments"
+        UNKNOWN_TOOL = "unknown_tool", "Unknown tool"
+        ERROR = "error", "Error"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="tool_invocations"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="tool_invocations"
+    )
+    call_id = models.CharField(max_length=100, blank=True, default="")
+    name = models.CharField(max_length=64)
+    arguments = models.TextField(blank=True, default="")  # as the model sent them: untrusted
+    status = models.CharField(max_length=20, choices=Status.choices)
+    result = models.TextField(blank=True, default="")
+    step = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="toolcall_tenant_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"

@@ -29,11 +29,16 @@ class TenantAdminForm(forms.ModelForm):
             "is_active",
             "allowed_origins",
             "persona",
+            "supported_languages",
+            "fallback_language",
             "message_max_chars",
             "history_token_budget",
+            "knowledge_passages",
+            "handoff_after_failures",
             "llm_provider",
             "llm_base_url",
             "llm_model",
+            "fallback_llm_model",
             "llm_api_version",
             "temperature",
             "top_p",
@@ -55,7 +60,20 @@ class TenantAdmin(admin.ModelAdmin):
     inlines = [WidgetKeyInline]
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "allowed_origins")}),
-        ("Assistant", {"fields": ("persona", "message_max_chars", "history_token_budget")}),
+        (
+            "Assistant",
+            {
+                "fields": (
+                    "persona",
+                    "supported_languages",
+                    "fallback_language",
+                    "message_max_chars",
+                    "history_token_budget",
+                    "knowledge_passages",
+                    "handoff_after_failures",
+                )
+            },
+        ),
         (
             "Model provider (blank: the server's default)",
             {
@@ -63,6 +81,7 @@ class TenantAdmin(admin.ModelAdmin):
                     "llm_provider",
                     "llm_base_url",
                     "llm_model",
+                    "fallback_llm_model",
                     "llm_api_version",
                     "llm_api_key",
                     "clear_llm_api_key",

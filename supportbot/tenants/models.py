@@ -44,6 +44,29 @@ class Tenant(models.Model):
     history_token_budget = models.PositiveIntegerField(
         default=3000, help_text="Tokens of conversation history sent to the model."
     )
+    supported_languages = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Languages the assistant answers in, as ISO 639-1 codes, e.g. ["en", "es"]. '
+        "Empty: any language.",
+    )
+    fallback_language = models.CharField(
+        max_length=12,
+        default="en",
+        help_text="Language used when the visitor's is not supported or cannot be told.",
+    )
+    fallback_llm_model = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Model (same provider) tried when the main one fails or times out.",
+    )
+    handoff_after_failures = models.PositiveSmallIntegerField(
+        default=2, help_text="Hand the conversation to a person after this many failed replies."
+    )
+    knowledge_passages = models.PositiveSmallIntegerField(
+        default=4, help_text="Knowledge-base passages given to the model with each question."
+    )
 
     # Optional per-tenant provider override; blank fields fall back to the server's settings.
     llm_provider = models.CharField(
@@ -74,6 +97,12 @@ class Tenant(models.Model):
 
     def clean(self) -> None:
         self.allowed_origins = normalize_origins(self.allowed_origins or [])
+        if not isinstance(self.supported_languages, list) or not all(
+            isinstance(code, str) and 2 <= len(code) <= 12 for code in self.supported_languages
+        ):
+            raise ValidationError({"supported_languages": 'A list of codes such as ["en", "es"].'})
+        self.supported_languages = [code.lower() for code in self.supported_languages]
+        self.fallback_language = (self.fallback_language or "en").lower()
         if not isinstance(self.stop, list) or len(self.stop) > 4:
             raise ValidationError({"stop": "At most 4 stop sequences."})
         if self.temperature is not None and not 0 <= self.temperature <= 2:
