@@ -1,0 +1,112 @@
+"""Handing a conversation to a person, and stopping the assistant's replies when that happens."""
+
+import re
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from conversations import frames
+from conversations.broadcast import broadcast_frame
+from conversations.models import Conversation, Message, ReplyJob
+from conversations.notices import notice
+from conversations.services import message_append
+from conversations.stream_state import snapshot_clear, snapshot_read
+from supportbot.redis_store import get_redis
+
+_CANCEL_TTL_SECONDS = 600
+
+# A visitor asking for a person, in the languages the widget speaks.
+_ASKS_FOR_PERSON = re.compile(
+    r"\b("
+    r"(talk|speak|chat)\s+(to|with)\s+(a\s+|an\s+|the\s+)?(human|person|agent|someone|operator|representative)"
+    r"|real\s+(person|human)|human\s+agent|customer\s+service\s+agent"
+    r"|hablar\s+con\s+(una\s+persona|un\s+humano|un\s+agente|alguien)|agente\s+humano"
+    r"|parler\s+(à|a)\s+(une\s+personne|un\s+humain|un\s+conseiller|quelqu'un)|conseiller\s+humain"
+    r"|mit\s+(einem|einer)\s+(menschen|mitarbeiter|mitarbeiterin|person)\s+sprechen"
+    r"|falar\s+com\s+(uma\s+pessoa|um\s+humano|um\s+atendente|algu[eé]m)|atendente\s+humano"
+    r")\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_a_person(text: str) -> bool:
+    """True when the visitor's words ask for a human."""
+    return bool(_ASKS_FOR_PERSON.search(text))
+
+
+def _cancel_key(job_id: int) -> str:
+    return f"supportbot:reply-cancel:{job_id}"
+
+
+def reply_cancel_requested(job_id: int) -> bool:
+    return bool(get_redis().exists(_cancel_key(job_id)))
+
+
+def _cancel_running_replies(conversation: Conversation, *, except_job: int | None) -> None:
+    """Cancel the conversation's queued and streaming replies (inside the caller's transaction).
+
+    A streaming reply keeps the text the visitor already saw and ends as `failed`.
+    """
+    jobs = (
+        ReplyJob.objects.select_for_update()
+        .filter(
+            conversation=conversation, state__in=[ReplyJob.State.QUEUED, ReplyJob.State.RUNNING]
+        )
+        .exclude(pk=except_job)
+        .select_related("reply")
+    )
+    for job in jobs:
+        job.state = ReplyJob.State.CANCELLED
+        job.save(update_fields=["state", "updated_at"])
+        job_id = job.pk
+        transaction.on_commit(
+            lambda job_id=job_id: get_redis().set(_cancel_key(job_id), "1", ex=_CANCEL_TTL_SECONDS)
+        )
+        reply = job.reply
+        if reply is not None and reply.status == Message.Status.STREAMING:
+            snapshot = snapshot_read(reply.pk)
+            reply.text = snapshot.text if snapshot else ""
+            reply.status = Message.Status.FAILED
+            reply.completed_at = timezone.now()
+            reply.save(update_fields=["text", "status", "completed_at"])
+            frame = frames.message_frame(reply)
+            reply_id = reply.pk
+            transaction.on_commit(
+                lambda f=frame, r=reply_id: _publish_cancelled(conversation.pk, f, r)
+            )
+
+
+def _publish_cancelled(conversation_id: UUID, frame: dict[str, object], reply_id: UUID) -> None:
+    broadcast_frame(conversation_id, frame)
+    snapshot_clear(reply_id)
+
+
+def conversation_request_agent(
+    *, conversation_id: UUID, reason: str, from_job: int | None = None
+) -> bool:
+    """Move a conversation to "waiting for an agent": the bot stops answering.
+
+    Cancels replies in flight (except `from_job`, the reply that asked for the handoff) and tells
+    the visitor in their language. False when the conversation was not with the bot.
+    """
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if conversation.status != Conversation.Status.BOT:
+            return False
+        conversation.status = Conversation.Status.WAITING_FOR_AGENT
+        conversation.handoff_reason = reason[:300]
+        conversation.save(update_fields=["status", "handoff_reason", "updated_at"])
+        _cancel_running_replies(conversation, except_job=from_job)
+        message_append(
+            conversation=conversation,
+            role=Message.Role.SYSTEM,
+            text=notice("handoff", conversation.language),
+        )
+    return True
+
+
+def conversation_cancel_replies(*, conversation: Conversation) -> None:
+    """Stop every reply of the conversation at once (an agent took it over)."""
+    with transaction.atomic():
+        _cancel_running_replies(conversation, except_job=None)

@@ -1,0 +1,101 @@
+"""What the service itself says to visitors (system notices), in the visitor's language."""
+
+NOTICES: dict[str, dict[str, str]] = {
+    "length": {
+        "en": "This answer was cut short because it reached its length limit.",
+        "es": "Esta respuesta se cortó porque alcanzó su límite de longitud.",
+        "fr": "Cette réponse a été interrompue car elle a atteint sa longueur maximale.",
+        "de": "Diese Antwort wurde gekürzt, weil sie ihre maximale Länge erreicht hat.",
+        "pt": "Esta resposta foi interrompida porque atingiu o limite de tamanho.",
+    },
+    "content_filter": {
+        "en": "Part of this answer was withheld by the content filter.",
+        "es": "Parte de esta respuesta fue retenida por el filtro de contenido.",
+        "fr": "Une partie de cette réponse a été retenue par le filtre de contenu.",
+        "de": "Ein Teil dieser Antwort wurde vom Inhaltsfilter zurückgehalten.",
+        "pt": "Parte desta resposta foi retida pelo filtro de conteúdo.",
+    },
+    "unavailable": {
+        "en": "Sorry, the assistant can't answer right now. Your message is saved and a person "
+        "from our team can see it.",
+        "es": "Lo sentimos, el asistente no puede responder ahora. Tu mensaje está guardado y "
+        "una persona de nuestro equipo puede verlo.",
+        "fr": "Désolé, l'assistant ne peut pas répondre pour le moment. Votre message est "
+        "enregistré et une personne de notre équipe peut le voir.",
+        "de": "Entschuldigung, der Assistent kann gerade nicht antworten. Ihre Nachricht ist "
+        "gespeichert und eine Person aus unserem Team kann sie sehen.",
+        "pt": "Desculpe, o assistente não pode responder agora. A sua mensagem foi guardada e "
+        "uma pessoa da nossa equipa pode vê-la.",
+    },
+    "interrupted": {
+        "en": "Sorry, this answer was interrupted before it was complete. Your message is saved "
+        "and a person from our team can see it.",
+        "es": "Lo sentimos, esta respuesta se interrumpió antes de completarse. Tu mensaje está "
+        "guardado y una persona de nuestro equipo puede verlo.",
+        "fr": "Désolé, cette réponse a été interrompue avant la fin. Votre message est "
+        "enregistré et une personne de notre équipe peut le voir.",
+        "de": "Entschuldigung, diese Antwort wurde unterbrochen. Ihre Nachricht ist gespeichert "
+        "und eine Person aus unserem Team kann sie sehen.",
+        "pt": "Desculpe, esta resposta foi interrompida antes de terminar. A sua mensagem foi "
+        "guardada e uma pessoa da nossa equipa pode vê-la.",
+    },
+    "handoff": {
+        "en": "I've asked a person from our team to join this conversation. They'll reply here.",
+        "es": "He pedido a una persona de nuestro equipo que se una a esta conversación. "
+        "Te responderá aquí.",
+        "fr": "J'ai demandé à une personne de notre équipe de rejoindre cette conversation. "
+        "Elle vous répondra ici.",
+        "de": "Ich habe eine Person aus unserem Team gebeten, dieses Gespräch zu übernehmen. "
+        "Sie antwortet hier.",
+        "pt": "Pedi a uma pessoa da nossa equipa que se junte a esta conversa. Ela vai "
+        "responder aqui.",
+    },
+    "handoff_offer": {
+        "en": "I can't help with this right now. Would you like a person from our team to take "
+        "over? Just say so and I'll ask them to join.",
+        "es": "Ahora mismo no puedo ayudarte con esto. ¿Quieres que una persona de nuestro "
+        "equipo se encargue? Dímelo y se lo pediré.",
+        "fr": "Je ne peux pas vous aider pour le moment. Voulez-vous qu'une personne de notre "
+        "équipe prenne le relais ? Dites-le et je la préviens.",
+        "de": "Ich kann Ihnen gerade nicht weiterhelfen. Möchten Sie, dass eine Person aus "
+        "unserem Team übernimmt? Sagen Sie es einfach.",
+        "pt": "Agora não consigo ajudar com isto. Quer que uma pessoa da nossa equipa assuma? "
+        "É só dizer e eu peço-lhe.",
+    },
+    "knowledge_quote": {
+        "en": "Here is what our help centre says:",
+        "es": "Esto es lo que dice nuestro centro de ayuda:",
+        "fr": "Voici ce que dit notre centre d'aide :",
+        "de": "Das steht dazu in unserem Hilfe-Center:",
+        "pt": "Eis o que diz o nosso centro de ajuda:",
+    },
+    "agent_joined": {
+        "en": "{name} from our team has joined the conversation.",
+        "es": "{name}, de nuestro equipo, se ha unido a la conversación.",
+        "fr": "{name}, de notre équipe, a rejoint la conversation.",
+        "de": "{name} aus unserem Team ist dem Gespräch beigetreten.",
+        "pt": "{name}, da nossa equipa, juntou-se à conversa.",
+    },
+    "handed_back": {
+        "en": "You're chatting with our assistant again.",
+        "es": "Vuelves a hablar con nuestro asistente.",
+        "fr": "Vous discutez de nouveau avec notre assistant.",
+        "de": "Sie schreiben wieder mit unserem Assistenten.",
+        "pt": "Está novamente a falar com o nosso assistente.",
+    },
+    "closed": {
+        "en": "This conversation was closed. Write again any time to start a new one.",
+        "es": "Esta conversación se ha cerrado. Escríbenos cuando quieras para empezar otra.",
+        "fr": "Cette conversation est close. Écrivez-nous à tout moment pour en commencer une "
+        "autre.",
+        "de": "Dieses Gespräch wurde beendet. Schreiben Sie jederzeit, um ein neues zu beginnen.",
+        "pt": "Esta conversa foi encerrada. Escreva quando quiser para começar outra.",
+    },
+}
+
+
+def notice(key: str, language: str = "", **values: str) -> str:
+    """The notice `key` in `language` (English when there is no translation)."""
+    texts = NOTICES[key]
+    text = texts.get((language or "en")[:2].lower(), texts["en"])
+    return text.format(**values) if values else text
