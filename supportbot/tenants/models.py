@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -146,3 +147,26 @@ class WidgetKey(models.Model):
     @property
     def effective_origins(self) -> list[str]:
         return self.allowed_origins or self.tenant.allowed_origins
+
+
+class TenantMembership(models.Model):
+    """A staff user's access to one tenant: agents answer its conversations."""
+
+    class Role(models.TextChoices):
+        AGENT = "agent", "Agent"
+        ADMIN = "admin", "Tenant admin"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_memberships"
+    )
+    role = models.CharField(max_length=12, choices=Role.choices, default=Role.AGENT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"

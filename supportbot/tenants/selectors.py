@@ -1,10 +1,12 @@
 """Reads for tenants: widget key lookup and the provider settings a tenant's replies use."""
 
+from typing import Any
+
 from django.conf import settings
 
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.llm import ChatParams, ProviderConfig
-from supportbot.tenants.models import Tenant, WidgetKey
+from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
 
 
 def access_widget_key_by_public_key(public_key: object) -> WidgetKey | None:
@@ -49,3 +51,14 @@ def tenant_chat_params(tenant: Tenant) -> ChatParams:
         seed=tenant.seed,
         stop=list(tenant.stop) or None,
     )
+
+
+def tenant_ids_for_user(user: Any) -> set[int] | None:
+    """Tenants whose conversations `user` may see: None means all (a superuser)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return set()
+    if user.is_superuser:
+        return None
+    if not user.is_staff:
+        return set()
+    return set(TenantMembership.objects.filter(user=user).values_list("tenant_id", flat=True))
