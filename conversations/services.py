@@ -7,8 +7,7 @@ broadcast and job enqueue only after commit.
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from conversations import frames
@@ -98,12 +97,23 @@ def visitor_session_open(
     )
 
 
-def _next_seq(conversation_id: UUID) -> int:
-    """Allocate the next `seq` of a conversation; the row stays locked until commit."""
-    Conversation.objects.filter(pk=conversation_id).update(
-        last_seq=F("last_seq") + 1, last_message_at=timezone.now()
-    )
-    return Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation_id)
+# The table name comes from the model, never from input.
+_NEXT_SEQ_SQL = (
+    f"UPDATE {Conversation._meta.db_table} SET last_seq = last_seq + 1, last_message_at = %s "  # noqa: S608
+    "WHERE id = %s RETURNING last_seq, status"
+)
+
+
+def _next_seq(conversation: Conversation) -> int:
+    """Allocate the next `seq` of a conversation (one statement; the row stays locked until
+    commit) and refresh `conversation.status`, which another process may have changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_SEQ_SQL, [timezone.now(), conversation.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise Conversation.DoesNotExist(f"conversation {conversation.pk} is gone")
+    conversation.last_seq, conversation.status = row
+    return int(row[0])
 
 
 def message_append(
@@ -120,7 +130,7 @@ def message_append(
     message = Message.objects.create(
         tenant_id=conversation.tenant_id,
         conversation=conversation,
-        seq=_next_seq(conversation.pk),
+        seq=_next_seq(conversation),
         role=role,
         text=text,
         status=status,
@@ -142,10 +152,11 @@ class PostedMessage:
 def message_post_from_visitor(
     *, conversation: Conversation, client_id: str, text: str, sender: str | None = None
 ) -> PostedMessage:
-    """Persist a visitor's message once per `client_id` and queue the assistant's reply."""
-    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-    if existing is not None:
-        return PostedMessage(message=existing, created=False)
+    """Persist a visitor's message once per `client_id` and queue the assistant's reply.
+
+    A `client_id` seen before returns the message stored the first time (the unique
+    constraint decides, so two sockets racing with the same id get the same answer).
+    """
     try:
         with transaction.atomic():
             message = message_append(

@@ -164,9 +164,8 @@ def widget_message(
             client_id=client_id,
             retry_after=retry_after,
         )
-    conversation = Conversation.objects.get(pk=session.conversation.pk)
     posted = message_post_from_visitor(
-        conversation=conversation, client_id=client_id, text=text, sender=sender
+        conversation=session.conversation, client_id=client_id, text=text, sender=sender
     )
     return {
         "type": "ack",
