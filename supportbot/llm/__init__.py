@@ -5,6 +5,7 @@ The only package of the project that talks to the SDK. No Django here.
 
 from .chat import complete_chat, stream_chat
 from .config import ChatParams, ProviderConfig
+from .embeddings import embed_texts
 from .errors import (
     LLMError,
     PermanentLLMError,
@@ -29,5 +30,6 @@ __all__ = [
     "complete_chat",
     "count_message_tokens",
     "count_tokens",
+    "embed_texts",
     "stream_chat",
 ]

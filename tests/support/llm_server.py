@@ -19,11 +19,20 @@ Routes: ``POST /v1/chat/completions`` (and any path ending in ``/chat/completion
 ``/openai/deployments/<name>/chat/completions?api-version=...`` and ``/openai/v1/...``), streaming
 (SSE, chunked, exactly like OpenAI: ``data: {json}\\n\\n`` ... ``data: [DONE]\\n\\n``) or not;
 ``GET /v1/models``. The last user message may also script its own reply with ``[[reply: text]]``.
+
+``POST /v1/embeddings`` (and any path ending in ``/embeddings``) answers with deterministic
+vectors: `hashed_embedding`, a normalised hashed bag of words (and word prefixes), so texts that
+share words are close in cosine distance. ``encoding_format`` ``float`` or ``base64`` and
+``dimensions`` are honoured. `enqueue_embeddings(Reply(status=429, ...))` scripts failures of the
+next embeddings requests (status, headers, error_body, first_token_delay and fail_after_tokens,
+which drops the connection, are used).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import re
 import socket
@@ -31,6 +40,7 @@ import struct
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
@@ -42,6 +52,9 @@ DEFAULT_TEXT = "Hello from the scripted model."
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
 _MARKER_RE = re.compile(r"\[\[reply:\s*(.*?)\s*\]\]", re.DOTALL)
 _STALL_LIMIT = 300.0  # a stalled reply gives up after this long even if nobody stops the server
+EMBEDDING_DIMENSIONS = 256  # the default size of the scripted embeddings
+_WORD_RE = re.compile(r"\w+")
+_PREFIX = 5  # words longer than this also count by their first letters (a crude stem)
 
 
 def split_tokens(text: str) -> list[str]:
@@ -95,6 +108,28 @@ class RecordedRequest:
         return asdict(self)
 
 
+def hashed_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector for `text`: its words (and word prefixes) hashed into
+    `dimensions` signed buckets. Case and accents are ignored; shared words make texts close."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    features: list[tuple[str, float]] = []
+    for word in _WORD_RE.findall(folded):
+        features.append((word, 1.0))
+        if len(word) > _PREFIX:
+            features.append((word[:_PREFIX] + "~", 0.5))
+    if not features:
+        features.append((folded.strip() or " ", 1.0))
+    vector = [0.0] * dimensions
+    for feature, weight in features:
+        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+        number = int.from_bytes(digest, "little")
+        sign = 1.0 if number & 1 else -1.0
+        vector[(number >> 1) % dimensions] += sign * weight
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]
+
+
 class ScriptedLLMServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
@@ -102,6 +137,7 @@ class ScriptedLLMServer:
         self.default = Reply()
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply] = deque()
+        self._embedding_queue: deque[Reply] = deque()
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -150,9 +186,15 @@ class ScriptedLLMServer:
         with self._cond:
             self._queue.extend(replies)
 
+    def enqueue_embeddings(self, *replies: Reply) -> None:
+        """Script the next embeddings requests (a Reply with status >= 400 fails one)."""
+        with self._cond:
+            self._embedding_queue.extend(replies)
+
     def reset(self) -> None:
         with self._cond:
             self._queue.clear()
+            self._embedding_queue.clear()
             self.requests.clear()
             self.default = Reply()
 
@@ -173,6 +215,10 @@ class ScriptedLLMServer:
         with self._cond:
             return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
+    def embedding_requests(self) -> list[RecordedRequest]:
+        with self._cond:
+            return [r for r in self.requests if r.path.endswith("/embeddings")]
+
     # -- used by the handler -------------------------------------------------------------------
     def _record(self, request: RecordedRequest) -> None:
         with self._cond:
@@ -187,6 +233,10 @@ class ScriptedLLMServer:
             if self._queue:
                 return self._queue.popleft()
             return self.default
+
+    def _next_embedding_reply(self) -> Reply | None:
+        with self._cond:
+            return self._embedding_queue.popleft() if self._embedding_queue else None
 
 
 def _marker_reply(body: Any) -> Reply | None:
@@ -262,6 +312,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.endswith("/chat/completions"):
             self._chat(request)
             return
+        if path.endswith("/embeddings"):
+            self._embeddings(request)
+            return
         self._send_error_body(404, f"no route for POST {path}", "invalid_request_error")
 
     def _control(self, path: str) -> None:
@@ -330,6 +383,59 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort()
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+
+    def _embeddings(self, request: RecordedRequest) -> None:
+        body = request.json if isinstance(request.json, dict) else {}
+        reply = self.owner._next_embedding_reply()
+        if reply is not None:
+            try:
+                self._sleep(reply.first_token_delay)
+            except _Dropped:
+                self._abort()
+                return
+            if reply.fail_after_tokens is not None:
+                self._abort()
+                return
+            if reply.status >= 400:
+                self._send_error_body(
+                    reply.status,
+                    f"scripted error {reply.status}",
+                    _error_type(reply.status),
+                    body=reply.error_body,
+                    headers=reply.headers,
+                )
+                return
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        dimensions = body.get("dimensions", EMBEDDING_DIMENSIONS)
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(text, str) and text for text in inputs)
+            or not isinstance(dimensions, int)
+            or not 1 <= dimensions <= 4096
+        ):
+            self._send_error_body(
+                400, "'input' must be a non-empty string or list of them", "invalid_request_error"
+            )
+            return
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(inputs):
+            vector = hashed_embedding(text, dimensions)
+            encoded: Any = vector
+            if as_base64:
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(split_tokens(text)) for text in inputs)
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": _requested_model(request) or "scripted-embedding",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        self._send_json(200, payload, headers=(reply.headers if reply else None))
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and self.owner._stopping.wait(seconds):
