@@ -8,6 +8,8 @@ from celery import shared_task
 from django.db import OperationalError
 
 from conversations.replies import LeaseHeld, reply_generate, reply_jobs_requeue_stalled
+from conversations.summaries import conversation_summarize
+from supportbot.llm import TransientLLMError
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +41,19 @@ def requeue_stalled_replies() -> int:
     if job_ids:
         logger.info("requeued %d stalled reply jobs", len(job_ids))
     return len(job_ids)
+
+
+@shared_task(
+    name="conversations.summarize_conversation",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=3,
+)
+def summarize_conversation(self: Any, conversation_id: str) -> None:
+    """Replace a long conversation's rolling summary (a no-op when none is needed)."""
+    try:
+        conversation_summarize(conversation_id=conversation_id)
+    except (TransientLLMError, OperationalError, redis.ConnectionError) as exc:
+        raise self.retry(exc=exc, countdown=min(10 * 2**self.request.retries, 120)) from exc
