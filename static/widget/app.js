@@ -33,27 +33,42 @@ function parentOrigin() {
   }
 }
 
-function errorText(t, format, error) {
+// What to tell the visitor about an `error` frame: a key of the string table (with its values),
+// so the notice can be said again in another language.
+function errorText(error) {
   switch (error.code) {
     case "bad_request":
-      return t.errorBadRequest;
+      return { key: "errorBadRequest" };
     case "too_long":
-      return t.errorTooLong;
+      return { key: "errorTooLong" };
     case "rate_limited":
       return error.retry_after
-        ? format(t.errorRateLimited, { seconds: Math.max(1, Math.ceil(error.retry_after)) })
-        : t.errorRateLimitedShort;
+        ? { key: "errorRateLimited", values: { seconds: Math.max(1, Math.ceil(error.retry_after)) } }
+        : { key: "errorRateLimitedShort" };
     case "unavailable":
-      return t.errorUnavailable;
+      return { key: "errorUnavailable" };
     default:
-      return t.errorGeneric;
+      return { key: "errorGeneric" };
   }
 }
+
+const HANDOFF_PENDING_MS = 15000;
 
 export function startWidget(root) {
   const config = readConfig(root);
   const i18n = globalThis.SupportbotWidgetI18n;
-  const t = i18n.pick(config.locale);
+  // The UI language: the visitor's locale at first, then the conversation's language when the
+  // server says which it is (and it is one of the widget's languages).
+  let t = i18n.pick(config.locale);
+  // The server's default title ("Chat with Acme") is said in the UI language; a title of the
+  // tenant's own choosing is shown as given.
+  const defaultTitle = config.tenantName && config.title === `Chat with ${config.tenantName}`;
+  const titleFor = (strings) =>
+    config.title && !defaultTitle
+      ? config.title
+      : config.tenantName
+        ? i18n.format(strings.chatWith, { name: config.tenantName })
+        : strings.defaultTitle;
   const embedded = window.parent !== window;
   const target = parentOrigin();
 
@@ -68,6 +83,33 @@ export function startWidget(root) {
 
   let view = null;
   let scheduled = false;
+  let handoffTimer = null;
+
+  const applyLanguage = () => {
+    document.documentElement.lang = t._lang;
+    document.title = titleFor(t);
+  };
+  const setLanguage = (language) => {
+    if (!language || !i18n.supports(language)) return;
+    const next = i18n.pick(language);
+    if (next._lang === t._lang) return;
+    t = next;
+    applyLanguage();
+    if (view) {
+      view.setStrings(t);
+      view.render(transcript.ordered());
+    }
+  };
+  const setHandoffPending = (pending) => {
+    clearTimeout(handoffTimer);
+    handoffTimer = pending ? setTimeout(() => view?.setHandoffPending(false), HANDOFF_PENDING_MS) : null;
+    view?.setHandoffPending(pending);
+  };
+  const onConversation = (conversation) => {
+    if (conversation) setLanguage(conversation.language);
+    view?.setConversation(conversation); // ends a pending "Talk to a person" unless still with the bot
+  };
+
   const transcript = new Transcript(() => {
     if (scheduled || !view) return;
     scheduled = true;
@@ -84,12 +126,22 @@ export function startWidget(root) {
     locale: config.locale,
     store,
     on: {
-      state: (name, info) => view?.setConnection(name, info),
+      state: (name, info) => {
+        if (name !== "open") setHandoffPending(false);
+        view?.setConnection(name, info);
+      },
       reset: () => transcript.clear(),
+      conversation: onConversation,
       messages: (messages) => transcript.upsertMessages(messages),
       stream: (id, update) => transcript.stream(id, update),
       error: (error) => {
-        const text = errorText(t, i18n.format, error);
+        if (!error.client_id && view?.handoffPending) {
+          // The answer to "Talk to a person" (a server that cannot hand over says bad_request).
+          setHandoffPending(false);
+          transcript.addNotice({ key: "handoffFailed" });
+          return;
+        }
+        const text = errorText(error);
         const retry = error.code === "rate_limited" || error.code === "bad_request";
         const failed = error.code !== "unavailable";
         if (error.client_id && error.code === "too_long") {
@@ -103,16 +155,20 @@ export function startWidget(root) {
     },
   });
 
+  // What the last visit knew of the conversation: its language, before the socket is up.
+  const known = connection.conversation;
+  if (known) setLanguage(known.language);
+  applyLanguage();
+
   view = new WidgetView(root, {
     t,
     format: i18n.format,
-    title: config.title || config.tenantName || t.defaultTitle,
-    subtitle: t.subtitle,
+    title: titleFor,
     embedded,
     maxLength: config.maxLength,
     onSend: (text) => {
       if (!WidgetConnection.fits(text)) {
-        transcript.addNotice(t.errorTooLong);
+        transcript.addNotice({ key: "errorTooLong" });
         return false;
       }
       const clientId = connection.send(text);
@@ -127,7 +183,11 @@ export function startWidget(root) {
     },
     onClose: () => tellParent("close"),
     onStartOver: () => connection.startOver(),
+    onHandoff: () => {
+      if (connection.requestHandoff()) setHandoffPending(true);
+    },
   });
+  if (known) view.setConversation(known);
 
   // What the last visit left: the transcript, and messages still waiting for an ack.
   transcript.upsertMessages(connection.cachedMessages());

@@ -41,6 +41,25 @@ export function socketUrl(wsPath, loc = location) {
 const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
 const isFinal = (message) => message.status !== "streaming";
 
+export const CONVERSATION_STATUSES = Object.freeze(["bot", "waiting_for_agent", "with_agent", "closed"]);
+
+/**
+ * The conversation's state as the server describes it (`welcome.conversation`,
+ * `conversation.updated`): {status, language, agent: {name} | null}. Fields missing or malformed in
+ * `raw` keep their value from `previous`. Null when there is nothing usable.
+ */
+export function parseConversation(raw, previous = null) {
+  if (!isObject(raw)) return previous;
+  const next = previous ? { ...previous } : { status: "bot", language: "", agent: null };
+  if (typeof raw.status === "string" && raw.status) next.status = raw.status.slice(0, 40);
+  if (typeof raw.language === "string") next.language = raw.language.trim().slice(0, 35);
+  if ("agent" in raw) {
+    const name = isObject(raw.agent) && typeof raw.agent.name === "string" ? raw.agent.name.trim().slice(0, 80) : "";
+    next.agent = isObject(raw.agent) ? { name } : null;
+  }
+  return next;
+}
+
 /** The resume state of one widget key, in localStorage (or memory where storage is blocked). */
 export class SessionStore {
   constructor(widgetKey, storage = safeLocalStorage()) {
@@ -78,6 +97,7 @@ export class SessionStore {
       messages,
       outbox,
       stream_floors: floors,
+      conversation: parseConversation(data.conversation),
     };
   }
 
@@ -90,6 +110,7 @@ export class SessionStore {
       messages,
       outbox: session.outbox,
       stream_floors: session.stream_floors,
+      conversation: session.conversation || null,
     };
     this.memory = data;
     if (!this.storage) return;
@@ -142,7 +163,10 @@ function lastSeqOf(messages) {
 /**
  * The connection. Callbacks in `on` (all optional):
  *   state(name, info)         "connecting" | "open" | "waiting" | "offline" | "refused"
+ *                             (info.code: the close code that led to "waiting", when there was one)
  *   reset()                   the server started another conversation: drop what is shown
+ *   conversation(state)       the conversation's status, language and agent changed
+ *                             (parseConversation's shape), or null: the server does not say
  *   messages(list)            authoritative Message objects (welcome, ack, message frames)
  *   stream(id, update)        a reply being streamed: {text, phase: "waiting"|"streaming"|"gap"}
  *   sent(client_id)           a message frame went out on the socket
@@ -186,6 +210,17 @@ export class WidgetConnection {
     return Boolean(this.session.visitor_token);
   }
 
+  /** The conversation's state as last described by the server (null: it never said). */
+  get conversation() {
+    return this.session.conversation || null;
+  }
+
+  /** Ask for a person from the team (`handoff.request`). False when the socket is not ready. */
+  requestHandoff() {
+    if (!this.isReady()) return false;
+    return this.sendFrame(this.socket, { type: "handoff.request" });
+  }
+
   start() {
     globalThis.addEventListener?.("online", this.onOnline);
     this.connect();
@@ -205,11 +240,20 @@ export class WidgetConnection {
   startOver() {
     this.stop();
     this.store.clear();
-    this.session = { visitor_token: null, conversation_id: null, last_seq: 0, messages: [], outbox: [], stream_floors: {} };
+    this.session = {
+      visitor_token: null,
+      conversation_id: null,
+      last_seq: 0,
+      messages: [],
+      outbox: [],
+      stream_floors: {},
+      conversation: null,
+    };
     this.known.clear();
     this.streams.clear();
     this.attempt = 0;
     this.on.reset?.();
+    this.on.conversation?.(null);
     this.start();
   }
 
@@ -292,14 +336,14 @@ export class WidgetConnection {
       this.setState("refused", { hadSession: this.hadSession });
       return;
     }
-    this.scheduleReconnect(event.code === CLOSE_TOO_MANY ? BUSY_BACKOFF : BACKOFF, event.code === CLOSE_TOO_MANY);
+    this.scheduleReconnect(event.code === CLOSE_TOO_MANY ? BUSY_BACKOFF : BACKOFF, event.code === CLOSE_TOO_MANY, event.code);
   }
 
-  scheduleReconnect(policy, busy = false) {
+  scheduleReconnect(policy, busy = false, code = null) {
     this.attempt += 1;
     const delay = backoffDelay(policy, this.attempt, this.random);
     const offline = globalThis.navigator && navigator.onLine === false;
-    this.setState(offline ? "offline" : "waiting", { delayMs: delay, retryAt: Date.now() + delay, busy });
+    this.setState(offline ? "offline" : "waiting", { delayMs: delay, retryAt: Date.now() + delay, busy, code });
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);
   }
@@ -374,6 +418,8 @@ export class WidgetConnection {
         return undefined;
       case "error":
         return this.onErrorFrame(frame);
+      case "conversation.updated":
+        return this.setConversation(parseConversation(frame.conversation, this.session.conversation));
       default:
         return undefined; // a newer server's frame: ignore
     }
@@ -386,6 +432,7 @@ export class WidgetConnection {
       this.known.clear();
       this.streams.clear();
       this.session.stream_floors = {};
+      this.session.conversation = null;
       this.on.reset?.();
     }
     this.session.visitor_token = typeof frame.visitor_token === "string" ? frame.visitor_token : this.session.visitor_token;
@@ -393,12 +440,21 @@ export class WidgetConnection {
     this.welcomed = true;
     this.attempt = 0;
     clearTimeout(this.welcomeTimer);
+    // A server that does not describe the conversation (protocol v1 before the extension) leaves
+    // it null: no handoff button, no banners.
+    this.setConversation(isObject(frame.conversation) ? parseConversation(frame.conversation) : null, false);
     const messages = Array.isArray(frame.messages) ? frame.messages.filter(isValidMessage) : [];
     this.accept(messages);
     this.persist();
     this.setState("open");
     // Anything not acknowledged goes again, same client_id, in order.
     for (const item of this.session.outbox) this.transmit(item);
+  }
+
+  setConversation(conversation, save = true) {
+    this.session.conversation = conversation;
+    if (save) this.persist();
+    this.on.conversation?.(conversation);
   }
 
   accept(messages) {

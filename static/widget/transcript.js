@@ -3,6 +3,11 @@
 //
 // Every entry has a stable `key` and a `rev` bumped on each change, so the view redraws only
 // what changed.
+//
+// A local notice's text is either a string or {key, values}: a key of the string table, so the
+// view can say it again in another language when the conversation's language changes.
+
+const optionalString = (value, max) => (typeof value === "string" && value.trim() ? value.trim().slice(0, max) : null);
 
 export class Transcript {
   constructor(onChange = () => {}) {
@@ -36,6 +41,8 @@ export class Transcript {
         sources: Array.isArray(m.sources) ? m.sources : [],
         client_id: m.client_id || null,
         created_at: m.created_at || null,
+        language: optionalString(m.language, 35) ?? old?.language ?? null,
+        author_name: optionalString(m.author_name, 80),
         phase: m.status === "streaming" ? "streaming" : null,
         notice: old?.notice ?? null,
         arrival: old?.arrival ?? this.arrival++,
@@ -63,6 +70,8 @@ export class Transcript {
       sources: old?.sources ?? [],
       client_id: null,
       created_at: old?.created_at ?? null,
+      language: old?.language ?? null,
+      author_name: old?.author_name ?? null,
       phase,
       notice: null,
       after: old?.after ?? this.anchor(),

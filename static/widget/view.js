@@ -1,5 +1,9 @@
-// The widget's DOM: header, connection status, message list and composer.
+// The widget's DOM: header, connection status, the conversation's banner (waiting for a person,
+// with a person, closed), message list and composer.
 // All text goes in through textContent or the safe Markdown renderer; no innerHTML anywhere.
+//
+// Every string comes from the table in `t` and can change while the chat is open (the server
+// says the conversation is in another language): `setStrings()` says everything again.
 
 import { makeLink, renderMarkdown, safeUrl } from "./markdown.js";
 
@@ -36,22 +40,61 @@ function visuallyHidden(text) {
   return el("span", "sb-visually-hidden", text);
 }
 
+// A language tag fit for a `lang` attribute ("es", "pt-BR"), or null.
+function langTag(value) {
+  return typeof value === "string" && /^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$/.test(value) ? value : null;
+}
+
+function initial(name) {
+  const first = Array.from(String(name).trim())[0];
+  return first ? first.toLocaleUpperCase() : "";
+}
+
 export class WidgetView {
   /**
-   * options: {t, format, title, subtitle, embedded, maxLength,
-   *           onSend(text), onRetry(clientId), onClose(), onStartOver()}
+   * options: {t, format(template, values, lang), title(t), embedded, maxLength,
+   *           onSend(text), onRetry(clientId), onClose(), onStartOver(), onHandoff()}
    */
   constructor(root, options) {
     this.root = root;
     this.o = options;
     this.t = options.t;
     this.nodes = new Map(); // entry key -> {node, rev}
+    this.labels = []; // functions that (re)apply the strings of the static parts
     this.statusTimer = null;
+    this.connection = { state: "idle", info: {} };
+    this.conversation = null; // parseConversation's shape, or null (the server does not say)
+    this.handoffPending = false;
     this.build();
   }
 
+  /** `fn` applies some strings now and again after every setStrings(). */
+  label(fn) {
+    this.labels.push(fn);
+    fn(this.t);
+  }
+
+  format(template, values) {
+    return this.o.format(template, values, this.t._lang);
+  }
+
+  /** A notice's text: a string, or {key, values} of the string table. */
+  say(text) {
+    if (text && typeof text === "object") return this.format(this.t[text.key] ?? this.t.errorGeneric, text.values);
+    return String(text ?? "");
+  }
+
+  /** Say everything again from another string table. Call render() afterwards. */
+  setStrings(t) {
+    this.t = t;
+    for (const fn of this.labels) fn(t);
+    for (const item of this.nodes.values()) item.rev = -1;
+    if (!this.status.hidden) this.setConnection(this.connection.state, this.connection.info);
+    this.setConversation(this.conversation);
+    this.updateComposer();
+  }
+
   build() {
-    const { t } = this;
     this.root.replaceChildren();
     this.root.classList.add("sb-app");
 
@@ -60,13 +103,21 @@ export class WidgetView {
     const badge = el("div", "sb-header__badge");
     badge.appendChild(icon("chat"));
     const heading = el("div", "sb-header__text");
-    heading.append(el("h1", "sb-title", this.o.title), el("p", "sb-subtitle", this.o.subtitle));
+    const title = el("h1", "sb-title");
+    const subtitle = el("p", "sb-subtitle");
+    this.label((t) => {
+      title.textContent = this.o.title(t);
+      subtitle.textContent = t.subtitle;
+    });
+    heading.append(title, subtitle);
     header.append(badge, heading);
     if (this.o.embedded) {
       const close = el("button", "sb-icon-button sb-close");
       close.type = "button";
-      close.setAttribute("aria-label", t.close);
-      close.title = t.close;
+      this.label((t) => {
+        close.setAttribute("aria-label", t.close);
+        close.title = t.close;
+      });
       close.appendChild(icon("close"));
       close.addEventListener("click", () => this.o.onClose());
       header.appendChild(close);
@@ -77,43 +128,68 @@ export class WidgetView {
     this.status.setAttribute("role", "status");
     this.status.hidden = true;
 
+    // The conversation's state: waiting for a person, with a person, closed.
+    this.banner = el("div", "sb-banner");
+    this.banner.setAttribute("role", "status");
+    this.banner.hidden = true;
+
     // Message list
     this.list = el("div", "sb-messages");
     this.list.id = "sb-messages";
     this.list.setAttribute("role", "log");
     this.list.setAttribute("aria-live", "polite");
-    this.list.setAttribute("aria-label", t.messagesLabel);
     this.list.tabIndex = 0;
     this.empty = el("div", "sb-empty");
-    this.empty.append(el("p", "sb-empty__title", t.emptyTitle), el("p", "sb-empty__body", t.emptyBody));
+    const emptyTitle = el("p", "sb-empty__title");
+    const emptyBody = el("p", "sb-empty__body");
+    this.label((t) => {
+      this.list.setAttribute("aria-label", t.messagesLabel);
+      emptyTitle.textContent = t.emptyTitle;
+      emptyBody.textContent = t.emptyBody;
+    });
+    this.empty.append(emptyTitle, emptyBody);
     this.list.appendChild(this.empty);
 
-    // Composer
+    // Composer, with "Talk to a person" above the input
     this.form = el("form", "sb-composer");
     this.form.noValidate = true;
-    const label = el("label", "sb-visually-hidden", t.inputLabel);
+    this.actions = el("div", "sb-composer__actions");
+    this.actions.hidden = true;
+    this.handoffButton = el("button", "sb-handoff");
+    this.handoffButton.type = "button";
+    this.handoffLabel = el("span", "sb-handoff__label");
+    this.handoffButton.append(icon("person", "sb-icon sb-handoff__icon"), this.handoffLabel);
+    this.handoffButton.addEventListener("click", () => {
+      if (!this.handoffButton.disabled && !this.handoffPending) this.o.onHandoff?.();
+    });
+    this.actions.appendChild(this.handoffButton);
+    const label = el("label", "sb-visually-hidden");
     label.htmlFor = "sb-input";
     const row = el("div", "sb-composer__row");
     this.input = el("textarea", "sb-input");
     this.input.id = "sb-input";
     this.input.name = "message";
     this.input.rows = 1;
-    this.input.placeholder = t.inputPlaceholder;
     this.input.autocomplete = "off";
     this.input.setAttribute("aria-describedby", "sb-hint sb-counter");
     this.sendButton = el("button", "sb-send");
     this.sendButton.type = "submit";
-    this.sendButton.setAttribute("aria-label", t.send);
-    this.sendButton.title = t.send;
     this.sendButton.appendChild(icon("send"));
     row.append(this.input, this.sendButton);
     const foot = el("div", "sb-composer__foot");
-    this.hint = el("span", "sb-hint", t.keyboardHint);
+    this.hint = el("span", "sb-hint");
     this.hint.id = "sb-hint";
     this.counter = el("span", "sb-counter");
     this.counter.id = "sb-counter";
     foot.append(this.hint, this.counter);
-    this.form.append(label, row, foot);
+    this.label((t) => {
+      label.textContent = t.inputLabel;
+      this.input.placeholder = t.inputPlaceholder;
+      this.sendButton.setAttribute("aria-label", t.send);
+      this.sendButton.title = t.send;
+      this.hint.textContent = t.keyboardHint;
+    });
+    this.form.append(this.actions, label, row, foot);
 
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -127,8 +203,74 @@ export class WidgetView {
     });
     this.input.addEventListener("input", () => this.updateComposer());
 
-    this.root.append(header, this.status, this.list, this.form);
+    this.root.append(header, this.status, this.banner, this.list, this.form);
     this.updateComposer();
+    this.setConversation(null);
+  }
+
+  /**
+   * The conversation's state from the server, or null (a server that does not describe it: no
+   * banner and no "Talk to a person", which such a server would not understand).
+   */
+  setConversation(conversation) {
+    const { t } = this;
+    this.conversation = conversation;
+    const status = conversation?.status ?? null;
+    this.root.dataset.conversation = status ?? "";
+    if (status !== "bot") this.handoffPending = false;
+
+    // "Talk to a person": only while the assistant is answering.
+    this.actions.hidden = status !== "bot";
+    this.handoffLabel.textContent = this.handoffPending ? t.talkToPersonPending : t.talkToPerson;
+    this.handoffButton.setAttribute("aria-busy", this.handoffPending ? "true" : "false");
+    this.updateHandoffButton();
+
+    const name = conversation?.agent?.name || "";
+    let text = null;
+    let lead = null;
+    if (status === "waiting_for_agent") {
+      text = t.waitingForAgent;
+      lead = el("span", "sb-banner__pulse");
+    } else if (status === "with_agent") {
+      text = name ? this.format(t.withAgentNamed, { name }) : t.withAgent;
+      lead = this.avatar(name);
+    } else if (status === "closed") {
+      text = t.conversationClosed;
+      lead = icon("chat", "sb-icon sb-banner__icon");
+    }
+    if (text === null) {
+      this.banner.hidden = true;
+      this.banner.replaceChildren();
+      this.banner.className = "sb-banner";
+      return;
+    }
+    const tone = status === "closed" ? "closed" : status === "with_agent" ? "agent" : "waiting";
+    this.banner.className = `sb-banner sb-banner--${tone}`;
+    // Replace only when the words change, so a screen reader does not hear the same thing twice.
+    if (this.banner.hidden || this.banner.dataset.text !== text) {
+      this.banner.replaceChildren(lead, el("span", "sb-banner__text", text));
+      this.banner.dataset.text = text;
+    }
+    this.banner.hidden = false;
+  }
+
+  /** "Talk to a person" was pressed and the server has not answered yet. */
+  setHandoffPending(pending) {
+    this.handoffPending = Boolean(pending) && this.conversation?.status === "bot";
+    this.setConversation(this.conversation);
+  }
+
+  updateHandoffButton() {
+    this.handoffButton.disabled = this.handoffPending || this.connection.state !== "open";
+  }
+
+  avatar(name) {
+    const avatar = el("span", "sb-avatar");
+    avatar.setAttribute("aria-hidden", "true");
+    const letter = name ? initial(name) : "";
+    if (letter) avatar.textContent = letter;
+    else avatar.appendChild(icon("person"));
+    return avatar;
   }
 
   focusInput() {
@@ -161,10 +303,10 @@ export class WidgetView {
     const left = this.o.maxLength - length;
     this.sendButton.disabled = this.input.disabled || length === 0 || left < 0;
     if (left < 0) {
-      this.counter.textContent = this.o.format(this.t.overLimit, { count: -left });
+      this.counter.textContent = this.format(this.t.overLimit, { count: -left });
       this.counter.className = "sb-counter sb-counter--over";
     } else if (left <= Math.min(500, this.o.maxLength / 5)) {
-      this.counter.textContent = this.o.format(this.t.charactersLeft, { count: left });
+      this.counter.textContent = this.format(this.t.charactersLeft, { count: left });
       this.counter.className = "sb-counter";
     } else {
       this.counter.textContent = "";
@@ -179,7 +321,9 @@ export class WidgetView {
   setConnection(state, info = {}) {
     const { t } = this;
     clearTimeout(this.statusTimer);
+    this.connection = { state, info };
     this.root.dataset.connection = state;
+    this.updateHandoffButton();
     const show = (text, tone) => {
       this.status.replaceChildren(el("span", "sb-status__text", text));
       this.status.className = `sb-status sb-status--${tone}`;
@@ -203,8 +347,9 @@ export class WidgetView {
       show(t.offline, "warn");
     } else if (state === "waiting") {
       const seconds = Math.max(1, Math.round((info.delayMs || 0) / 1000));
-      if (info.busy) show(this.o.format(t.busy, { seconds }), "warn");
-      else if (seconds >= 3) show(this.o.format(t.reconnectingIn, { seconds }), "warn");
+      if (info.busy) show(this.format(t.busy, { seconds }), "warn");
+      else if (info.code === 4400) show(t.startFailed, "warn");
+      else if (seconds >= 3) show(this.format(t.reconnectingIn, { seconds }), "warn");
       else show(t.reconnecting, "warn");
     } else if (state === "connecting") {
       // Only say so if it takes a moment; a quick connect should not flash a banner.
@@ -268,24 +413,29 @@ export class WidgetView {
     else delete node.dataset.phase;
     node.replaceChildren();
 
+    const lang = langTag(entry.language);
     if (role === "system" || role === "notice") {
       const p = el("p", "sb-notice-text");
       if (role === "notice") p.prepend(icon("alert", "sb-icon sb-notice-icon"));
-      p.append(entry.text);
+      p.append(role === "notice" ? this.say(entry.text) : entry.text);
+      if (role === "system" && lang) p.lang = lang;
       node.appendChild(p);
       return;
     }
 
+    const author = role === "agent" ? entry.author_name || "" : "";
     if (role === "agent") {
       const who = el("div", "sb-msg__author");
-      const avatar = el("span", "sb-avatar");
-      avatar.appendChild(icon("person"));
-      who.append(avatar, el("span", "sb-msg__name", t.agent));
+      who.append(this.avatar(author), el("span", "sb-msg__name", author ? this.format(t.agentNamed, { name: author }) : t.agent));
       node.appendChild(who);
     }
 
     const bubble = el("div", "sb-bubble");
-    bubble.appendChild(visuallyHidden(`${role === "user" ? t.you : role === "agent" ? t.agent : t.assistant}: `));
+    if (lang) bubble.lang = lang;
+    const who = role === "user" ? t.you : role === "agent" ? author || t.agent : t.assistant;
+    const prefix = visuallyHidden(`${who}: `);
+    if (lang) prefix.lang = t._lang;
+    bubble.appendChild(prefix);
     if (role === "user") {
       bubble.appendChild(el("div", "sb-plain", entry.text));
     } else if (entry.phase === "waiting" && !entry.text) {
@@ -311,7 +461,7 @@ export class WidgetView {
       node.appendChild(el("p", "sb-msg__state", t.sending));
     }
     if (entry.notice) {
-      const notice = this.notice(entry.notice.text);
+      const notice = this.notice(this.say(entry.notice.text));
       if (entry.notice.retry) {
         const retry = el("button", "sb-link-button", t.retry);
         retry.type = "button";
@@ -337,25 +487,43 @@ export class WidgetView {
     return p;
   }
 
+  /** Citations under an answer, compact: "Sources: [1] Title  [2] Title". */
   sources(sources) {
+    const { t } = this;
     const box = el("div", "sb-sources");
-    box.appendChild(el("p", "sb-sources__label", this.t.sources));
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", t.sources);
+    box.appendChild(el("span", "sb-sources__label", t.sourcesLead));
     const list = el("ol", "sb-sources__list");
-    for (const source of sources.slice(0, 10)) {
+    const seen = new Set();
+    let number = 0;
+    for (const source of sources) {
+      if (number >= 10) break;
       if (!source || typeof source !== "object") continue;
-      const title = String(source.title || source.url || "").trim();
+      // Only http(s) becomes a link: no javascript:, data:, mailto: or relative URLs.
+      const checked = safeUrl(typeof source.url === "string" ? source.url : "");
+      const href = checked && /^https?:/i.test(checked) ? checked : null;
+      const named = typeof source.title === "string" ? source.title : "";
+      const title = (named.trim() ? named : href || "").replace(/\s+/g, " ").trim().slice(0, 200);
       if (!title) continue;
+      const dedupe = href || `title:${title}`;
+      if (seen.has(dedupe)) continue;
+      seen.add(dedupe);
+      number += 1;
       const li = el("li", "sb-sources__item");
-      const href = safeUrl(String(source.url || ""));
-      if (href && /^https?:/.test(href)) {
+      li.appendChild(el("span", "sb-sources__num", `[${number}]`));
+      li.append("\u00a0");
+      if (href) {
         const a = makeLink(document, href);
         a.textContent = title;
+        a.title = href;
         li.appendChild(a);
       } else {
-        li.textContent = title;
+        li.appendChild(el("span", "sb-sources__title", title));
       }
       list.appendChild(li);
     }
+    if (!number) return document.createDocumentFragment();
     box.appendChild(list);
     return box;
   }

@@ -7,6 +7,10 @@ frame's CSP) and the `/ws/widget/` socket. The socket side behaves like the real
 resume of a reply still streaming with a snapshot delta) and lets a test script faults: a socket
 dropped mid-reply or before an ack, missing delta indexes, refusals and error frames.
 
+It also speaks the protocol's extensions: `welcome.conversation` and `conversation.updated`
+(status, language, agent), `handoff.request` from the visitor, and messages' `language` and
+`author_name`. `describe_conversation = False` makes it a server from before them.
+
 It holds everything in memory and runs its own event loop in a thread.
 """
 
@@ -91,6 +95,7 @@ class ScriptedReply:
     drop_after_index: int | None = None  # abort the sockets right after this delta
     pause_after_index: dict[int, float] = field(default_factory=dict)  # extra wait after a delta
     role: str = "assistant"
+    language: str | None = None
 
 
 @dataclass
@@ -103,9 +108,11 @@ class Msg:
     client_id: str | None = None
     sources: list[dict[str, str]] = field(default_factory=list)
     created_at: str = field(default_factory=now_iso)
+    language: str | None = None  # optional fields: left out of the payload when None
+    author_name: str | None = None
 
     def payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "id": self.id,
             "seq": self.seq,
             "role": self.role,
@@ -115,6 +122,11 @@ class Msg:
             "status": self.status,
             "sources": self.sources,
         }
+        if self.language is not None:
+            payload["language"] = self.language
+        if self.author_name is not None:
+            payload["author_name"] = self.author_name
+        return payload
 
 
 @dataclass
@@ -126,9 +138,19 @@ class Conversation:
     snapshots: dict[str, tuple[str, int]] = field(
         default_factory=dict
     )  # streaming id -> (text, index)
+    status: str = "bot"  # bot | waiting_for_agent | with_agent | closed
+    language: str = ""
+    agent_name: str | None = None
 
     def next_seq(self) -> int:
         return (self.messages[-1].seq if self.messages else 0) + 1
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "language": self.language,
+            "agent": {"name": self.agent_name} if self.agent_name else None,
+        }
 
 
 @dataclass
@@ -155,6 +177,12 @@ class StandinBackend:
         self.hello_close_codes: deque[int] = deque()  # close the next hellos with these codes
         self.message_errors: deque[dict[str, Any]] = deque()  # error frames for the next messages
         self.drop_before_ack = 0  # drop the socket after storing, before acking, N messages
+        # The protocol's extensions: `welcome.conversation`, `conversation.updated`, handoff.
+        self.describe_conversation = True
+        self.new_conversation_language = ""  # `language` of conversations started from now on
+        # What `handoff.request` does: "wait" (status waiting_for_agent, a notice), "ignore"
+        # (nothing), "refuse" (an `error` bad_request, like a server that cannot hand over).
+        self.handoff_behaviour = "wait"
         self.conversations: dict[str, Conversation] = {}
         self.connections: list[Connection] = []
         self.http_requests: list[str] = []
@@ -345,6 +373,8 @@ class StandinBackend:
                 record.received.append(frame)
                 if frame.get("type") == "message":
                     await self._message(socket, record, conversation, frame)
+                elif frame.get("type") == "handoff.request" and self.describe_conversation:
+                    await self._handoff(socket, record, conversation)
                 else:
                     await self._send(
                         socket, record, {"type": "error", "code": "bad_request", "detail": "?"}
@@ -386,23 +416,24 @@ class StandinBackend:
                 return None
         else:
             conversation = Conversation(
-                id=str(uuid.uuid4()), visitor_token=f"vt_{uuid.uuid4().hex}"
+                id=str(uuid.uuid4()),
+                visitor_token=f"vt_{uuid.uuid4().hex}",
+                language=self.new_conversation_language,
             )
             self.conversations[conversation.id] = conversation
         conversation.sockets.add(socket)
         last_seq = hello.get("last_seq") or 0
         missed = [m for m in conversation.messages if m.seq > last_seq]
-        await self._send(
-            socket,
-            record,
-            {
-                "type": "welcome",
-                "visitor_token": conversation.visitor_token,
-                "conversation_id": conversation.id,
-                "seq": conversation.next_seq() - 1,
-                "messages": [m.payload() for m in missed if m.status != "streaming"],
-            },
-        )
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "visitor_token": conversation.visitor_token,
+            "conversation_id": conversation.id,
+            "seq": conversation.next_seq() - 1,
+            "messages": [m.payload() for m in missed if m.status != "streaming"],
+        }
+        if self.describe_conversation:
+            welcome["conversation"] = conversation.state()
+        await self._send(socket, record, welcome)
         for m in missed:
             if m.status != "streaming":
                 continue
@@ -463,6 +494,9 @@ class StandinBackend:
         await self._broadcast_except(
             conversation, socket, {"type": "message", "message": message.payload()}
         )
+        if conversation.status == "closed" and self.describe_conversation:
+            # Writing to a closed conversation carries it on, with the assistant.
+            await self.update_conversation(conversation.id, status="bot", agent_name=None)
         if unavailable:
             await self._send(
                 socket,
@@ -476,6 +510,24 @@ class StandinBackend:
             )
             return
         asyncio.get_running_loop().create_task(self._reply(conversation))
+
+    async def _handoff(
+        self, socket: ServerConnection, record: Connection, conversation: Conversation
+    ) -> None:
+        if self.handoff_behaviour == "refuse":
+            await self._send(
+                socket, record, {"type": "error", "code": "bad_request", "detail": "No handoff."}
+            )
+            return
+        if self.handoff_behaviour != "wait" or conversation.status != "bot":
+            return
+        await asyncio.sleep(0.2)
+        await self.post_message(
+            conversation.id,
+            "system",
+            "I've asked a person from our team to join this conversation. They'll reply here.",
+        )
+        await self.update_conversation(conversation.id, status="waiting_for_agent")
 
     def _store(self, conversation: Conversation, client_id: str, text: str) -> Msg:
         message = Msg(
@@ -536,10 +588,19 @@ class StandinBackend:
         message.text = spec.final_text if spec.final_text is not None else text
         message.status = spec.status
         message.sources = spec.sources
+        message.language = spec.language
         conversation.snapshots.pop(message.id, None)
         await self._broadcast(conversation, {"type": "message", "message": message.payload()})
 
-    async def post_message(self, conversation_id: str, role: str, text: str) -> None:
+    async def post_message(
+        self,
+        conversation_id: str,
+        role: str,
+        text: str,
+        author_name: str | None = None,
+        language: str | None = None,
+        sources: list[dict[str, str]] | None = None,
+    ) -> None:
         """An agent message or a notice, pushed to the conversation (use with `call`)."""
         conversation = self.conversations[conversation_id]
         message = Msg(
@@ -548,6 +609,21 @@ class StandinBackend:
             role=role,
             text=text,
             status="complete",
+            author_name=author_name,
+            language=language,
+            sources=sources or [],
         )
         conversation.messages.append(message)
         await self._broadcast(conversation, {"type": "message", "message": message.payload()})
+
+    async def update_conversation(self, conversation_id: str, **changes: Any) -> None:
+        """Change the conversation's status, language or agent_name and send
+        `conversation.updated` to its sockets (use with `call`)."""
+        conversation = self.conversations[conversation_id]
+        for name, value in changes.items():
+            if name not in {"status", "language", "agent_name"}:
+                raise TypeError(f"unknown conversation field {name!r}")
+            setattr(conversation, name, value)
+        await self._broadcast(
+            conversation, {"type": "conversation.updated", "conversation": conversation.state()}
+        )
