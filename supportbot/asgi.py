@@ -7,15 +7,19 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from supportbot.routing import websocket_urlpatterns  # noqa: E402
 
-# Origins are checked per widget key in the consumer (the key names the tenant and its
-# allowed origins), so no blanket origin validator wraps the websocket router.
+# No blanket origin validator wraps the websocket router: the widget's origins are checked per
+# widget key in its consumer (the key names the tenant and its allowed origins, customers'
+# sites included), and the session-authenticated agent socket admits only the service's own
+# origin (conversations.agents.agent_origin_allowed). The session and user are resolved for
+# every socket; only the agent socket reads them.
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -1,0 +1,569 @@
+"""Agents taking conversations over, through the real widget and agent sockets.
+
+A visitor talks through `/ws/widget/`; a support agent logged into the admin watches and answers
+through `/ws/agent/conversations/<id>/` with their session cookie. Real channel layer (Redis),
+real Celery worker, the scripted provider.
+"""
+
+import asyncio
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.test import Client
+
+from conversations.agents import (
+    AgentActionError,
+    access_conversation_for_agent,
+    agent_message_post,
+    agent_origin_allowed,
+    conversation_close,
+    conversation_hand_back,
+    conversation_take_over,
+)
+from conversations.handoff import conversation_request_agent
+from conversations.models import Conversation, LLMCall, Message, ReplyJob
+from supportbot.asgi import application
+from supportbot.tenants.models import TenantMembership
+from tests.conversations.test_consumer import (
+    SHOP,
+    assert_closed_with,
+    hello,
+    is_final_assistant,
+    receive_until,
+)
+from tests.conversations.test_consumer import connect as connect_visitor
+from tests.support.llm_server import Reply
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+HOST = "testserver"
+OWN_ORIGIN = f"http://{HOST}"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def make_user(username: str, *, tenant: Any = None, staff: bool = True, **fields: Any) -> Any:
+    user = get_user_model().objects.create_user(
+        username=username, password="pw-not-used", is_staff=staff, **fields
+    )
+    if tenant is not None:
+        TenantMembership.objects.create(tenant=tenant, user=user)
+    return user
+
+
+def session_cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+async def connect_agent(
+    conversation_id: str,
+    user: Any | None,
+    *,
+    origin: str | None = OWN_ORIGIN,
+    last_seq: int | None = None,
+) -> WebsocketCommunicator:
+    headers = [(b"host", HOST.encode())]
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    if user is not None:
+        cookie = await database_sync_to_async(session_cookie)(user)
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+    path = f"/ws/agent/conversations/{conversation_id}/"
+    if last_seq is not None:
+        path += f"?last_seq={last_seq}"
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def agent_welcome(ws: WebsocketCommunicator) -> dict[str, Any]:
+    welcome = await ws.receive_json_from(timeout=5)
+    assert welcome["type"] == "welcome", welcome
+    return welcome
+
+
+async def receive_each(
+    communicator: WebsocketCommunicator, *predicates: Any, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """Frames received until each predicate has matched one of them (in any order)."""
+    frames: list[dict[str, Any]] = []
+    pending = list(predicates)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while pending:
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"no frames for every predicate within {timeout}s; got {frames}"
+        frame = await communicator.receive_json_from(timeout=remaining)
+        frames.append(frame)
+        pending = [p for p in pending if not p(frame)]
+    return frames
+
+
+def is_notice(frame: dict[str, Any]) -> bool:
+    return frame["type"] == "message" and frame["message"]["role"] == "system"
+
+
+def is_updated(frame: dict[str, Any]) -> bool:
+    return frame["type"] == "conversation.updated"
+
+
+async def conversation_of(conversation_id: str) -> Conversation:
+    return await database_sync_to_async(Conversation.objects.select_related("assigned_agent").get)(
+        pk=conversation_id
+    )
+
+
+@pytest.fixture
+def tenant_and_key(make_tenant: Any, llm: Any) -> Any:
+    return make_tenant(allowed_origins=[SHOP])
+
+
+@pytest.fixture
+def agent(tenant_and_key: Any) -> Any:
+    return make_user("ana", tenant=tenant_and_key[0], first_name="Ana")
+
+
+async def visitor_with_conversation(key: Any) -> tuple[WebsocketCommunicator, str]:
+    ws = await connect_visitor()
+    welcome = await hello(ws, key.public_key)
+    return ws, welcome["conversation_id"]
+
+
+# --- the whole journey -----------------------------------------------------------------------
+
+
+async def test_takeover_reply_hand_back_and_close(
+    tenant_and_key: Any, agent: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="Let me check."))
+    visitor, conversation_id = await visitor_with_conversation(key)
+    await visitor.send_json_to({"type": "message", "client_id": "v1", "text": "Where is my order?"})
+    await receive_until(visitor, is_final_assistant)
+
+    # The visitor asks for a person (the message path calls this; here the test does).
+    await visitor.send_json_to(
+        {"type": "message", "client_id": "v2", "text": "I want to talk to a human"}
+    )
+    await receive_until(visitor, is_final_assistant)
+    requested = await database_sync_to_async(conversation_request_agent)(
+        conversation_id=conversation_id, reason="visitor asked for a person"
+    )
+    assert requested
+    frames = await receive_until(visitor, is_notice)
+    assert "person from our team" in frames[-1]["message"]["text"]
+
+    ws = await connect_agent(conversation_id, agent)
+    welcome = await agent_welcome(ws)
+    assert welcome["conversation"] == {"status": "waiting_for_agent", "language": "", "agent": None}
+    assert [m["role"] for m in welcome["messages"]][:3] == ["user", "assistant", "user"]
+    assert welcome["seq"] == welcome["messages"][-1]["seq"]
+
+    # A second agent of the same tenant watches too.
+    colleague = await database_sync_to_async(make_user)("bo", tenant=tenant_and_key[0])
+    watcher = await connect_agent(conversation_id, colleague, last_seq=welcome["seq"])
+    assert (await agent_welcome(watcher))["messages"] == []
+
+    await ws.send_json_to({"type": "take_over"})
+    own = await receive_each(ws, is_updated, is_notice)
+    assert next(f for f in own if is_updated(f))["conversation"] == {
+        "status": "with_agent",
+        "language": "",
+        "agent": {"name": "Ana"},
+    }
+    assert any(is_notice(f) and "Ana from our team" in f["message"]["text"] for f in own)
+    visitor_frames = await receive_until(visitor, is_updated)
+    joined = [f["message"] for f in visitor_frames if is_notice(f)]
+    assert joined and joined[-1]["text"] == "Ana from our team has joined the conversation."
+    assert visitor_frames[-1]["conversation"]["status"] == "with_agent"
+    watcher_frames = await receive_until(watcher, is_updated)
+    assert watcher_frames[-1]["conversation"]["agent"] == {"name": "Ana"}
+    # The colleague cannot take it from Ana, nor answer in her place.
+    await watcher.send_json_to({"type": "take_over"})
+    error = await watcher.receive_json_from(timeout=5)
+    assert error["type"] == "error" and error["code"] == "assigned_to_other"
+    assert "Ana" in error["detail"]
+    await watcher.send_json_to({"type": "reply", "text": "Me too"})
+    assert (await watcher.receive_json_from(timeout=5))["code"] == "assigned_to_other"
+
+    conversation = await conversation_of(conversation_id)
+    assert conversation.status == "with_agent" and conversation.assigned_agent_id == agent.pk
+
+    # The agent answers; the visitor gets an `agent` message.
+    await ws.send_json_to({"type": "reply", "text": "Hi, I'm Ana. Your order ships today."})
+    ack = await ws.receive_json_from(timeout=5)
+    assert ack["type"] == "ack" and ack["message"]["role"] == "agent"
+    frames = await receive_until(visitor, lambda f: f["type"] == "message")
+    assert frames[-1]["message"]["role"] == "agent"
+    assert frames[-1]["message"]["text"] == "Hi, I'm Ana. Your order ships today."
+    assert frames[-1]["message"]["id"] == ack["message"]["id"]
+    watched = await receive_until(watcher, lambda f: f["type"] == "message")
+    assert watched[-1]["message"]["id"] == ack["message"]["id"]
+    stored = await database_sync_to_async(Message.objects.get)(pk=ack["message"]["id"])
+    assert stored.author_id == agent.pk
+
+    # While the agent has it, the visitor's messages reach the agent and the bot stays silent.
+    requests_before = len(llm.chat_requests())
+    await visitor.send_json_to({"type": "message", "client_id": "v3", "text": "Thanks!"})
+    assert (await visitor.receive_json_from(timeout=5))["type"] == "ack"
+    seen = await receive_until(ws, lambda f: f["type"] == "message")
+    assert seen[-1]["message"]["role"] == "user" and seen[-1]["message"]["text"] == "Thanks!"
+    assert await visitor.receive_nothing(timeout=0.5)
+    assert len(llm.chat_requests()) == requests_before
+
+    # Hand back: the visitor is told, and the bot answers the next message again.
+    await ws.send_json_to({"type": "hand_back"})
+    own = await receive_each(ws, is_updated, is_notice)
+    assert next(f for f in own if is_updated(f))["conversation"]["status"] == "bot"
+    frames = await receive_until(visitor, is_updated)
+    assert frames[-1]["conversation"] == {"status": "bot", "language": "", "agent": None}
+    assert any(
+        is_notice(f) and f["message"]["text"] == "You're chatting with our assistant again."
+        for f in frames
+    )
+    llm.enqueue(Reply(text="Back at your service."))
+    await visitor.send_json_to({"type": "message", "client_id": "v4", "text": "One more thing"})
+    frames = await receive_until(visitor, is_final_assistant)
+    assert frames[-1]["message"]["text"] == "Back at your service."
+    # ... and the agent page sees the bot's reply stream live.
+    agent_frames = await receive_until(ws, is_final_assistant)
+    assert any(f["type"] == "reply.delta" for f in agent_frames)
+    assert agent_frames[-1]["message"]["text"] == "Back at your service."
+
+    # Close.
+    await ws.send_json_to({"type": "close"})
+    own = await receive_each(ws, is_updated, is_notice)
+    assert next(f for f in own if is_updated(f))["conversation"]["status"] == "closed"
+    frames = await receive_until(visitor, is_updated)
+    assert frames[-1]["conversation"]["status"] == "closed"
+    assert any(is_notice(f) and "was closed" in f["message"]["text"] for f in frames)
+    await ws.send_json_to({"type": "reply", "text": "Still there?"})
+    assert (await receive_until(ws, lambda f: f["type"] == "error"))[-1][
+        "code"
+    ] == "conversation_closed"
+    conversation = await conversation_of(conversation_id)
+    assert conversation.status == "closed"
+    for communicator in (visitor, ws, watcher):
+        await communicator.disconnect()
+
+
+async def start_slow_reply(
+    key: Any, agent: Any, llm: Any
+) -> tuple[WebsocketCommunicator, WebsocketCommunicator, str, str, list[dict[str, Any]]]:
+    """A visitor and an agent watching a reply that is streaming (a few deltas shown so far)."""
+    llm.enqueue(Reply(tokens=[f"w{i} " for i in range(40)], token_interval=0.1))
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    await visitor.send_json_to({"type": "message", "client_id": "s", "text": "Tell me a story"})
+    streamed = await receive_until(
+        visitor, lambda f: f["type"] == "reply.delta" and f["index"] >= 2
+    )
+    message_id = next(f["message_id"] for f in streamed if f["type"] == "reply.start")
+    await receive_until(ws, lambda f: f["type"] == "reply.delta" and f["index"] >= 2)
+    return visitor, ws, conversation_id, message_id, streamed
+
+
+async def wait_for_the_worker(conversation_id: str) -> None:
+    """Until the worker has finished with the provider's stream (its call is recorded)."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while not await database_sync_to_async(
+        LLMCall.objects.filter(conversation_id=conversation_id).exists
+    )():
+        assert asyncio.get_running_loop().time() < deadline, "the worker never finished"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
+
+
+async def test_streaming_reply_is_cancelled_at_once_on_takeover(
+    tenant_and_key: Any, agent: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    visitor, ws, conversation_id, message_id, streamed = await start_slow_reply(key, agent, llm)
+
+    await ws.send_json_to({"type": "take_over"})
+    is_final = lambda f: f["type"] == "message" and f["message"]["id"] == message_id  # noqa: E731
+    # At once: the reply ends as `failed` with the text shown so far, then the notice.
+    frames = await receive_until(visitor, is_final, timeout=2)
+    final = frames[-1]["message"]
+    assert final["status"] == "failed" and final["role"] == "assistant", frames
+    shown = "".join(f["text"] for f in streamed + frames if f["type"] == "reply.delta")
+    assert final["text"].startswith(shown) and "w39" not in final["text"]
+    rest = await receive_until(visitor, is_updated, timeout=2)
+    assert [f["message"]["role"] for f in rest if f["type"] == "message"] == ["system"]
+    # The agent's page: the same ending, and no delta of that reply after it.
+    agent_frames = await receive_each(ws, is_final, is_updated, timeout=2)
+    assert next(f for f in agent_frames if is_final(f))["message"]["status"] == "failed"
+    after = agent_frames[[is_final(f) for f in agent_frames].index(True) + 1 :]
+    assert all(f["type"] not in ("reply.delta", "reply.start") for f in after)
+    late = []
+    while not await ws.receive_nothing(timeout=1.0):
+        late.append(await ws.receive_json_from())
+    assert all(f["type"] not in ("reply.delta", "reply.start") for f in late), late
+
+    job = await database_sync_to_async(ReplyJob.objects.get)(conversation_id=conversation_id)
+    assert job.state == "cancelled"
+    # Whatever the worker still does, the reply stays as the visitor last saw it.
+    await wait_for_the_worker(conversation_id)
+    reply = await database_sync_to_async(Message.objects.get)(pk=message_id)
+    assert reply.status == "failed" and reply.text == final["text"]
+    assert (await conversation_of(conversation_id)).status == "with_agent"
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+@pytest.mark.xfail(
+    reason="the reply worker does not stop at a cancelled job yet (conversations/replies.py "
+    "must check handoff.reply_cancel_requested before each flush), and the widget consumer "
+    "forwards late deltas of a reply whose final message it already sent",
+    strict=False,
+)
+async def test_visitor_gets_no_delta_after_a_cancelled_reply_ends(
+    tenant_and_key: Any, agent: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    visitor, ws, conversation_id, message_id, _ = await start_slow_reply(key, agent, llm)
+    await ws.send_json_to({"type": "take_over"})
+    await receive_until(
+        visitor, lambda f: f["type"] == "message" and f["message"]["id"] == message_id, timeout=2
+    )
+    try:
+        rest = await receive_until(visitor, is_updated, timeout=2)
+        assert all(f["type"] != "reply.delta" for f in rest), rest
+        assert await visitor.receive_nothing(timeout=1.0)
+    finally:
+        await wait_for_the_worker(conversation_id)
+        for communicator in (visitor, ws):
+            await communicator.disconnect()
+
+
+async def test_first_reply_takes_a_waiting_conversation_over(
+    tenant_and_key: Any, agent: Any
+) -> None:
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    # With the bot: an explicit takeover comes first.
+    await ws.send_json_to({"type": "reply", "text": "Hello"})
+    assert (await ws.receive_json_from(timeout=5))["code"] == "not_taken_over"
+    await database_sync_to_async(conversation_request_agent)(
+        conversation_id=conversation_id, reason="test"
+    )
+    await receive_until(ws, is_notice)
+    await ws.send_json_to({"type": "reply", "text": "Hello, Ana here."})
+    frames = await receive_each(
+        ws, lambda f: f["type"] == "ack", lambda f: is_updated(f) and f["conversation"]["agent"]
+    )
+    assert next(f for f in frames if is_updated(f))["conversation"]["status"] == "with_agent"
+    visitor_frames = await receive_until(
+        visitor, lambda f: f["type"] == "message" and f["message"]["role"] == "agent"
+    )
+    roles = [f["message"]["role"] for f in visitor_frames if f["type"] == "message"]
+    assert roles[-2:] == ["system", "agent"]  # joined, then the reply
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+async def test_bad_agent_frames_get_errors_and_the_socket_stays(
+    tenant_and_key: Any, agent: Any
+) -> None:
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    await ws.send_json_to({"type": "take_over"})
+    await receive_each(ws, is_updated, is_notice)
+    for frame, code in [
+        ({"type": "reply", "text": "   "}, "bad_request"),
+        ({"type": "reply"}, "bad_request"),
+        ({"type": "reply", "text": "x" * 4001}, "too_long"),
+        ({"type": "dance"}, "bad_request"),
+        ({"kind": "reply"}, "bad_request"),
+    ]:
+        await ws.send_json_to(frame)
+        error = await receive_until(ws, lambda f: f["type"] == "error")
+        assert error[-1]["code"] == code, (frame, error)
+    await ws.send_to(text_data="not json")
+    assert (await ws.receive_json_from(timeout=5))["code"] == "bad_request"
+    # Taking over again is a no-op that reports the state.
+    await ws.send_json_to({"type": "take_over"})
+    again = await ws.receive_json_from(timeout=5)
+    assert again["type"] == "conversation.updated"
+    assert again["conversation"]["status"] == "with_agent"
+    await ws.send_json_to({"type": "reply", "text": "x" * 4000})
+    assert (await receive_until(ws, lambda f: f["type"] == "ack"))[-1]["message"]["role"] == "agent"
+    count = await database_sync_to_async(
+        Message.objects.filter(conversation_id=conversation_id, role="agent").count
+    )()
+    assert count == 1
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+# --- who may connect --------------------------------------------------------------------------
+
+
+async def test_agent_of_another_tenant_is_refused_and_cannot_post(
+    make_tenant: Any, tenant_and_key: Any
+) -> None:
+    _, key = tenant_and_key
+    other_tenant, _ = await database_sync_to_async(make_tenant)()
+    outsider = await database_sync_to_async(make_user)("eve", tenant=other_tenant)
+    visitor, conversation_id = await visitor_with_conversation(key)
+    await database_sync_to_async(conversation_request_agent)(
+        conversation_id=conversation_id, reason="test"
+    )
+    await receive_until(visitor, is_notice)
+
+    ws = await connect_agent(conversation_id, outsider)
+    await assert_closed_with(ws, 4403)
+
+    def post_as_outsider() -> None:
+        conversation = access_conversation_for_agent(user=outsider, conversation_id=conversation_id)
+        agent_message_post(conversation=conversation, agent=outsider, text="hi")
+
+    with pytest.raises(Http404):
+        await database_sync_to_async(post_as_outsider)()
+    conversation = await conversation_of(conversation_id)
+    assert conversation.status == "waiting_for_agent" and conversation.assigned_agent_id is None
+    assert await visitor.receive_nothing(timeout=0.5)
+    await visitor.disconnect()
+
+
+async def test_non_staff_anonymous_and_unknown_are_refused(tenant_and_key: Any, agent: Any) -> None:
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    # A member that is not staff (or no longer is).
+    member = await database_sync_to_async(make_user)(
+        "not-staff", tenant=tenant_and_key[0], staff=False
+    )
+    ws = await connect_agent(conversation_id, member)
+    await assert_closed_with(ws, 4403)
+    with pytest.raises(PermissionDenied):
+        await database_sync_to_async(access_conversation_for_agent)(
+            user=member, conversation_id=conversation_id
+        )
+    # Nobody logged in, or a forged session cookie.
+    ws = await connect_agent(conversation_id, None)
+    await assert_closed_with(ws, 4403)
+    forged = WebsocketCommunicator(
+        application,
+        f"/ws/agent/conversations/{conversation_id}/",
+        headers=[
+            (b"host", HOST.encode()),
+            (b"origin", OWN_ORIGIN.encode()),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}=forged-session".encode()),
+        ],
+    )
+    assert (await forged.connect())[0]
+    await assert_closed_with(forged, 4403)
+    # A conversation that does not exist.
+    ws = await connect_agent("00000000-0000-4000-8000-000000000000", agent)
+    await assert_closed_with(ws, 4403)
+    await visitor.disconnect()
+
+
+async def test_cross_origin_agent_socket_is_refused(tenant_and_key: Any, agent: Any) -> None:
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    # The tenant's own shop may embed the widget, but not open agent sockets.
+    for origin in (SHOP, "https://evil.example.org", f"https://{HOST}.evil.org", None):
+        ws = await connect_agent(conversation_id, agent, origin=origin)
+        await assert_closed_with(ws, 4403)
+    ws = await connect_agent(conversation_id, agent)
+    assert (await agent_welcome(ws))["conversation"]["status"] == "bot"
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+async def test_superuser_may_open_any_tenants_conversation(tenant_and_key: Any) -> None:
+    _, key = tenant_and_key
+    root = await database_sync_to_async(get_user_model().objects.create_superuser)(
+        username="root", password="pw-not-used"
+    )
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, root)
+    await agent_welcome(ws)
+    await ws.send_json_to({"type": "take_over"})
+    frames = await receive_until(visitor, is_updated)
+    assert frames[-1]["conversation"]["agent"] == {"name": "root"}
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+async def test_membership_removed_stops_the_next_action(tenant_and_key: Any, agent: Any) -> None:
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    await database_sync_to_async(TenantMembership.objects.filter(user=agent).delete)()
+    await ws.send_json_to({"type": "take_over"})
+    error = await ws.receive_json_from(timeout=5)
+    assert error["type"] == "error" and error["code"] == "forbidden"
+    assert (await conversation_of(conversation_id)).status == "bot"
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+async def test_reconnecting_agent_gets_what_it_missed(
+    tenant_and_key: Any, agent: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="First answer."))
+    visitor, conversation_id = await visitor_with_conversation(key)
+    await visitor.send_json_to({"type": "message", "client_id": "a", "text": "Question"})
+    await receive_until(visitor, is_final_assistant)
+    ws = await connect_agent(conversation_id, agent, last_seq=1)
+    welcome = await agent_welcome(ws)
+    assert [(m["seq"], m["text"]) for m in welcome["messages"]] == [(2, "First answer.")]
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+# --- services directly ------------------------------------------------------------------------
+
+
+def test_services_keep_the_rules(tenant_and_key: Any, agent: Any) -> None:
+    from conversations.models import Contact
+
+    tenant, _ = tenant_and_key
+    contact = Contact.objects.create(tenant=tenant)
+    conversation = Conversation.objects.create(tenant=tenant, contact=contact, language="es")
+    assert conversation_hand_back(conversation=conversation, agent=agent) is False
+    assert conversation_take_over(conversation=conversation, agent=agent) is True
+    assert conversation_take_over(conversation=conversation, agent=agent) is False
+    notices = list(conversation.messages.filter(role="system").values_list("text", flat=True))
+    assert notices == ["Ana, de nuestro equipo, se ha unido a la conversación."]
+    message = agent_message_post(conversation=conversation, agent=agent, text="Hola")
+    assert message.role == "agent" and message.author == agent and message.seq == 2
+    assert conversation_close(conversation=conversation, agent=agent) is True
+    assert conversation_close(conversation=conversation, agent=agent) is False
+    conversation.refresh_from_db()
+    assert conversation.status == "closed"
+    for service in (conversation_take_over, conversation_hand_back):
+        with pytest.raises(AgentActionError) as raised:
+            service(conversation=conversation, agent=agent)
+        assert raised.value.code == "conversation_closed"
+
+
+def test_agent_origin_is_the_service_itself(settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["support.example.net"]
+    settings.PUBLIC_URL = ""
+    assert agent_origin_allowed("https://support.example.net", "support.example.net")
+    assert not agent_origin_allowed("https://shop.example.com", "support.example.net")
+    assert not agent_origin_allowed(None, "support.example.net")
+    assert not agent_origin_allowed("null", "support.example.net")
+    # A host outside ALLOWED_HOSTS (a rebound DNS name) is not the service.
+    assert not agent_origin_allowed("http://rebound.example.org", "rebound.example.org")
+    settings.PUBLIC_URL = "https://support.example.net"
+    assert agent_origin_allowed("https://support.example.net", "internal:8000")
