@@ -1,6 +1,8 @@
 """Handing a conversation to a person, and stopping the assistant's replies when that happens."""
 
 import re
+from functools import partial
+from typing import Any
 from uuid import UUID
 
 from django.db import transaction
@@ -53,16 +55,14 @@ def _cancel_running_replies(conversation: Conversation, *, except_job: int | Non
         .filter(
             conversation=conversation, state__in=[ReplyJob.State.QUEUED, ReplyJob.State.RUNNING]
         )
-        .exclude(pk=except_job)
         .select_related("reply")
     )
+    if except_job is not None:
+        jobs = jobs.exclude(pk=except_job)
     for job in jobs:
         job.state = ReplyJob.State.CANCELLED
         job.save(update_fields=["state", "updated_at"])
-        job_id = job.pk
-        transaction.on_commit(
-            lambda job_id=job_id: get_redis().set(_cancel_key(job_id), "1", ex=_CANCEL_TTL_SECONDS)
-        )
+        transaction.on_commit(partial(_flag_cancelled, job.pk))
         reply = job.reply
         if reply is not None and reply.status == Message.Status.STREAMING:
             snapshot = snapshot_read(reply.pk)
@@ -70,25 +70,28 @@ def _cancel_running_replies(conversation: Conversation, *, except_job: int | Non
             reply.status = Message.Status.FAILED
             reply.completed_at = timezone.now()
             reply.save(update_fields=["text", "status", "completed_at"])
-            frame = frames.message_frame(reply)
-            reply_id = reply.pk
             transaction.on_commit(
-                lambda f=frame, r=reply_id: _publish_cancelled(conversation.pk, f, r)
+                partial(_publish_cancelled, conversation.pk, frames.message_frame(reply), reply.pk)
             )
 
 
-def _publish_cancelled(conversation_id: UUID, frame: dict[str, object], reply_id: UUID) -> None:
+def _flag_cancelled(job_id: int) -> None:
+    get_redis().set(_cancel_key(job_id), "1", ex=_CANCEL_TTL_SECONDS)
+
+
+def _publish_cancelled(conversation_id: UUID, frame: dict[str, Any], reply_id: UUID) -> None:
     broadcast_frame(conversation_id, frame)
     snapshot_clear(reply_id)
 
 
 def conversation_request_agent(
-    *, conversation_id: UUID, reason: str, from_job: int | None = None
+    *, conversation_id: UUID, reason: str, from_job: int | None = None, notify: bool = True
 ) -> bool:
     """Move a conversation to "waiting for an agent": the bot stops answering.
 
     Cancels replies in flight (except `from_job`, the reply that asked for the handoff) and tells
-    the visitor in their language. False when the conversation was not with the bot.
+    the visitor in their language (unless `notify` is False: the caller says it itself).
+    False when the conversation was not with the bot.
     """
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
@@ -98,11 +101,12 @@ def conversation_request_agent(
         conversation.handoff_reason = reason[:300]
         conversation.save(update_fields=["status", "handoff_reason", "updated_at"])
         _cancel_running_replies(conversation, except_job=from_job)
-        message_append(
-            conversation=conversation,
-            role=Message.Role.SYSTEM,
-            text=notice("handoff", conversation.language),
-        )
+        if notify:
+            message_append(
+                conversation=conversation,
+                role=Message.Role.SYSTEM,
+                text=notice("handoff", conversation.language),
+            )
     return True
 
 

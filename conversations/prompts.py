@@ -1,4 +1,12 @@
-"""The messages sent to the model for a reply: the persona, then the history that fits."""
+"""The messages sent to the model for a reply.
+
+System prompt: the tenant's persona, the language to answer in, how to use tools and the
+numbered knowledge-base context, and the rolling summary of older turns. Then the newest turns
+(after the summary) that fit the token budget, oldest dropped first.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from conversations.models import Message
 from supportbot.llm import count_message_tokens
@@ -9,22 +17,58 @@ _ROLE_FOR_MODEL: dict[str, str] = {
     Message.Role.AGENT: "assistant",
 }
 
+TOOLS_GUIDE = (
+    "You can call search_knowledge(query) to look up the help centre when the context below "
+    "does not answer the question, and handoff_to_human(reason) when the visitor asks for a "
+    "person or you cannot help. Never invent policies, prices or facts."
+)
+CONTEXT_GUIDE = (
+    "Answer from the numbered help-centre passages below when they are relevant, and cite them "
+    "with their numbers in square brackets, e.g. [1]. If they don't answer the question, say "
+    "so honestly."
+)
+
+
+@dataclass
+class PromptParts:
+    persona: str
+    language_instruction: str = ""
+    knowledge_context: str = ""
+    summary_text: str = ""
+    tools_guide: str = ""
+    extra: list[str] = field(default_factory=list)
+
+    def system_text(self) -> str:
+        parts = [self.persona.strip()]
+        if self.language_instruction:
+            parts.append(self.language_instruction)
+        if self.tools_guide:
+            parts.append(self.tools_guide)
+        if self.knowledge_context:
+            parts.append(f"{CONTEXT_GUIDE}\n\n{self.knowledge_context}")
+        if self.summary_text:
+            parts.append(self.summary_text)
+        parts.extend(self.extra)
+        return "\n\n".join(part for part in parts if part)
+
 
 def build_reply_prompt(
-    *, persona: str, history: list[Message], token_budget: int
-) -> list[dict[str, str]]:
+    *, persona: str | PromptParts, history: list[Message], token_budget: int
+) -> list[dict[str, Any]]:
     """System prompt plus the newest turns that fit `token_budget` (oldest dropped first).
 
-    `history` is in `seq` order and ends with the visitor's message being answered, which is
-    always kept. Notices and failed replies are not shown to the model.
+    `history` is in `seq` order (already cut at the summary) and ends with the visitor's
+    message being answered, which is always kept. Notices and failed replies are not shown
+    to the model; agents' messages are the assistant's side of the conversation.
     """
-    system = {"role": "system", "content": persona}
+    parts = persona if isinstance(persona, PromptParts) else PromptParts(persona=persona)
+    system = {"role": "system", "content": parts.system_text()}
     turns = [
         {"role": _ROLE_FOR_MODEL[m.role], "content": m.text}
         for m in history
         if m.role in _ROLE_FOR_MODEL and m.text and m.status != Message.Status.FAILED
     ]
-    kept: list[dict[str, str]] = []
+    kept: list[dict[str, Any]] = []
     used = count_message_tokens([system])
     for turn in reversed(turns):
         cost = count_message_tokens([turn])

@@ -263,3 +263,17 @@ def celery_worker(django_db_blocker: Any) -> Iterator[Any]:
         shutdown_timeout=10,
     ) as worker:
         yield worker
+
+
+@pytest.fixture
+def celery_idle(celery_worker: Any) -> Iterator[Any]:
+    """The in-process worker, and after the test: wait until it has finished every job, so no
+    job of this test runs on while the next one cleans the database."""
+    from celery.worker import state
+
+    yield celery_worker
+    wait_until(
+        lambda: not state.active_requests and not state.reserved_requests,
+        timeout=30,
+        message="the in-process Celery worker to finish this test's jobs",
+    )
