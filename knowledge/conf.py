@@ -1,0 +1,48 @@
+"""Knowledge-base settings, read from django.conf.settings with defaults.
+
+LLM_EMBEDDING_MODEL                 embedding model (Azure: deployment) for hybrid search; empty
+                                    (the default): full-text search only, no embeddings computed.
+                                    It is reached through the server's LLM_PROVIDER / LLM_BASE_URL /
+                                    LLM_API_KEY / LLM_API_VERSION, whatever a tenant's chat uses.
+KNOWLEDGE_MAX_FILE_BYTES            largest file accepted by upload and import (20 MiB).
+KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT   seconds a search waits for its query's embedding before it
+                                    goes on with full-text results only (3 s).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from supportbot.llm import ProviderConfig
+
+
+def embedding_model() -> str:
+    return str(getattr(settings, "LLM_EMBEDDING_MODEL", "") or "").strip()
+
+
+def max_file_bytes() -> int:
+    return int(getattr(settings, "KNOWLEDGE_MAX_FILE_BYTES", 20 * 1024 * 1024))
+
+
+def query_embedding_timeout() -> float:
+    return float(getattr(settings, "KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT", 3.0))
+
+
+def embedding_provider_config(
+    *, deadline: float | None = None, max_retries: int | None = None
+) -> ProviderConfig:
+    """The server's provider, for embeddings (one vector space for every tenant)."""
+    model = embedding_model()
+    return ProviderConfig(
+        provider=getattr(settings, "LLM_PROVIDER", "") or "openai",
+        model=model,
+        base_url=getattr(settings, "LLM_BASE_URL", "") or None,
+        api_key=getattr(settings, "LLM_API_KEY", "") or None,
+        api_version=getattr(settings, "LLM_API_VERSION", "") or None,
+        connect_timeout=float(getattr(settings, "LLM_CONNECT_TIMEOUT", 5.0)),
+        read_timeout=float(getattr(settings, "LLM_READ_TIMEOUT", 30.0)),
+        deadline=float(getattr(settings, "LLM_DEADLINE", 120.0) if deadline is None else deadline),
+        max_retries=int(
+            getattr(settings, "LLM_MAX_RETRIES", 3) if max_retries is None else max_retries
+        ),
+    )
