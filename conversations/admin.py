@@ -1,10 +1,21 @@
-"""Agents' view of conversations: filterable lists and a read-only transcript shown as a chat."""
+"""Agents' view of conversations: filterable lists, the transcript shown as a chat, and (with
+`static/admin_extras/agent.js`) the live agent panel: take over, reply, hand back, close.
+
+Staff see the conversations of the tenants they are members of; superusers see every tenant's.
+A membership is what lets a staff user view conversations: no model permission is needed.
+"""
+
+from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
+from conversations.agents import agent_socket_path
 from conversations.models import Contact, Conversation, LLMCall, Message
+from supportbot.tenants.selectors import tenant_ids_for_user
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -15,12 +26,24 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class TenantScopedAdmin(ReadOnlyAdmin):
+    """Lists only rows of the tenants the user is a member of (superusers: all)."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        tenant_ids = tenant_ids_for_user(request.user)
+        if tenant_ids is None:
+            return queryset
+        return queryset.filter(tenant_id__in=tenant_ids)
+
+
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyAdmin):
+class ConversationAdmin(TenantScopedAdmin):
     list_display = (
         "short_id",
         "tenant",
-        "status",
+        "status_badge",
+        "assigned_agent",
         "channel",
         "language",
         "last_seq",
@@ -28,7 +51,7 @@ class ConversationAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = (
-        "tenant",
+        ("tenant", admin.RelatedOnlyFieldListFilter),
         "status",
         "channel",
         "language",
@@ -36,25 +59,90 @@ class ConversationAdmin(ReadOnlyAdmin):
     )
     search_fields = ("id", "messages__text")
     date_hierarchy = "created_at"
-    list_select_related = ("tenant",)
+    list_select_related = ("tenant", "assigned_agent")
     readonly_fields = (
         "id",
         "tenant",
         "contact",
         "channel",
         "status",
+        "assigned_agent",
+        "handoff_reason",
         "language",
         "last_seq",
         "created_at",
         "last_message_at",
+        "summary_display",
     )
-    fields = readonly_fields
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "tenant",
+                    "contact",
+                    "channel",
+                    "status",
+                    "assigned_agent",
+                    "handoff_reason",
+                    "language",
+                    "last_seq",
+                    "created_at",
+                    "last_message_at",
+                )
+            },
+        ),
+        ("Summary", {"fields": ("summary_display",)}),
+    )
     change_form_template = "admin/conversations/conversation/change_form.html"
     show_full_result_count = False
+
+    class Media:
+        css = {"all": ("admin_extras/transcript.css",)}
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        tenant_ids = tenant_ids_for_user(request.user)
+        return tenant_ids is None or bool(tenant_ids) or super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        tenant_ids = tenant_ids_for_user(request.user)
+        if tenant_ids is None:
+            return True
+        if obj is not None and obj.tenant_id not in tenant_ids:
+            return False
+        return bool(tenant_ids) or super().has_view_permission(request, obj)
 
     @admin.display(description="Conversation", ordering="id")
     def short_id(self, obj: Conversation) -> str:
         return str(obj.id)[:8]
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Conversation) -> str:
+        return format_html(
+            '<span class="status-badge status-{}">{}</span>', obj.status, obj.get_status_display()
+        )
+
+    @admin.display(description="Summary")
+    def summary_display(self, obj: Conversation) -> str:
+        summary = obj.summary if isinstance(obj.summary, dict) else {}
+        parts = []
+        text = summary.get("summary")
+        if isinstance(text, str) and text.strip():
+            parts.append(format_html('<p class="summary-text">{}</p>', text))
+        for key, title in (("facts", "Facts"), ("open_questions", "Open questions")):
+            items = [str(i) for i in summary.get(key) or [] if isinstance(i, str | int | float)]
+            if items:
+                parts.append(
+                    format_html(
+                        '<p class="summary-heading">{}</p><ul class="summary-list">{}</ul>',
+                        title,
+                        format_html_join("", "<li>{}</li>", ((item,) for item in items)),
+                    )
+                )
+        if not parts:
+            return "No summary yet."
+        return format_html_join("", "{}", ((part,) for part in parts))
 
     def get_search_results(self, request, queryset, search_term):
         results, _ = super().get_search_results(request, queryset, search_term)
@@ -62,25 +150,35 @@ class ConversationAdmin(ReadOnlyAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
-        extra_context["transcript"] = (
-            Message.objects.filter(conversation_id=object_id).order_by("seq") if object_id else []
-        )
-        extra_context["llm_calls"] = LLMCall.objects.filter(conversation_id=object_id).order_by(
-            "-created_at"
-        )[:50]
+        conversation = self.get_object(request, unquote(object_id)) if object_id else None
+        if conversation is not None and self.has_view_permission(request, conversation):
+            transcript = list(Message.objects.filter(conversation=conversation).order_by("seq"))
+            streaming = [m.seq for m in transcript if m.status == Message.Status.STREAMING]
+            # The live panel resumes from below any reply still streaming (its final text
+            # arrives later); messages already shown are matched by id.
+            resume_seq = (min(streaming) - 1) if streaming else conversation.last_seq
+            extra_context["transcript"] = transcript
+            extra_context["llm_calls"] = LLMCall.objects.filter(conversation=conversation).order_by(
+                "-created_at"
+            )[:50]
+            extra_context["agent_panel"] = {
+                "socket_path": agent_socket_path(conversation.pk),
+                "resume_seq": resume_seq,
+                "status": conversation.status,
+            }
         return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Contact)
-class ContactAdmin(ReadOnlyAdmin):
+class ContactAdmin(TenantScopedAdmin):
     list_display = ("id", "tenant", "locale", "created_at", "last_seen_at")
-    list_filter = ("tenant",)
+    list_filter = (("tenant", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("id",)
     list_select_related = ("tenant",)
 
 
 @admin.register(LLMCall)
-class LLMCallAdmin(ReadOnlyAdmin):
+class LLMCallAdmin(TenantScopedAdmin):
     list_display = (
         "created_at",
         "tenant",
@@ -96,7 +194,7 @@ class LLMCallAdmin(ReadOnlyAdmin):
         "attempts",
     )
     list_filter = (
-        "tenant",
+        ("tenant", admin.RelatedOnlyFieldListFilter),
         "outcome",
         "purpose",
         "model",

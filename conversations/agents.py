@@ -119,6 +119,11 @@ def agent_origin_allowed(origin: str | None, host: str | None) -> bool:
     return bool(domain) and validate_host(domain, allowed)
 
 
+def agent_socket_path(conversation_id: UUID | str) -> str:
+    """Where the agent websocket of a conversation is (see conversations.routing)."""
+    return f"/ws/agent/conversations/{conversation_id}/"
+
+
 def agent_display_name(user: Any) -> str:
     return (getattr(user, "first_name", "") or "").strip() or user.get_username()
 

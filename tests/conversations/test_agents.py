@@ -567,3 +567,83 @@ def test_agent_origin_is_the_service_itself(settings: Any) -> None:
     assert not agent_origin_allowed("http://rebound.example.org", "rebound.example.org")
     settings.PUBLIC_URL = "https://support.example.net"
     assert agent_origin_allowed("https://support.example.net", "internal:8000")
+
+
+# --- the admin --------------------------------------------------------------------------------
+
+
+def _conversation(tenant: Any, **fields: Any) -> Conversation:
+    from conversations.models import Contact
+
+    contact = Contact.objects.create(tenant=tenant)
+    return Conversation.objects.create(tenant=tenant, contact=contact, **fields)
+
+
+def test_admin_lists_only_the_agents_tenants(make_tenant: Any) -> None:
+    tenant_a, _ = make_tenant(name="Alpha Shop")
+    tenant_b, _ = make_tenant(name="Beta Secret")
+    mine = _conversation(tenant_a, status="waiting_for_agent")
+    theirs = _conversation(tenant_b)
+    agent = make_user("ana", tenant=tenant_a, first_name="Ana")
+    client = Client()
+    client.force_login(agent)
+
+    listing = client.get("/admin/conversations/conversation/")
+    assert listing.status_code == 200
+    body = listing.content.decode()
+    assert str(mine.pk)[:8] in body and str(theirs.pk)[:8] not in body
+    assert "Beta Secret" not in body  # not even in the tenant filter
+    assert 'class="status-badge status-waiting_for_agent"' in body
+    waiting = client.get("/admin/conversations/conversation/", {"status": "waiting_for_agent"})
+    assert str(mine.pk)[:8] in waiting.content.decode()
+
+    assert client.get(f"/admin/conversations/conversation/{mine.pk}/change/").status_code == 200
+    other = client.get(f"/admin/conversations/conversation/{theirs.pk}/change/", follow=True)
+    assert other.redirect_chain and other.redirect_chain[-1][0] == "/admin/"
+    assert "Beta Secret" not in other.content.decode()
+    root = get_user_model().objects.create_superuser(username="root", password="pw")
+    root_client = Client()
+    root_client.force_login(root)
+    everything = root_client.get("/admin/conversations/conversation/").content.decode()
+    assert str(mine.pk)[:8] in everything and str(theirs.pk)[:8] in everything
+
+
+def test_admin_refuses_staff_without_membership_and_non_staff(make_tenant: Any) -> None:
+    tenant, _ = make_tenant()
+    conversation = _conversation(tenant)
+    for user in (make_user("nobody"), make_user("member-not-staff", tenant=tenant, staff=False)):
+        client = Client()
+        client.force_login(user)
+        listing = client.get("/admin/conversations/conversation/")
+        assert listing.status_code in (302, 403)
+        page = client.get(f"/admin/conversations/conversation/{conversation.pk}/change/")
+        assert page.status_code in (302, 403)
+
+
+def test_admin_conversation_page_has_the_live_panel_and_summary(make_tenant: Any) -> None:
+    tenant, _ = make_tenant()
+    conversation = _conversation(
+        tenant,
+        language="es",
+        status="waiting_for_agent",
+        summary={
+            "summary": "Wants a <b>refund</b>",
+            "facts": ["Order 42"],
+            "open_questions": [],
+        },
+    )
+    agent = make_user("ana", tenant=tenant)
+    client = Client()
+    client.force_login(agent)
+    body = client.get(f"/admin/conversations/conversation/{conversation.pk}/change/").content
+    page = body.decode()
+    assert f'data-socket-path="/ws/agent/conversations/{conversation.pk}/"' in page
+    assert 'data-resume-seq="0"' in page and 'data-status="waiting_for_agent"' in page
+    assert "admin_extras/agent.js" in page
+    assert "<script>" not in page and '<script type="module">' not in page
+    assert "Wants a &lt;b&gt;refund&lt;/b&gt;" in page and "Order 42" in page
+    assert "Open questions" not in page
+    assert "Waiting for an agent" in page
+    empty = _conversation(tenant)
+    page = client.get(f"/admin/conversations/conversation/{empty.pk}/change/").content.decode()
+    assert "No summary yet." in page
