@@ -18,6 +18,7 @@ from conversations.widget import (
     CLOSE_TOO_MANY,
     WidgetRefused,
     widget_catch_up,
+    widget_handoff_request,
     widget_hello,
     widget_message,
 )
@@ -94,6 +95,8 @@ class WidgetConsumer(AsyncWebsocketConsumer):
                 session=self.session, frame=frame, sender=self.channel_name
             )
             await self.send_frame(reply)
+        elif kind == "handoff.request":
+            await database_sync_to_async(widget_handoff_request)(session=self.session)
         elif kind == "hello":
             await self.send_frame(frames.error_frame("bad_request", "Already said hello."))
         else:

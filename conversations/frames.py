@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from conversations.models import Message
+from conversations.models import Conversation, Message
 
 
 def _iso(value: Any) -> str | None:
@@ -12,7 +12,7 @@ def _iso(value: Any) -> str | None:
 
 
 def message_payload(message: Message) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "id": str(message.id),
         "seq": message.seq,
         "role": message.role,
@@ -22,6 +22,30 @@ def message_payload(message: Message) -> dict[str, Any]:
         "status": message.status,
         "sources": message.sources or [],
     }
+    if message.language:
+        payload["language"] = message.language
+    if message.role == Message.Role.AGENT and message.author_id is not None:
+        author = message.author
+        payload["author_name"] = _display_name(author)
+    return payload
+
+
+def _display_name(user: Any) -> str:
+    return (getattr(user, "first_name", "") or "").strip() or user.get_username()
+
+
+def conversation_state(conversation: Conversation) -> dict[str, Any]:
+    """What a widget shows about the conversation itself (protocol extension)."""
+    agent = conversation.assigned_agent if conversation.assigned_agent_id else None
+    return {
+        "status": conversation.status,
+        "language": conversation.language,
+        "agent": {"name": _display_name(agent)} if agent is not None else None,
+    }
+
+
+def conversation_updated_frame(conversation: Conversation) -> dict[str, Any]:
+    return {"type": "conversation.updated", "conversation": conversation_state(conversation)}
 
 
 def message_frame(message: Message) -> dict[str, Any]:

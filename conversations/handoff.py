@@ -51,7 +51,7 @@ def _cancel_running_replies(conversation: Conversation, *, except_job: int | Non
     A streaming reply keeps the text the visitor already saw and ends as `failed`.
     """
     jobs = (
-        ReplyJob.objects.select_for_update()
+        ReplyJob.objects.select_for_update(of=("self",))
         .filter(
             conversation=conversation, state__in=[ReplyJob.State.QUEUED, ReplyJob.State.RUNNING]
         )
@@ -100,6 +100,11 @@ def conversation_request_agent(
         conversation.status = Conversation.Status.WAITING_FOR_AGENT
         conversation.handoff_reason = reason[:300]
         conversation.save(update_fields=["status", "handoff_reason", "updated_at"])
+        transaction.on_commit(
+            partial(
+                broadcast_frame, conversation.pk, frames.conversation_updated_frame(conversation)
+            )
+        )
         _cancel_running_replies(conversation, except_job=from_job)
         if notify:
             message_append(

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -240,7 +241,16 @@ def _claim(job_id: int) -> _Claim | None:
             job.save(update_fields=["state", "updated_at"])
             return None
 
+        language_before = conversation.language
         language = conversation_language_update(conversation=conversation, message=job.trigger)
+        if conversation.language != language_before:
+            transaction.on_commit(
+                partial(
+                    broadcast_frame,
+                    conversation.pk,
+                    frames.conversation_updated_frame(conversation),
+                )
+            )
         before = {"seq__lt": job.reply.seq} if job.reply is not None else {}
         history = list(
             Message.objects.filter(

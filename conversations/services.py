@@ -155,8 +155,12 @@ def message_post_from_visitor(
     """Persist a visitor's message once per `client_id` and queue the assistant's reply.
 
     A `client_id` seen before returns the message stored the first time (the unique
-    constraint decides, so two sockets racing with the same id get the same answer).
+    constraint decides, so two sockets racing with the same id get the same answer). A
+    visitor asking for a person gets one instead of a reply.
     """
+    # handoff builds on this module's message_append, hence the late import.
+    from conversations.handoff import asks_for_a_person, conversation_request_agent
+
     try:
         with transaction.atomic():
             message = message_append(
@@ -167,7 +171,13 @@ def message_post_from_visitor(
                 sender=sender,
             )
             if conversation.status == Conversation.Status.BOT:
-                reply_job_queue(conversation=conversation, trigger=message)
+                if asks_for_a_person(text):
+                    conversation_request_agent(
+                        conversation_id=conversation.pk,
+                        reason="The visitor asked for a person.",
+                    )
+                else:
+                    reply_job_queue(conversation=conversation, trigger=message)
     except IntegrityError:
         # The same client_id raced in on another socket: that insert won.
         existing = Message.objects.get(conversation=conversation, client_id=client_id)

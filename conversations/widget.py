@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from conversations import frames
+from conversations.handoff import conversation_request_agent
 from conversations.limits import visitor_message_retry_after
 from conversations.models import Conversation, Message
 from conversations.services import (
@@ -96,9 +97,13 @@ def widget_catch_up(*, session: VisitorSession, last_seq: int) -> CatchUp:
 
     Call it after subscribing to the conversation's group, so nothing falls in between.
     """
-    conversation = Conversation.objects.get(pk=session.conversation.pk)
+    conversation = Conversation.objects.select_related("assigned_agent").get(
+        pk=session.conversation.pk
+    )
     missed = list(
-        Message.objects.filter(conversation=conversation, seq__gt=max(last_seq, 0)).order_by("seq")
+        Message.objects.filter(conversation=conversation, seq__gt=max(last_seq, 0))
+        .select_related("author")
+        .order_by("seq")
     )
     catch_up = CatchUp(
         welcome={
@@ -109,6 +114,7 @@ def widget_catch_up(*, session: VisitorSession, last_seq: int) -> CatchUp:
             "messages": [
                 frames.message_payload(m) for m in missed if m.status != Message.Status.STREAMING
             ],
+            "conversation": frames.conversation_state(conversation),
         }
     )
     for message in missed:
@@ -172,3 +178,10 @@ def widget_message(
         "client_id": client_id,
         "message": frames.message_payload(posted.message),
     }
+
+
+def widget_handoff_request(*, session: VisitorSession) -> None:
+    """The visitor pressed "Talk to a person" (`handoff.request`)."""
+    conversation_request_agent(
+        conversation_id=session.conversation.pk, reason="The visitor asked for a person."
+    )
