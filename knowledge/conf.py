@@ -7,6 +7,9 @@ LLM_EMBEDDING_MODEL                 embedding model (Azure: deployment) for hybr
 KNOWLEDGE_MAX_FILE_BYTES            largest file accepted by upload and import (20 MiB).
 KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT   seconds a search waits for its query's embedding before it
                                     goes on with full-text results only (3 s).
+KNOWLEDGE_VECTOR_MAX_DISTANCE       nearest chunks farther than this cosine distance are left out
+                                    of the vector ranking (None, the default: no cut-off). What
+                                    "unrelated" means depends on the model: set it per model.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ def max_file_bytes() -> int:
 
 def query_embedding_timeout() -> float:
     return float(getattr(settings, "KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT", 3.0))
+
+
+def vector_max_distance() -> float | None:
+    value = getattr(settings, "KNOWLEDGE_VECTOR_MAX_DISTANCE", None)
+    return None if value is None or value == "" else float(value)
 
 
 def embedding_provider_config(

@@ -6,12 +6,14 @@ import re
 import threading
 
 from django.db import connections
-from langdetect import DetectorFactory, LangDetectException, detect
+from langdetect import DetectorFactory, LangDetectException, detect_langs
 
 DetectorFactory.seed = 0  # langdetect is randomised; the seed makes it give one answer
 
 SIMPLE = "simple"
 _DETECT_CHARS = 5000
+_MIN_LETTERS = 20  # below this langdetect guesses more than it detects
+_MIN_PROBABILITY = 0.6
 _CODE_RE = re.compile(r"^[a-z]{2,3}$")
 
 # ISO 639-1 code -> the name of Postgres's snowball configuration for that language.
@@ -59,14 +61,16 @@ def normalize_language(code: str | None) -> str:
 
 
 def detect_language(text: str) -> str:
-    """The ISO 639-1 code of `text`'s language, or '' when langdetect cannot tell."""
+    """The ISO 639-1 code of `text`'s language, or '' when langdetect cannot tell (too few
+    letters, or no language likely enough)."""
     sample = text[:_DETECT_CHARS]
-    if not any(ch.isalpha() for ch in sample):
+    if sum(ch.isalpha() for ch in sample) < _MIN_LETTERS:
         return ""
     try:
-        return normalize_language(detect(sample))
-    except LangDetectException:
+        best = detect_langs(sample)[0]
+    except (LangDetectException, IndexError):
         return ""
+    return normalize_language(best.lang) if best.prob >= _MIN_PROBABILITY else ""
 
 
 def available_configs(using: str = "default") -> frozenset[str]:

@@ -404,23 +404,35 @@ def _pdf_page_paragraphs(text: str) -> list[Block]:
     """PDF text has a line per printed line: rejoin lines into paragraphs.
 
     A paragraph ends at a blank line, or after a line that ends a sentence and is clearly shorter
-    than the page's longest lines (the last line of a printed paragraph).
+    than the page's longest lines (the last line of a printed paragraph). A short line without
+    final punctuation before a capitalised line (a title, a heading) stands on its own.
     """
     text = _HYPHENATED.sub(r"\1\2", text.replace("\r\n", "\n").replace("\r", "\n"))
     lines = [line.strip() for line in text.split("\n")]
     width = max((len(line) for line in lines), default=0)
     blocks: list[Block] = []
     current: list[str] = []
-    for line in lines:
+
+    def close() -> None:
+        if current:
+            blocks.append(Block(" ".join(current)))
+            current.clear()
+
+    for i, line in enumerate(lines):
         if not line:
-            if current:
-                blocks.append(Block(" ".join(current)))
-                current = []
+            close()
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if (
+            not current
+            and len(line) < 0.5 * width
+            and not line.endswith((*_SENTENCE_END, ",", ";"))
+            and following[:1].isupper()
+        ):
+            blocks.append(Block(line))
             continue
         current.append(line)
         if line.endswith(_SENTENCE_END) and len(line) < 0.8 * width:
-            blocks.append(Block(" ".join(current)))
-            current = []
-    if current:
-        blocks.append(Block(" ".join(current)))
+            close()
+    close()
     return blocks

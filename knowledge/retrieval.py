@@ -81,7 +81,11 @@ def search_knowledge(
         vector = list(query_embedding) if query_embedding else vectors.embed_query(query)
         if vector:
             nearest = vectors.nearest_chunks(
-                tenant_id=tenant_id, vector=vector, model=conf.embedding_model(), limit=wanted
+                tenant_id=tenant_id,
+                vector=vector,
+                model=conf.embedding_model(),
+                limit=wanted,
+                max_distance=conf.vector_max_distance(),
             )
             scores = fuse([[i for i, _ in ranked], [i for i, _ in nearest]])
     best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
@@ -158,8 +162,8 @@ def _full_text(
         parse = "websearch_to_tsquery(%s::regconfig, %s)"
     branches: list[str] = []
     cases: list[str] = []
-    branch_params: list[object] = []
-    case_params: list[object] = []
+    branch_params: list[str] = []
+    case_params: list[str] = []
     for name in configs:
         branches.append(f"(c.search_config = %s AND c.search_vector @@ {parse})")
         branch_params += [name, name, query]
@@ -175,7 +179,14 @@ def _full_text(
         " ORDER BY rank DESC, c.id LIMIT %s"
     )
     boost = LANGUAGE_BOOST if language else 1.0
-    params = [*case_params, language or "-", boost, tenant_id, *branch_params, limit]
+    params: list[str | int | float] = [
+        *case_params,
+        language or "-",
+        boost,
+        tenant_id,
+        *branch_params,
+        limit,
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [(int(row[0]), float(row[1])) for row in cursor.fetchall()]

@@ -173,9 +173,11 @@ def nearest_chunks(
     vector: Sequence[float],
     model: str,
     limit: int,
+    max_distance: float | None = None,
     using: str = "default",
 ) -> list[tuple[int, float]]:
-    """(chunk id, cosine distance) of the tenant's chunks nearest to `vector`, nearest first."""
+    """(chunk id, cosine distance) of the tenant's chunks nearest to `vector`, nearest first;
+    none farther than `max_distance` when it is given."""
     dims = len(vector)
     if not 0 < dims <= 16000:
         raise ValueError("bad vector size")
@@ -188,9 +190,10 @@ def nearest_chunks(
         f" SELECT c.id, c.embedding{cast} <=> %s{cast} AS distance FROM {TABLE} c"
         f" WHERE c.tenant_id = %s AND c.embedding_model = %s AND vector_dims(c.embedding) = {dims}"
         f" ORDER BY c.embedding{cast} <=> %s{cast} LIMIT %s"
-        ") SELECT id, distance FROM nearest ORDER BY distance, id"
+        ") SELECT id, distance FROM nearest WHERE distance <= %s ORDER BY distance, id"
     )
-    params = [literal, tenant_id, model, literal, limit]
+    cut = 2.0 if max_distance is None else max_distance  # cosine distances lie in [0, 2]
+    params: list[str | int | float] = [literal, tenant_id, model, literal, limit, cut]
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
         if support(using).iterative_scan and dims <= _MAX_INDEXED:
