@@ -97,7 +97,7 @@
 
       defaultTitle: "Ayuda",
       chatWith: "Chat con {name}",
-      subtitle: "Nuestro asistente responde al momento. Una persona del equipo puede unirse.",
+      subtitle: "El asistente responde al momento. Alguien del equipo puede unirse.",
       close: "Cerrar el chat",
 
       messagesLabel: "Conversación",
@@ -160,7 +160,7 @@
 
       defaultTitle: "Assistance",
       chatWith: "Discuter avec {name}",
-      subtitle: "Notre assistant répond tout de suite. Une personne de l’équipe peut vous rejoindre.",
+      subtitle: "Notre assistant répond tout de suite. L’équipe peut prendre le relais.",
       close: "Fermer le chat",
 
       messagesLabel: "Conversation",
@@ -223,7 +223,7 @@
 
       defaultTitle: "Support",
       chatWith: "Chat mit {name}",
-      subtitle: "Unser Assistent antwortet sofort. Eine Person aus dem Team kann dazukommen.",
+      subtitle: "Unser Assistent antwortet sofort. Das Team kann dazukommen.",
       close: "Chat schließen",
 
       messagesLabel: "Unterhaltung",
@@ -287,7 +287,7 @@
 
       defaultTitle: "Apoio",
       chatWith: "Chat com {name}",
-      subtitle: "O nosso assistente responde de imediato. Uma pessoa da equipa pode juntar-se.",
+      subtitle: "O assistente responde de imediato. Alguém da equipa pode juntar-se.",
       close: "Fechar o chat",
 
       messagesLabel: "Conversa",

@@ -38,6 +38,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from conversations.notices import notice  # plain Python: the service's own notice texts
+
 REPO = Path(__file__).resolve().parents[2]
 STATIC_DIR = REPO / "static"
 TEMPLATES_DIR = REPO / "templates"
@@ -242,10 +244,10 @@ class StandinBackend:
                 for socket in list(conversation.sockets):
                     socket.transport.abort()
 
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run `fn(*args)` (a coroutine function) on the server's loop and wait for it."""
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` (a coroutine function) on the server's loop and wait for it."""
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(fn(*args), self._loop).result(10)
+        return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result(10)
 
     # ---- queries for tests ------------------------------------------------------------------
 
@@ -525,7 +527,8 @@ class StandinBackend:
         await self.post_message(
             conversation.id,
             "system",
-            "I've asked a person from our team to join this conversation. They'll reply here.",
+            notice("handoff", conversation.language),
+            language=conversation.language or None,
         )
         await self.update_conversation(conversation.id, status="waiting_for_agent")
 

@@ -503,3 +503,399 @@ def test_loader_without_current_script_in_head_and_pasted_twice(
     send(chat, "Hello")
     expect(bubbles(chat, "assistant")).to_have_attribute("data-status", "complete")
     assert console.errors() == []
+
+
+# ---- protocol extensions: the conversation's language and state, handoff, agents, sources -----
+
+CHAT_IFRAME = "iframe[src*='/widget/frame/']"  # whatever its (translated) title
+
+SPANISH_SOURCES = [
+    {"title": "Cambiar la contraseña", "url": "https://ayuda.example.com/contrasena"},
+    {"title": "Seguridad de la cuenta", "url": "https://ayuda.example.com/seguridad"},
+]
+
+
+def _conversation_id(standin: StandinBackend) -> str:
+    return standin.wait_for(lambda: next(iter(standin.conversations), None), what="a conversation")
+
+
+def _update(standin: StandinBackend, **changes: Any) -> None:
+    standin.call(standin.update_conversation, _conversation_id(standin), **changes)
+
+
+def _post(standin: StandinBackend, role: str, text: str, **fields: Any) -> None:
+    standin.call(standin.post_message, _conversation_id(standin), role, text, **fields)
+
+
+def _open_chat(page: Any) -> Any:
+    """Open the widget in whatever language it speaks; return its FrameLocator once usable."""
+    launcher(page).click()
+    chat = page.frame_locator(CHAT_IFRAME)
+    chat.locator("#sb-input").wait_for()
+    return chat
+
+
+def test_ui_follows_the_conversation_language_live(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    url = _setup(standin, customer_site)
+    standin.message_errors.append({"code": "rate_limited", "detail": "Slow.", "retry_after": 7})
+    standin.replies.append(
+        ScriptedReply(chunks=["Hola, ", "¿en qué te ayudo?"], interval=0.02, language="es")
+    )
+    page, console = _page(context_factory)
+    page.goto(url)
+    chat = open_widget(page)
+    html = chat.locator("html")
+    expect(html).to_have_attribute("lang", "en")
+    handoff = chat.locator(".sb-handoff")
+    expect(handoff).to_have_text("Talk to a person")
+
+    send(chat, "hola, muy rápido")
+    expect(bubbles(chat, "user").first.locator(".sb-msg__notice")).to_contain_text(
+        "Please wait 7 seconds"
+    )
+    send(chat, "Hola")
+    assistant = bubbles(chat, "assistant")
+    expect(assistant).to_have_attribute("data-status", "complete")
+    expect(assistant.locator(".sb-bubble")).to_have_attribute("lang", "es")
+
+    # The server says the conversation is in Spanish: every string switches, nothing reloads.
+    _update(standin, language="es")
+    expect(html).to_have_attribute("lang", "es")
+    expect(handoff).to_have_text("Hablar con una persona")
+    expect(chat.locator(".sb-title")).to_have_text("Chat con Acme")
+    expect(chat.locator("#sb-input")).to_have_attribute("placeholder", "Escribe tu pregunta…")
+    expect(chat.get_by_role("button", name="Enviar")).to_be_visible()
+    expect(chat.get_by_role("log")).to_have_attribute("aria-label", "Conversación")
+    # Notices already shown are said again in Spanish.
+    expect(bubbles(chat, "user").first.locator(".sb-msg__notice")).to_contain_text(
+        "Espera 7 segundos"
+    )
+    expect(bubbles(chat, "user").first.get_by_role("button", name="Reintentar")).to_be_visible()
+    assert chat_frame(page).evaluate("document.title") == "Chat con Acme"
+
+    # A language the widget does not speak changes nothing; the others all work.
+    _update(standin, language="ja")
+    time.sleep(0.3)
+    expect(html).to_have_attribute("lang", "es")
+    for lang, label in [
+        ("fr", "Parler à une personne"),
+        ("de", "Mit einer Person sprechen"),
+        ("pt-PT", "Falar com uma pessoa"),
+        ("en", "Talk to a person"),
+        ("fr-CA", "Parler à une personne"),
+    ]:
+        _update(standin, language=lang)
+        expect(handoff).to_have_text(label)
+        expect(html).to_have_attribute("lang", lang.split("-")[0])
+
+    # The language is remembered: a reload speaks French before the server says anything.
+    standin.hello_close_codes.append(4429)
+    page.reload()
+    chat = page.frame_locator(CHAT_IFRAME)
+    expect(chat.locator(".sb-status")).to_contain_text("Trop de fenêtres de chat sont ouvertes.")
+    expect(chat.locator("html")).to_have_attribute("lang", "fr")
+    assert console.errors() == []
+
+
+@pytest.mark.parametrize(
+    ("locale", "lang", "placeholder", "launcher_label"),
+    [
+        ("es-ES", "es", "Escribe tu pregunta…", "Abrir el chat de ayuda"),
+        ("de-AT", "de", "Ihre Frage…", "Support-Chat öffnen"),
+        ("ja-JP", "en", "Type your question…", "Open support chat"),
+    ],
+)
+def test_first_language_comes_from_the_visitors_locale(
+    standin: StandinBackend,
+    customer_site: Any,
+    context_factory: Any,
+    locale: str,
+    lang: str,
+    placeholder: str,
+    launcher_label: str,
+) -> None:
+    url = _setup(standin, customer_site)
+    page, console = _page(context_factory, locale=locale)
+    page.goto(url)
+    expect(launcher(page)).to_have_accessible_name(launcher_label)
+    chat = _open_chat(page)
+    origin = customer_site.origin.replace(":", "%3A").replace("/", "%2F")
+    src = page.locator(CHAT_IFRAME).get_attribute("src")
+    assert src.endswith(f"&locale={locale}&origin={origin}")
+    expect(chat.locator("html")).to_have_attribute("lang", lang)
+    expect(chat.locator("#sb-input")).to_have_attribute("placeholder", placeholder)
+    assert standin.frames_received("hello")[0]["locale"] == locale
+    assert console.errors() == []
+
+
+def test_talk_to_a_person_sends_handoff_request_and_shows_the_waiting_banner(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    url = _setup(standin, customer_site)
+    page, console = _page(context_factory)
+    page.goto(url)
+    chat = open_widget(page)
+    banner = chat.locator(".sb-banner")
+    button = chat.get_by_role("button", name="Talk to a person")
+    expect(button).to_be_enabled()
+    expect(banner).to_be_hidden()
+
+    button.click()
+    standin.wait_for(lambda: standin.frames_received("handoff.request"), what="handoff.request")
+    assert standin.frames_received("handoff.request") == [{"type": "handoff.request"}]
+    expect(banner).to_have_text("A person from our team will join shortly.")
+    expect(banner).to_have_attribute("role", "status")
+    expect(button).to_be_hidden()
+    expect(chat.locator(".sb-msg--system")).to_contain_text("I've asked a person from our team")
+    assert len(standin.frames_received("handoff.request")) == 1  # one click, one request
+
+    # A person joins: the banner says who; then hands back to the assistant: banner gone.
+    _update(standin, status="with_agent", agent_name="Sam")
+    expect(banner.locator(".sb-banner__text")).to_have_text(
+        "You're chatting with Sam from our team."
+    )
+    expect(banner.locator(".sb-avatar")).to_have_text("S")
+    expect(button).to_be_hidden()
+    _update(standin, status="bot", agent_name=None)
+    expect(banner).to_be_hidden()
+    expect(button).to_be_visible()
+    expect(chat.get_by_role("textbox", name="Your message")).to_be_enabled()
+    assert console.errors() == []
+
+
+def test_handoff_request_answered_with_an_error_says_so_and_can_be_tried_again(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    url = _setup(standin, customer_site)
+    standin.handoff_behaviour = "refuse"
+    page, _ = _page(context_factory)
+    page.goto(url)
+    chat = open_widget(page)
+    button = chat.locator(".sb-handoff")
+    button.click()
+    expect(chat.locator(".sb-msg--notice")).to_have_text(
+        "We could not reach the team just now. Please try again."
+    )
+    expect(button).to_have_text("Talk to a person")
+    expect(button).to_be_enabled()
+    expect(chat.locator(".sb-banner")).to_be_hidden()
+    standin.handoff_behaviour = "wait"
+    button.click()
+    expect(chat.locator(".sb-banner")).to_be_visible()
+    assert len(standin.frames_received("handoff.request")) == 2
+
+
+def test_agent_messages_show_the_agents_name(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    url = _setup(standin, customer_site)
+    page, _ = _page(context_factory)
+    page.goto(url)
+    chat = open_widget(page)
+    send(chat, "Hi")
+    expect(bubbles(chat, "assistant")).to_have_attribute("data-status", "complete")
+    _update(standin, status="with_agent", agent_name="Sam")
+    _post(standin, "agent", "Hi, I'm Sam. Let me check your order.", author_name="Sam")
+    _post(standin, "agent", "Someone else without a name.")
+    agent = bubbles(chat, "agent")
+    expect(agent).to_have_count(2)
+    expect(agent.nth(0).locator(".sb-msg__name")).to_have_text("Sam · Support team")
+    expect(agent.nth(0).locator(".sb-avatar")).to_have_text("S")
+    expect(agent.nth(0).locator(".sb-visually-hidden")).to_have_text("Sam: ")
+    expect(agent.nth(1).locator(".sb-msg__name")).to_have_text("Support team")
+    # A name is text, never markup.
+    _post(standin, "agent", "Hello", author_name="<img src=x onerror=alert(1)>")
+    expect(agent.nth(2).locator(".sb-msg__name")).to_have_text(
+        "<img src=x onerror=alert(1)> · Support team"
+    )
+    expect(agent.nth(2).locator("img")).to_have_count(0)
+    _update(standin, language="es")
+    expect(agent.nth(0).locator(".sb-msg__name")).to_have_text("Sam · Equipo de soporte")
+    expect(chat.locator(".sb-banner__text")).to_have_text(
+        "Estás hablando con Sam, de nuestro equipo."
+    )
+
+
+def test_closed_conversation_shows_a_notice_and_writing_carries_it_on(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    url = _setup(standin, customer_site)
+    page, _ = _page(context_factory)
+    page.goto(url)
+    chat = open_widget(page)
+    send(chat, "Thanks, that's all")
+    expect(bubbles(chat, "assistant")).to_have_attribute("data-status", "complete")
+    _update(standin, status="closed", agent_name=None)
+    banner = chat.locator(".sb-banner")
+    expect(banner).to_have_text("This conversation was closed. Write here any time to continue it.")
+    expect(chat.locator(".sb-handoff")).to_be_hidden()
+    box = chat.get_by_role("textbox", name="Your message")
+    expect(box).to_be_enabled()
+    send(chat, "One more question")
+    expect(bubbles(chat, "assistant")).to_have_count(2)
+    expect(bubbles(chat, "assistant").nth(1)).to_have_attribute("data-status", "complete")
+    expect(banner).to_be_hidden()
+    expect(chat.locator(".sb-handoff")).to_be_visible()
+    assert len({c.id for c in standin.conversations.values()}) == 1  # the same conversation
+
+
+def test_sources_are_numbered_safe_links(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    url = _setup(standin, customer_site)
+    standin.replies.append(
+        ScriptedReply(
+            chunks=["See the guides below."],
+            sources=[
+                {"title": "Resetting your password", "url": "https://help.example.com/password"},
+                {"title": "Click me", "url": "javascript:alert(document.domain)"},
+                {"title": "Plain http", "url": "http://help.example.com/plain"},
+                {"title": "Data", "url": "data:text/html,<script>alert(1)</script>"},
+                {"title": "Relative", "url": "/account"},
+                {"title": "Mail us", "url": "mailto:help@example.com"},
+                {"title": "Resetting again", "url": "https://help.example.com/password"},
+                {"title": "", "url": "https://help.example.com/untitled"},
+                {"title": "", "url": "javascript:void(0)"},
+                "not an object",
+            ],
+        )
+    )
+    page, _ = _page(context_factory)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(url)
+    chat = open_widget(page)
+    send(chat, "Where are the guides?")
+    assistant = bubbles(chat, "assistant")
+    expect(assistant).to_have_attribute("data-status", "complete")
+    sources = assistant.locator(".sb-sources")
+    expect(sources.locator(".sb-sources__label")).to_have_text("Sources:")
+    expect(sources.locator(".sb-sources__item")).to_have_text(
+        [
+            "[1]\u00a0Resetting your password",
+            "[2]\u00a0Click me",
+            "[3]\u00a0Plain http",
+            "[4]\u00a0Data",
+            "[5]\u00a0Relative",
+            "[6]\u00a0Mail us",
+            "[7]\u00a0https://help.example.com/untitled",
+        ]
+    )
+    links = sources.locator("a")
+    expect(links).to_have_text(
+        ["Resetting your password", "Plain http", "https://help.example.com/untitled"]
+    )
+    for i in range(3):
+        expect(links.nth(i)).to_have_attribute("target", "_blank")
+        expect(links.nth(i)).to_have_attribute("rel", "noopener noreferrer")
+    hrefs = links.evaluate_all("(links) => links.map((a) => a.getAttribute('href'))")
+    assert hrefs == [
+        "https://help.example.com/password",
+        "http://help.example.com/plain",
+        "https://help.example.com/untitled",
+    ]
+    # "Click me" is plain text: nothing to click that runs script.
+    expect(sources.get_by_text("Click me")).to_have_js_property("tagName", "SPAN")
+    sources.get_by_text("Click me").click()
+    assert dialogs == []
+    # One compact line under the answer on a desktop-sized panel, not a tall list.
+    box = sources.bounding_box()
+    assert box is not None and box["height"] < 80, box
+    _update(standin, language="pt")
+    expect(sources.locator(".sb-sources__label")).to_have_text("Fontes:")
+
+
+def test_a_server_without_the_extensions_gets_no_handoff_button(
+    standin: StandinBackend, customer_site: Any, context_factory: Any
+) -> None:
+    url = _setup(standin, customer_site)
+    standin.describe_conversation = False
+    page, console = _page(context_factory)
+    page.goto(url)
+    chat = open_widget(page)
+    send(chat, "Hi")
+    expect(bubbles(chat, "assistant")).to_have_attribute("data-status", "complete")
+    expect(chat.locator(".sb-handoff")).to_be_hidden()
+    expect(chat.locator(".sb-banner")).to_be_hidden()
+    welcome = standin.connections[0].sent[0]
+    assert welcome["type"] == "welcome" and "conversation" not in welcome
+    assert standin.frames_received("handoff.request") == []
+    assert console.errors() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "viewport"),
+    [("desktop", {"width": 1280, "height": 800}), ("375", {"width": 375, "height": 740})],
+)
+def test_spanish_conversation_with_an_agent_and_citations_looks_right(
+    standin: StandinBackend,
+    customer_site: Any,
+    context_factory: Any,
+    screenshots_dir: Any,
+    name: str,
+    viewport: dict[str, int],
+) -> None:
+    url = _setup(standin, customer_site)
+    standin.new_conversation_language = "es"
+    standin.replies.append(
+        ScriptedReply(
+            chunks=[
+                "Para cambiar tu contraseña:",
+                "\n\n1. Abre **Ajustes**",
+                "\n2. Elige *Seguridad*",
+                "\n3. Pulsa `Cambiar contraseña`",
+            ],
+            interval=0.02,
+            language="es",
+            sources=SPANISH_SOURCES,
+        )
+    )
+    mobile = viewport["width"] < 480
+    page, console = _page(
+        context_factory, viewport=viewport, locale="es-ES", is_mobile=mobile, has_touch=mobile
+    )
+    page.goto(url)
+    chat = _open_chat(page)
+    expect(chat.locator("html")).to_have_attribute("lang", "es")
+    box = chat.locator("#sb-input")
+    box.fill("¿Cómo cambio mi contraseña?")
+    box.press("Enter")
+    assistant = bubbles(chat, "assistant")
+    expect(assistant).to_have_attribute("data-status", "complete")
+    expect(assistant.locator(".sb-sources a")).to_have_count(2)
+    expect(assistant.locator(".sb-sources__label")).to_have_text("Fuentes:")
+    page.screenshot(path=str(screenshots_dir / f"standin-es-bot-{name}.png"))
+
+    chat.get_by_role("button", name="Hablar con una persona").click()
+    expect(chat.locator(".sb-banner")).to_have_text(
+        "Una persona de nuestro equipo se unirá en breve."
+    )
+    expect(chat.locator(".sb-msg--system")).to_have_text(
+        "He pedido a una persona de nuestro equipo que se una a esta conversación. "
+        "Te responderá aquí."
+    )
+    page.screenshot(path=str(screenshots_dir / f"standin-es-waiting-{name}.png"))
+    _update(standin, status="with_agent", agent_name="Sam")
+    _post(
+        standin,
+        "agent",
+        "¡Hola! Soy **Sam**. Ya veo tu cuenta: te acabo de enviar un enlace para cambiarla.",
+        author_name="Sam",
+        language="es",
+    )
+    agent = bubbles(chat, "agent")
+    expect(agent.locator(".sb-msg__name")).to_have_text("Sam · Equipo de soporte")
+    expect(agent.locator(".sb-bubble")).to_have_attribute("lang", "es")
+    expect(chat.locator(".sb-banner__text")).to_have_text(
+        "Estás hablando con Sam, de nuestro equipo."
+    )
+    expect(chat.locator(".sb-handoff")).to_be_hidden()
+    chat.locator("#sb-messages").evaluate("(list) => { list.scrollTop = list.scrollHeight; }")
+    time.sleep(0.4)  # smooth scrolling
+    page.screenshot(path=str(screenshots_dir / f"standin-es-agent-{name}.png"))
+    width = viewport["width"] if mobile else 384
+    assert chat_frame(page).evaluate("document.documentElement.scrollWidth") <= width
+    assert console.csp_violations() == []
+    assert console.errors() == []
