@@ -21,8 +21,8 @@ Routes: ``POST /v1/chat/completions`` (and any path ending in ``/chat/completion
 ``GET /v1/models``. The last user message may also script its own reply with ``[[reply: text]]``.
 
 ``POST /v1/embeddings`` (and any path ending in ``/embeddings``) answers with deterministic
-vectors: `hashed_embedding`, a normalised hashed bag of words (and word prefixes), so texts that
-share words are close in cosine distance. ``encoding_format`` ``float`` or ``base64`` and
+vectors: `hashed_embedding`, a normalised hashed bag of words (with word prefixes and character
+trigrams), so texts that share words, or most letters of words, are close in cosine distance. ``encoding_format`` ``float`` or ``base64`` and
 ``dimensions`` are honoured. `enqueue_embeddings(Reply(status=429, ...))` scripts failures of the
 next embeddings requests (status, headers, error_body, first_token_delay and fail_after_tokens,
 which drops the connection, are used).
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -109,25 +110,33 @@ class RecordedRequest:
 
 
 def hashed_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
-    """A deterministic unit vector for `text`: its words (and word prefixes) hashed into
-    `dimensions` signed buckets. Case and accents are ignored; shared words make texts close."""
+    """A deterministic unit vector for `text`: a bag of its words, word prefixes and character
+    trigrams, hashed into `dimensions` signed buckets. Case and accents are ignored; texts that
+    share words, or words that share most of their letters, are close in cosine distance."""
     folded = unicodedata.normalize("NFKD", text.lower())
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    features: list[tuple[str, float]] = []
-    for word in _WORD_RE.findall(folded):
-        features.append((word, 1.0))
-        if len(word) > _PREFIX:
-            features.append((word[:_PREFIX] + "~", 0.5))
-    if not features:
-        features.append((folded.strip() or " ", 1.0))
     vector = [0.0] * dimensions
+    words = _WORD_RE.findall(folded) or [folded.strip() or " "]
+    for word in words:
+        for index, value in _word_features(word, dimensions):
+            vector[index] += value
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]
+
+
+@functools.lru_cache(maxsize=65536)
+def _word_features(word: str, dimensions: int) -> tuple[tuple[int, float], ...]:
+    features = [(word, 1.0)]
+    if len(word) > _PREFIX:
+        features.append((word[:_PREFIX] + "~", 0.5))
+    padded = f"<{word}>"
+    features += [("#" + padded[i : i + 3], 0.5) for i in range(len(padded) - 2)]
+    out = []
     for feature, weight in features:
         digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
         number = int.from_bytes(digest, "little")
-        sign = 1.0 if number & 1 else -1.0
-        vector[(number >> 1) % dimensions] += sign * weight
-    norm = sum(x * x for x in vector) ** 0.5 or 1.0
-    return [x / norm for x in vector]
+        out.append(((number >> 1) % dimensions, weight if number & 1 else -weight))
+    return tuple(out)
 
 
 class ScriptedLLMServer:
