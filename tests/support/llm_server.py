@@ -22,10 +22,11 @@ Routes: ``POST /v1/chat/completions`` (and any path ending in ``/chat/completion
 
 ``POST /v1/embeddings`` (and any path ending in ``/embeddings``) answers with deterministic
 vectors: `hashed_embedding`, a normalised hashed bag of words (with word prefixes and character
-trigrams), so texts that share words, or most letters of words, are close in cosine distance. ``encoding_format`` ``float`` or ``base64`` and
-``dimensions`` are honoured. `enqueue_embeddings(Reply(status=429, ...))` scripts failures of the
-next embeddings requests (status, headers, error_body, first_token_delay and fail_after_tokens,
-which drops the connection, are used).
+trigrams), so texts that share words, or most letters of words, are close in cosine distance.
+``encoding_format`` ``float`` or ``base64`` and ``dimensions`` are honoured.
+`enqueue_embeddings(Reply(status=429, ...))` scripts failures of the next embeddings requests
+(status, headers, error_body, first_token_delay and fail_after_tokens, which drops the
+connection, are used).
 """
 
 from __future__ import annotations
