@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -37,6 +37,7 @@ from conversations.prompts import TOOLS_GUIDE, PromptParts, build_reply_prompt
 from conversations.services import message_append
 from conversations.stream_state import snapshot_clear, snapshot_write
 from conversations.summaries import summary_enqueue_if_needed, summary_system_text
+from knowledge.retrieval import Passage, search_knowledge
 from supportbot.llm import (
     CallRecord,
     ChatParams,
@@ -49,9 +50,6 @@ from supportbot.llm import (
 )
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.selectors import tenant_chat_params, tenant_provider_config
-
-if TYPE_CHECKING:
-    from knowledge.retrieval import Passage
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +161,7 @@ class _Claim:
     trigger: Message
     language: str
     messages: list[dict[str, Any]]
-    passages: list["Passage"]
+    passages: list[Passage]
     config: ProviderConfig
     params: ChatParams
     cancel_flag: "_CancelFlag"
@@ -193,7 +191,7 @@ def _start_pump(
     )
 
 
-def _format_passages(passages: list["Passage"], *, start: int = 1) -> str:
+def _format_passages(passages: list[Passage], *, start: int = 1) -> str:
     blocks = []
     for number, passage in enumerate(passages, start=start):
         heading = f" — {passage.heading}" if passage.heading else ""
@@ -201,12 +199,10 @@ def _format_passages(passages: list["Passage"], *, start: int = 1) -> str:
     return "\n\n".join(blocks)
 
 
-def _safe_search(tenant: Tenant, query: str, language: str, limit: int) -> list["Passage"]:
+def _safe_search(tenant: Tenant, query: str, language: str, limit: int) -> list[Passage]:
     if limit <= 0 or not query.strip():
         return []
     try:
-        from knowledge.retrieval import search_knowledge
-
         return search_knowledge(tenant_id=tenant.pk, query=query, language=language, limit=limit)
     except Exception:  # retrieval trouble must not cost the visitor an answer
         logger.exception("knowledge search failed for tenant %s", tenant.pk)
@@ -421,7 +417,7 @@ class _Outcome:
     handed_off: bool = False
 
 
-def _sources(passages: list["Passage"], text: str) -> list[dict[str, str]]:
+def _sources(passages: list[Passage], text: str) -> list[dict[str, str]]:
     """The passages the answer cites by number ([2]), or all it was given when it cites none."""
     cited = {int(n) for n in re.findall(r"\[(\d{1,2})\]", text)}
     chosen = [p for i, p in enumerate(passages, start=1) if i in cited] or passages
@@ -449,7 +445,7 @@ def _arguments(raw: str, name: str, limit: int) -> str | None:
     return value.strip()
 
 
-def _run_tool(claim: _Claim, call: Any, step: int, passages: list["Passage"]) -> tuple[str, bool]:
+def _run_tool(claim: _Claim, call: Any, step: int, passages: list[Passage]) -> tuple[str, bool]:
     """Execute one tool call; returns (result for the model, handed off)."""
     handed_off = False
     if call.name == "search_knowledge":
@@ -463,7 +459,7 @@ def _run_tool(claim: _Claim, call: Any, step: int, passages: list["Passage"]) ->
             found = [
                 p
                 for p in _safe_search(
-                    claim.tenant, query, claim.language, claim.tenant.knowledge_passages
+                    claim.tenant, query, claim.language, max(claim.tenant.knowledge_passages, 3)
                 )
                 if p.chunk_id not in {q.chunk_id for q in passages}
             ]
@@ -606,7 +602,7 @@ def _finish(claim: _Claim, outcome: _Outcome, *, degraded: str = "") -> None:
                 reply.completion_tokens = finished.usage.completion_tokens
             reply.latency_ms = finished.latency_ms
         else:
-            reply.finish_reason = degraded
+            reply.finish_reason = "degraded"
         reply.completed_at = timezone.now()
         reply.save()
         job.state = ReplyJob.State.DONE

@@ -90,6 +90,10 @@ async def test_message_streams_reply_and_persists_it(tenant_and_key: Any, llm: A
     assert ack["message"]["seq"] == 1 and ack["message"]["role"] == "user"
 
     frames = await receive_until(ws, is_final_assistant)
+    # The language of the conversation was detected: widgets are told before the reply starts.
+    assert frames[0]["type"] == "conversation.updated"
+    assert frames[0]["conversation"] == {"status": "bot", "language": "en", "agent": None}
+    frames = frames[1:]
     start = frames[0]
     assert start["type"] == "reply.start"
     deltas = [f for f in frames if f["type"] == "reply.delta"]
