@@ -169,6 +169,8 @@ LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=5.0)
 LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=30.0)
 LLM_DEADLINE = env.float("LLM_DEADLINE", default=120.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
+# Embeddings for hybrid knowledge search (pgvector); empty: full-text search only.
+LLM_EMBEDDING_MODEL = env.str("LLM_EMBEDDING_MODEL", default="")
 
 # --- Replies ----------------------------------------------------------------------------------
 # How often streamed text is flushed to the widget (seconds): deltas are coalesced in between.

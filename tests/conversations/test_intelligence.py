@@ -294,3 +294,23 @@ def test_repeated_failures_hand_the_conversation_to_a_person(make_tenant: Any, l
     answer(second)
     conversation.refresh_from_db()
     assert conversation.status == "waiting_for_agent"
+
+
+def test_summary_replaces_the_turns_it_covers_in_later_prompts(make_tenant: Any, llm: Any) -> None:
+    tenant, _ = make_tenant()
+    first = ask(tenant, "My tent pole snapped on the first night, order 4411")
+    answer(first)
+    conversation = Conversation.objects.get(pk=first.conversation_id)
+    conversation.summary = {
+        "summary": "The visitor's tent pole broke on its first use.",
+        "facts": ["Order 4411"],
+        "open_questions": ["Replacement or refund?"],
+    }
+    conversation.summary_seq = conversation.last_seq
+    conversation.save()
+    answer(ask(tenant, "Can you send a new pole?", client_id="c2", conversation=conversation))
+    sent = llm.chat_requests()[-1].json["messages"]
+    assert "The visitor's tent pole broke on its first use." in sent[0]["content"]
+    assert "Order 4411" in sent[0]["content"]
+    turns = [m["content"] for m in sent[1:]]
+    assert turns == ["Can you send a new pole?"]
