@@ -1,0 +1,185 @@
+"""Admin: upload several files, read-only chunks, and tenant scoping for staff with memberships."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from knowledge.models import Chunk, Document, KnowledgeSource
+from supportbot.tenants.models import TenantMembership
+from tests.knowledge.pdf import make_pdf
+
+UPLOAD_URL = "admin:knowledge_document_upload"
+
+
+def files(*items: tuple[str, bytes]) -> list[SimpleUploadedFile]:
+    return [SimpleUploadedFile(name, content) for name, content in items]
+
+
+@pytest.fixture
+def superuser(db: None) -> User:
+    return User.objects.create_superuser("root", "root@example.com", "pw")
+
+
+@pytest.fixture
+def shops(make_tenant, ingest):
+    a, _ = make_tenant(name="Alpha Shop")
+    b, _ = make_tenant(name="Beta Shop")
+    doc_a = ingest(a, "returns.md", "# Alpha returns\n\nReturns within 30 days at Alpha.\n")
+    doc_b = ingest(b, "returns.md", "# Beta returns\n\nReturns within 90 days at Beta.\n")
+    return a, b, doc_a.document, doc_b.document
+
+
+@pytest.fixture
+def beta_staff(shops) -> User:
+    """A staff user (not superuser) who works for Beta Shop only."""
+    _, b, _, _ = shops
+    user = User.objects.create_user("agent", "agent@example.com", "pw", is_staff=True)
+    codenames = [
+        f"{action}_{model}"
+        for action in ("view", "add", "change", "delete")
+        for model in ("document", "knowledgesource")
+    ]
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="knowledge", codename__in=codenames)
+    )
+    TenantMembership.objects.create(tenant=b, user=user)
+    return user
+
+
+def test_upload_several_files_at_once(client, superuser, make_tenant):
+    tenant, _ = make_tenant(name="Gamma")
+    client.force_login(superuser)
+    page = client.get(reverse(UPLOAD_URL))
+    assert page.status_code == 200
+    assert b'type="file"' in page.content and b"multiple" in page.content
+    response = client.post(
+        reverse(UPLOAD_URL),
+        {
+            "tenant": tenant.id,
+            "source": "Help centre",
+            "language": "",
+            "files": files(
+                ("faq.md", b"# FAQ\n\nWe answer every email within one working day.\n"),
+                ("terms.pdf", make_pdf([["Orders are binding once payment is confirmed."]])),
+                ("page.html", b"<h1>Contact</h1><p>Call us from nine to five.</p>"),
+                ("bad.pdf", b"%PDF-1.4 nope"),
+            ),
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0].endswith(f"?tenant={tenant.id}")
+    shown = [str(m) for m in response.context["messages"]]
+    assert "faq.md: created (1 chunks, language en)" in shown
+    assert any(m.startswith("bad.pdf: cannot read the PDF") for m in shown)
+    docs = Document.objects.filter(tenant=tenant).order_by("key")
+    assert [d.key for d in docs] == ["faq.md", "page.html", "terms.pdf"]
+    assert {d.source.name for d in docs} == {"Help centre"}
+    assert KnowledgeSource.objects.get(tenant=tenant).kind == "upload"
+
+    # the same file again replaces that document
+    client.post(
+        reverse(UPLOAD_URL),
+        {
+            "tenant": tenant.id,
+            "source": "Help centre",
+            "files": files(("faq.md", b"# FAQ\n\nWe answer within two working days.\n")),
+        },
+    )
+    faq = Document.objects.get(tenant=tenant, key="faq.md")
+    assert "two working days" in Chunk.objects.get(document=faq).text
+    assert Document.objects.filter(tenant=tenant).count() == 3
+
+
+def test_document_page_shows_chunks_read_only(client, superuser, shops):
+    _, _, doc_a, _ = shops
+    client.force_login(superuser)
+    page = client.get(reverse("admin:knowledge_document_change", args=[doc_a.id]))
+    assert page.status_code == 200
+    assert b"Returns within 30 days at Alpha." in page.content
+    assert b'name="chunks-0-text"' not in page.content  # nothing editable
+    assert b'name="title"' not in page.content
+    assert client.get(reverse("admin:knowledge_document_add")).url == reverse(UPLOAD_URL)
+
+
+def test_staff_lists_and_filters_show_only_their_tenants(client, shops, beta_staff):
+    client.force_login(beta_staff)
+    listing = client.get(reverse("admin:knowledge_document_changelist"))
+    assert listing.status_code == 200
+    assert b"Beta returns" in listing.content
+    assert b"Alpha returns" not in listing.content
+    assert b"Alpha Shop" not in listing.content  # not even in the tenant filter
+    sources = client.get(reverse("admin:knowledge_knowledgesource_changelist"))
+    assert sources.status_code == 200 and b"Alpha Shop" not in sources.content
+
+
+def test_staff_cannot_open_or_delete_another_tenants_document(client, shops, beta_staff):
+    _, _, doc_a, doc_b = shops
+    client.force_login(beta_staff)
+    change = client.get(reverse("admin:knowledge_document_change", args=[doc_a.id]))
+    assert change.status_code == 302  # "doesn't exist": redirected to the admin index
+    assert b"Alpha" not in client.get(change.url, follow=True).content.split(b"<main")[-1]
+    delete = client.post(
+        reverse("admin:knowledge_document_delete", args=[doc_a.id]), {"post": "yes"}
+    )
+    assert delete.status_code == 302
+    assert Document.objects.filter(id=doc_a.id).exists()
+    # the bulk action too
+    client.post(
+        reverse("admin:knowledge_document_changelist"),
+        {"action": "delete_selected", "_selected_action": [doc_a.id, doc_b.id], "post": "yes"},
+    )
+    assert Document.objects.filter(id=doc_a.id).exists()
+    assert not Document.objects.filter(id=doc_b.id).exists()
+
+
+def test_staff_cannot_upload_into_another_tenant(client, shops, beta_staff):
+    a, b, _, _ = shops
+    client.force_login(beta_staff)
+    page = client.get(reverse(UPLOAD_URL))
+    assert b"Beta Shop" in page.content and b"Alpha Shop" not in page.content
+    response = client.post(
+        reverse(UPLOAD_URL),
+        {"tenant": a.id, "source": "Uploads", "files": files(("x.md", b"# Evil\n\nInjected."))},
+    )
+    assert response.status_code == 200
+    assert "tenant" in response.context["form"].errors
+    assert not Document.objects.filter(tenant=a, key="x.md").exists()
+    assert not KnowledgeSource.objects.filter(tenant=a, name="Uploads").exists()
+    # into their own tenant it works
+    client.post(
+        reverse(UPLOAD_URL),
+        {"tenant": b.id, "source": "Uploads", "files": files(("x.md", b"# Fine\n\nAllowed."))},
+    )
+    assert Document.objects.filter(tenant=b, key="x.md").exists()
+
+
+def test_staff_cannot_create_a_source_for_another_tenant(client, shops, beta_staff):
+    a, _, _, _ = shops
+    client.force_login(beta_staff)
+    response = client.post(
+        reverse("admin:knowledge_knowledgesource_add"),
+        {"tenant": a.id, "name": "Sneaky", "kind": "upload"},
+    )
+    assert response.status_code == 200 and "tenant" in response.context["adminform"].form.errors
+    assert not KnowledgeSource.objects.filter(name="Sneaky").exists()
+
+
+def test_staff_without_membership_sees_nothing_and_without_permission_cannot_upload(client, shops):
+    lonely = User.objects.create_user("lonely", "l@example.com", "pw", is_staff=True)
+    lonely.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_document", "add_document"])
+    )
+    client.force_login(lonely)
+    listing = client.get(reverse("admin:knowledge_document_changelist"))
+    assert b"Alpha returns" not in listing.content and b"Beta returns" not in listing.content
+    upload = client.get(reverse(UPLOAD_URL))
+    assert b"Alpha Shop" not in upload.content and b"Beta Shop" not in upload.content
+
+    viewer = User.objects.create_user("viewer", "v@example.com", "pw", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_document"))
+    client.force_login(viewer)
+    assert client.get(reverse(UPLOAD_URL)).status_code == 403
