@@ -360,7 +360,9 @@ def agent_catch_up(*, session: AgentSession, last_seq: int) -> AgentCatchUp:
         pk=session.conversation_id
     )
     missed = list(
-        Message.objects.filter(conversation=conversation, seq__gt=max(last_seq, 0)).order_by("seq")
+        Message.objects.filter(conversation=conversation, seq__gt=max(last_seq, 0))
+        .select_related("author")
+        .order_by("seq")
     )
     catch_up = AgentCatchUp(
         welcome={

@@ -150,22 +150,32 @@ async def test_takeover_reply_hand_back_and_close(
     await visitor.send_json_to({"type": "message", "client_id": "v1", "text": "Where is my order?"})
     await receive_until(visitor, is_final_assistant)
 
-    # The visitor asks for a person (the message path calls this; here the test does).
+    # The visitor asks for a person. Where the message path does not hand over by itself,
+    # the test calls conversation_request_agent as that path would.
     await visitor.send_json_to(
         {"type": "message", "client_id": "v2", "text": "I want to talk to a human"}
     )
-    await receive_until(visitor, is_final_assistant)
-    requested = await database_sync_to_async(conversation_request_agent)(
-        conversation_id=conversation_id, reason="visitor asked for a person"
-    )
-    assert requested
-    frames = await receive_until(visitor, is_notice)
+    frames = await receive_until(visitor, lambda f: is_final_assistant(f) or is_notice(f))
+    if not is_notice(frames[-1]):
+        requested = await database_sync_to_async(conversation_request_agent)(
+            conversation_id=conversation_id, reason="visitor asked for a person"
+        )
+        assert requested
+        frames = await receive_until(visitor, is_notice)
     assert "person from our team" in frames[-1]["message"]["text"]
+    conversation = await conversation_of(conversation_id)
+    assert conversation.status == "waiting_for_agent"
+    language = conversation.language  # whatever the conversation's language was detected as
 
     ws = await connect_agent(conversation_id, agent)
     welcome = await agent_welcome(ws)
-    assert welcome["conversation"] == {"status": "waiting_for_agent", "language": "", "agent": None}
+    assert welcome["conversation"] == {
+        "status": "waiting_for_agent",
+        "language": language,
+        "agent": None,
+    }
     assert [m["role"] for m in welcome["messages"]][:3] == ["user", "assistant", "user"]
+    assert welcome["messages"][-1]["role"] == "system"
     assert welcome["seq"] == welcome["messages"][-1]["seq"]
 
     # A second agent of the same tenant watches too.
@@ -177,7 +187,7 @@ async def test_takeover_reply_hand_back_and_close(
     own = await receive_each(ws, is_updated, is_notice)
     assert next(f for f in own if is_updated(f))["conversation"] == {
         "status": "with_agent",
-        "language": "",
+        "language": language,
         "agent": {"name": "Ana"},
     }
     assert any(is_notice(f) and "Ana from our team" in f["message"]["text"] for f in own)
@@ -225,7 +235,7 @@ async def test_takeover_reply_hand_back_and_close(
     own = await receive_each(ws, is_updated, is_notice)
     assert next(f for f in own if is_updated(f))["conversation"]["status"] == "bot"
     frames = await receive_until(visitor, is_updated)
-    assert frames[-1]["conversation"] == {"status": "bot", "language": "", "agent": None}
+    assert frames[-1]["conversation"] == {"status": "bot", "language": language, "agent": None}
     assert any(
         is_notice(f) and f["message"]["text"] == "You're chatting with our assistant again."
         for f in frames
@@ -260,7 +270,7 @@ async def start_slow_reply(
     key: Any, agent: Any, llm: Any
 ) -> tuple[WebsocketCommunicator, WebsocketCommunicator, str, str, list[dict[str, Any]]]:
     """A visitor and an agent watching a reply that is streaming (a few deltas shown so far)."""
-    llm.enqueue(Reply(tokens=[f"w{i} " for i in range(40)], token_interval=0.1))
+    llm.enqueue(Reply(tokens=[f"w{i} " for i in range(60)], token_interval=0.1))
     visitor, conversation_id = await visitor_with_conversation(key)
     ws = await connect_agent(conversation_id, agent)
     await agent_welcome(ws)
@@ -291,17 +301,20 @@ async def test_streaming_reply_is_cancelled_at_once_on_takeover(
     visitor, ws, conversation_id, message_id, streamed = await start_slow_reply(key, agent, llm)
 
     await ws.send_json_to({"type": "take_over"})
-    is_final = lambda f: f["type"] == "message" and f["message"]["id"] == message_id  # noqa: E731
+
+    def is_final(frame: dict[str, Any]) -> bool:
+        return frame["type"] == "message" and frame["message"]["id"] == message_id
+
     # At once: the reply ends as `failed` with the text shown so far, then the notice.
-    frames = await receive_until(visitor, is_final, timeout=2)
+    frames = await receive_until(visitor, is_final, timeout=5)
     final = frames[-1]["message"]
     assert final["status"] == "failed" and final["role"] == "assistant", frames
     shown = "".join(f["text"] for f in streamed + frames if f["type"] == "reply.delta")
-    assert final["text"].startswith(shown) and "w39" not in final["text"]
-    rest = await receive_until(visitor, is_updated, timeout=2)
+    assert final["text"].startswith(shown) and "w59" not in final["text"]
+    rest = await receive_until(visitor, is_updated, timeout=5)
     assert [f["message"]["role"] for f in rest if f["type"] == "message"] == ["system"]
     # The agent's page: the same ending, and no delta of that reply after it.
-    agent_frames = await receive_each(ws, is_final, is_updated, timeout=2)
+    agent_frames = await receive_each(ws, is_final, is_updated, timeout=5)
     assert next(f for f in agent_frames if is_final(f))["message"]["status"] == "failed"
     after = agent_frames[[is_final(f) for f in agent_frames].index(True) + 1 :]
     assert all(f["type"] not in ("reply.delta", "reply.start") for f in after)
@@ -322,9 +335,9 @@ async def test_streaming_reply_is_cancelled_at_once_on_takeover(
 
 
 @pytest.mark.xfail(
-    reason="the reply worker does not stop at a cancelled job yet (conversations/replies.py "
-    "must check handoff.reply_cancel_requested before each flush), and the widget consumer "
-    "forwards late deltas of a reply whose final message it already sent",
+    reason="racy until the widget consumer drops frames of a reply it already sent the final "
+    "message of: the worker notices the cancel flag up to 0.1 s late (CANCEL_CHECK_INTERVAL), "
+    "and a delta it flushes meanwhile reaches the visitor after the final `message`",
     strict=False,
 )
 async def test_visitor_gets_no_delta_after_a_cancelled_reply_ends(
@@ -334,12 +347,15 @@ async def test_visitor_gets_no_delta_after_a_cancelled_reply_ends(
     visitor, ws, conversation_id, message_id, _ = await start_slow_reply(key, agent, llm)
     await ws.send_json_to({"type": "take_over"})
     await receive_until(
-        visitor, lambda f: f["type"] == "message" and f["message"]["id"] == message_id, timeout=2
+        visitor, lambda f: f["type"] == "message" and f["message"]["id"] == message_id, timeout=5
     )
     try:
-        rest = await receive_until(visitor, is_updated, timeout=2)
+        rest = await receive_until(visitor, is_updated, timeout=5)
         assert all(f["type"] != "reply.delta" for f in rest), rest
-        assert await visitor.receive_nothing(timeout=1.0)
+        late = []
+        while not await visitor.receive_nothing(timeout=1.0):
+            late.append(await visitor.receive_json_from())
+        assert late == []
     finally:
         await wait_for_the_worker(conversation_id)
         for communicator in (visitor, ws):
