@@ -39,9 +39,11 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     client_key: str | None = None
     hello_timer: asyncio.Task[None] | None = None
     streaming_indexes: dict[str, int]
+    finished_ids: set[str]
 
     async def connect(self) -> None:
         self.streaming_indexes = {}
+        self.finished_ids = set()
         client = self.scope.get("client") or ("unknown", 0)
         await self.accept()
         if not await database_sync_to_async(connection_slot_acquire)(str(client[0])):
@@ -139,10 +141,16 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             return
         frame = event["frame"]
         kind = frame.get("type")
+        if kind in ("reply.start", "reply.delta") and frame["message_id"] in self.finished_ids:
+            return  # a cancelled reply's worker may flush once more after its final message
         if kind == "reply.start":
             self.streaming_indexes[frame["message_id"]] = -1
         elif kind == "reply.delta":
             covered = self.streaming_indexes.get(frame["message_id"])
             if covered is not None and frame["index"] <= covered:
                 return  # already sent inside the resume snapshot
+        elif kind == "message" and frame["message"].get("status") != "streaming":
+            message_id = frame["message"]["id"]
+            if self.streaming_indexes.pop(message_id, None) is not None:
+                self.finished_ids.add(message_id)
         await self.send_frame(frame)

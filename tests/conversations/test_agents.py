@@ -334,12 +334,6 @@ async def test_streaming_reply_is_cancelled_at_once_on_takeover(
         await communicator.disconnect()
 
 
-@pytest.mark.xfail(
-    reason="racy until the widget consumer drops frames of a reply it already sent the final "
-    "message of: the worker notices the cancel flag up to 0.1 s late (CANCEL_CHECK_INTERVAL), "
-    "and a delta it flushes meanwhile reaches the visitor after the final `message`",
-    strict=False,
-)
 async def test_visitor_gets_no_delta_after_a_cancelled_reply_ends(
     tenant_and_key: Any, agent: Any, llm: Any
 ) -> None:
