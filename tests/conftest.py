@@ -15,6 +15,45 @@ from tests.support.llm_server import ScriptedLLMServer
 pytest_plugins = ["tests.support.stack"]
 
 
+def _close_connection_pools() -> None:
+    from django.db import connections
+
+    for connection in connections.all():
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request: pytest.FixtureRequest,
+    django_test_environment: None,
+    django_db_blocker: Any,
+    django_db_modify_db_settings: None,
+) -> Iterator[None]:
+    """The test database, for every session.
+
+    pytest-django only creates it when a selected test is marked `django_db`; end-to-end and
+    browser tests aren't, yet their processes need it: without this they would write into the
+    development database. No pooled connection is left pointing at the database it replaces.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    _close_connection_pools()
+    with django_db_blocker.unblock():
+        db_cfg = setup_databases(
+            verbosity=request.config.option.verbose,
+            interactive=False,
+            aliases={"default"},
+            serialized_aliases=set(),
+        )
+    _close_connection_pools()
+    yield
+    with django_db_blocker.unblock():
+        _close_connection_pools()
+        teardown_databases(db_cfg, verbosity=request.config.option.verbose)
+
+
 @pytest.fixture(scope="session")
 def llm_server() -> Iterator[ScriptedLLMServer]:
     server = ScriptedLLMServer().start()

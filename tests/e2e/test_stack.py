@@ -177,3 +177,9 @@ def test_resend_after_reconnect_is_idempotent_across_processes(live_stack: LiveS
             timeout=5,
             message="two messages",
         )
+
+
+def test_live_processes_use_the_test_database(live_stack: LiveStack) -> None:
+    """Never the development database, even when no selected test is marked django_db."""
+    database = live_stack.env["DATABASE_URL"].rsplit("/", 1)[1].split("?")[0]
+    assert database.startswith("test_")
