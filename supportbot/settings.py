@@ -172,6 +172,11 @@ LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
 # Embeddings for hybrid knowledge search (pgvector); empty: full-text search only.
 LLM_EMBEDDING_MODEL = env.str("LLM_EMBEDDING_MODEL", default="")
 
+# --- Knowledge base ---------------------------------------------------------------------------
+KNOWLEDGE_MAX_FILE_BYTES = env.int("KNOWLEDGE_MAX_FILE_BYTES", default=20 * 1024 * 1024)
+KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT = env.float("KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT", default=3.0)
+KNOWLEDGE_VECTOR_MAX_DISTANCE = env.str("KNOWLEDGE_VECTOR_MAX_DISTANCE", default="") or None
+
 # --- Replies ----------------------------------------------------------------------------------
 # How often streamed text is flushed to the widget (seconds): deltas are coalesced in between.
 REPLY_FLUSH_INTERVAL = env.float("REPLY_FLUSH_INTERVAL", default=0.03)
