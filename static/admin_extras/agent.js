@@ -172,6 +172,7 @@ class AgentPanel {
     this.stopped = false;
     this.replyPending = false;
     this.state = { status: panel.dataset.status, agent: null };
+    this.stateReceived = false; // the agent's name comes with the socket's first frame
 
     this.statusBadge = panel.querySelector('[data-role="status"]');
     this.agentLabel = panel.querySelector('[data-role="agent"]');
@@ -281,6 +282,7 @@ class AgentPanel {
 
   setState(conversation) {
     if (!conversation || typeof conversation !== "object") return;
+    this.stateReceived = true;
     this.state = {
       status: known(STATUS_LABELS, conversation.status, this.state.status),
       agent: conversation.agent && typeof conversation.agent.name === "string" ? conversation.agent.name : null,
@@ -293,8 +295,11 @@ class AgentPanel {
     this.statusBadge.className = `status-badge status-${status}`;
     this.statusBadge.textContent = STATUS_LABELS[status] || status;
     this.agentLabel.textContent = agent ? `Agent: ${agent}` : "";
+    // Keep the page's read-only fields in step with the live state.
     const readonlyStatus = document.querySelector(".field-status .readonly");
     if (readonlyStatus) readonlyStatus.textContent = STATUS_LABELS[status] || status;
+    const readonlyAgent = document.querySelector(".field-assigned_agent .readonly");
+    if (readonlyAgent && this.stateReceived) readonlyAgent.textContent = agent || "-";
     const live = this.socket !== null && this.socket.readyState === WebSocket.OPEN;
     const open = status !== "closed";
     const enable = {
