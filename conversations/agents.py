@@ -125,27 +125,15 @@ def agent_socket_path(conversation_id: UUID | str) -> str:
 
 
 def agent_display_name(user: Any) -> str:
+    """How the visitor sees an agent: their first name, else their username."""
     return (getattr(user, "first_name", "") or "").strip() or user.get_username()
 
 
 # --- frames -----------------------------------------------------------------------------------
 
 
-def conversation_state(conversation: Conversation) -> dict[str, Any]:
-    agent = conversation.assigned_agent if conversation.assigned_agent_id else None
-    return {
-        "status": conversation.status,
-        "language": conversation.language,
-        "agent": {"name": agent_display_name(agent)} if agent is not None else None,
-    }
-
-
-def conversation_updated_frame(conversation: Conversation) -> dict[str, Any]:
-    return {"type": "conversation.updated", "conversation": conversation_state(conversation)}
-
-
 def _broadcast_updated(conversation: Conversation, *, sender: str | None) -> None:
-    frame = conversation_updated_frame(conversation)
+    frame = frames.conversation_updated_frame(conversation)
     conversation_id = conversation.pk
     transaction.on_commit(lambda: broadcast_frame(conversation_id, frame, sender=sender))
 
@@ -368,7 +356,7 @@ def agent_catch_up(*, session: AgentSession, last_seq: int) -> AgentCatchUp:
         welcome={
             "type": "welcome",
             "conversation_id": str(conversation.pk),
-            "conversation": conversation_state(conversation),
+            "conversation": frames.conversation_state(conversation),
             "seq": conversation.last_seq,
             "messages": [
                 frames.message_payload(m) for m in missed if m.status != Message.Status.STREAMING
@@ -437,4 +425,4 @@ def agent_frame(
     except AgentActionError as error:
         return [frames.error_frame(error.code, error.detail)]
     conversation.refresh_from_db()
-    return [conversation_updated_frame(conversation)]
+    return [frames.conversation_updated_frame(conversation)]
