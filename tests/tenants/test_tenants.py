@@ -116,6 +116,13 @@ def test_seed_demo_is_idempotent(monkeypatch: Any, settings: Any, tmp_path: Any)
     assert tenant.allowed_origins == ["http://localhost:8001", "http://127.0.0.1:8001"]
     assert WidgetKey.objects.filter(tenant=tenant).count() == 1
     assert authenticate(username=a["admin_user"], password=a["admin_password"]) is not None
+    # The demo shop's help centre, loaded once and updated in place.
+    from knowledge.models import Document
+    from knowledge.retrieval import search_knowledge
+
+    assert a["articles"] == 4 and Document.objects.filter(tenant=tenant).count() == 4
+    passages = search_knowledge(tenant_id=tenant.pk, query="can I return a pitched tent", limit=2)
+    assert passages and passages[0].title == "Returns and refunds"
 
 
 def test_seed_demo_refuses_production(settings: Any) -> None:

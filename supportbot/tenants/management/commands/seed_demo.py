@@ -6,6 +6,7 @@ Development only: the admin password is generated once and kept in var/demo-admi
 import json
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from supportbot.tenants.origins import normalize_origins
 from supportbot.tenants.services import tenant_create
 
 DEMO_SLUG = "demo"
+DEMO_ARTICLES = Path(__file__).resolve().parents[2] / "demo_articles"
 DEMO_NAME = "Alder & Finch Outdoor"
 DEMO_PERSONA = (
     "You are the support assistant of Alder & Finch Outdoor, an online shop for tents, packs "
@@ -57,18 +59,39 @@ class Command(BaseCommand):
                 key = WidgetKey.objects.filter(
                     tenant=tenant, is_active=True
                 ).first() or WidgetKey.objects.create(tenant=tenant, label="default")
+            articles = self._help_centre(tenant)
             username, password = self._admin_user()
         result = {
             "tenant": tenant.slug,
             "widget_key": key.public_key,
             "admin_user": username,
             "admin_password": password,
+            "articles": articles,
         }
         if options["json"]:
             self.stdout.write(json.dumps(result))
         else:
             for name, value in result.items():
                 self.stdout.write(f"{name}: {value}")
+
+    def _help_centre(self, tenant: Tenant) -> int:
+        """The demo shop's help-centre articles (updated in place on every run)."""
+        from knowledge.ingestion import document_ingest, source_get_or_create
+
+        source = source_get_or_create(tenant=tenant, name="Help centre")
+        count = 0
+        for path in sorted(DEMO_ARTICLES.glob("*.md")):
+            document_ingest(
+                tenant=tenant,
+                source=source,
+                key=path.name,
+                filename=path.name,
+                content=path.read_bytes(),
+                url=f"https://help.alder-finch.example/{path.stem}",
+                language="en",
+            )
+            count += 1
+        return count
 
     def _admin_user(self) -> tuple[str, str]:
         path = settings.VAR_DIR / "demo-admin.json"
