@@ -31,7 +31,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.http import Http404
 from django.http.request import split_domain_port, validate_host
 
@@ -48,6 +48,8 @@ from supportbot.tenants.selectors import tenant_ids_for_user
 AGENT_MESSAGE_MAX_CHARS = 4000
 
 CLOSE_FORBIDDEN = 4403
+
+_DEADLOCK = "40P01"  # Postgres: deadlock_detected
 
 
 class AgentActionError(Exception):
@@ -415,14 +417,21 @@ def agent_frame(
         )
     except (PermissionDenied, Http404):
         return [frames.error_frame("forbidden", "You can no longer work on this conversation.")]
-    try:
-        if kind == "reply":
-            message = agent_message_post(
-                conversation=conversation, agent=agent, text=frame.get("text"), sender=sender
-            )
-            return [{"type": "ack", "message": frames.message_payload(message)}]
-        handlers[kind](conversation=conversation, agent=agent, sender=sender)
-    except AgentActionError as error:
-        return [frames.error_frame(error.code, error.detail)]
+    for attempt in (1, 2):
+        try:
+            if kind == "reply":
+                message = agent_message_post(
+                    conversation=conversation, agent=agent, text=frame.get("text"), sender=sender
+                )
+                return [{"type": "ack", "message": frames.message_payload(message)}]
+            handlers[kind](conversation=conversation, agent=agent, sender=sender)
+            break
+        except AgentActionError as error:
+            return [frames.error_frame(error.code, error.detail)]
+        except OperationalError as exc:
+            # Postgres broke a lock cycle with a concurrent handoff by rolling this action
+            # back whole: doing it once more is safe.
+            if attempt == 2 or getattr(exc.__cause__, "sqlstate", None) != _DEADLOCK:
+                raise
     conversation.refresh_from_db()
     return [frames.conversation_updated_frame(conversation)]
