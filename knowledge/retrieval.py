@@ -6,7 +6,12 @@ Full-text: each chunk was indexed with the text-search configuration of its docu
 so the query is parsed with that same configuration: one OR branch per configuration the tenant
 uses (`search_config = 'x' AND search_vector @@ websearch_to_tsquery('x', query)`, which the GIN
 index serves), ranked with ts_rank_cd. `websearch_to_tsquery` wants every word; when that finds
-nothing, any word will do (an OR of the query's words, each quoted as a lexeme).
+nothing, any word will do: an OR of the query's words as lexemes of each language (quoted, given
+as parameters), leaving out the lexemes that Postgres's own statistics of the column
+(pg_stats.most_common_elems) show in too many chunks to narrow anything ("can you tell me about
+orders" must not rank every chunk that says "order"); only when the rest finds nothing is the
+rarest of those tried. At most CANDIDATES_MAX matching chunks are ranked, so a query of common
+words only stays fast (ranking an arbitrary subset of its matches).
 
 Hybrid: where the database has the embedding column and LLM_EMBEDDING_MODEL is set, the query is
 embedded too, the nearest chunks by cosine distance are taken, and both rankings are fused by
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +37,8 @@ log = logging.getLogger("supportbot.knowledge")
 
 RRF_K = 60
 CANDIDATES = 20  # taken from each ranking before fusion
+CANDIDATES_MAX = 500  # matching chunks ranked by full text, at most
+STATS_MAX_AGE = 300.0  # seconds the lexeme statistics are reused
 LANGUAGE_BOOST = 1.25  # full-text rank factor for passages in the asker's language
 _MAX_QUERY_CHARS = 1000
 _MAX_WORDS = 32
@@ -72,9 +81,7 @@ def search_knowledge(
     hybrid = vectors.embeddings_enabled()
     wanted = max(limit, CANDIDATES) if hybrid else limit
 
-    ranked = _full_text(tenant_id, configs, query, language, wanted, any_word=False)
-    if not ranked:
-        ranked = _full_text(tenant_id, configs, query, language, wanted, any_word=True)
+    ranked = _full_text(tenant_id, configs, query, language, wanted)
     scores = dict(ranked)
 
     if hybrid:
@@ -132,51 +139,158 @@ def _tenant_configs(tenant_id: int) -> list[str]:
         return [str(row[0]) for row in cursor.fetchall()]
 
 
-def any_word_tsquery(query: str) -> str:
-    """`'word1' | 'word2' | ...` for to_tsquery: each word of the query quoted as a lexeme."""
+def query_words(query: str) -> list[str]:
+    """The distinct words of a query (at most 32), lower-cased: what the any-word search uses."""
     words: list[str] = []
     for word in _WORD.findall(query.lower()):
         if (len(word) > 1 or word.isdigit()) and word not in words:
             words.append(word)
-    quoted = ["'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words[:_MAX_WORDS]]
-    return " | ".join(quoted)
+    return words[:_MAX_WORDS]
+
+
+def lexeme_tsquery(lexemes: Sequence[str]) -> str:
+    """`'lexeme1' | 'lexeme2' | ...` in tsquery syntax, each lexeme quoted (no normalisation)."""
+    return " | ".join("'" + lx.replace("\\", "\\\\").replace("'", "''") + "'" for lx in lexemes)
+
+
+@dataclass(frozen=True)
+class _LexemeStats:
+    frequency: dict[str, float]  # fraction of all chunks that contain the lexeme
+    rows: float  # chunks in the table (planner's estimate)
+    read_at: float
+
+
+_stats: dict[str, _LexemeStats] = {}
+_stats_lock = threading.Lock()
+
+
+def _lexeme_stats() -> _LexemeStats:
+    """The planner's statistics of the search vectors: the most common lexemes and how common
+    they are (ANALYZE keeps up to ten per unit of the column's statistics target). Read again
+    after STATS_MAX_AGE seconds."""
+    key = str(connection.settings_dict.get("NAME"))
+    now = time.monotonic()
+    with _stats_lock:
+        found = _stats.get(key)
+    if found is not None and now - found.read_at < STATS_MAX_AGE:
+        return found
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples"
+            " FROM pg_class c LEFT JOIN pg_stats s ON s.schemaname = current_schema()"
+            " AND s.tablename = 'knowledge_chunk' AND s.attname = 'search_vector'"
+            " WHERE c.oid = 'knowledge_chunk'::regclass"
+        )
+        row = cursor.fetchone()
+    elems, freqs, rows = row or (None, None, 0.0)
+    frequency: dict[str, float] = {}
+    if elems and freqs:
+        # (the per-element frequencies are followed by their minimum, maximum, ...)
+        frequency = dict(zip(elems, freqs[: len(elems)], strict=True))
+    found = _LexemeStats(frequency, max(float(rows or 0.0), 0.0), now)
+    with _stats_lock:
+        _stats[key] = found
+    return found
+
+
+def _split_common(lexemes: list[str], stats: _LexemeStats) -> tuple[list[str], list[str]]:
+    """(informative, common): common lexemes are expected in more than CANDIDATES_MAX chunks of
+    the whole table; the others narrow the search. A lexeme not among the most common ones is
+    rarer than all of them. Without statistics (never analysed) every lexeme is informative.
+    `common` is sorted rarest first."""
+    if not stats.frequency:
+        return lexemes, []
+    expected = {lx: stats.frequency.get(lx, 0.0) * stats.rows for lx in lexemes}
+    informative = [lx for lx in lexemes if expected[lx] <= CANDIDATES_MAX]
+    common = sorted(
+        (lx for lx in lexemes if expected[lx] > CANDIDATES_MAX), key=lambda lx: (expected[lx], lx)
+    )
+    return informative, common
+
+
+def _any_word_queries(configs: list[str], query: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Per configuration, an OR of the query's informative lexemes in that language, and (for a
+    second try when those find nothing) the rarest of its common lexemes."""
+    words = query_words(query)
+    if not words:
+        return {}, {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, tsvector_to_array(to_tsvector(name::regconfig, %s))"
+            " FROM unnest(%s::text[]) AS name",
+            [" ".join(words), configs],
+        )
+        rows = cursor.fetchall()
+    stats = _lexeme_stats()
+    first: dict[str, str] = {}
+    second: dict[str, str] = {}
+    for name, lexemes in rows:
+        informative, common = _split_common(sorted(lexemes or []), stats)
+        if informative:
+            first[str(name)] = lexeme_tsquery(informative)
+        if common:
+            second[str(name)] = lexeme_tsquery(common[:1])
+    return first, second
 
 
 def _full_text(
+    tenant_id: int, configs: list[str], query: str, language: str, limit: int
+) -> list[tuple[int, float]]:
+    """Every word: websearch_to_tsquery per configuration; then any informative word; then the
+    rarest common word."""
+    ranked = _rank(
+        tenant_id,
+        {name: ("websearch_to_tsquery(%s::regconfig, %s)", [name, query]) for name in configs},
+        language,
+        limit,
+    )
+    if ranked:
+        return ranked
+    first, second = _any_word_queries(configs, query)
+    for queries in (first, second):
+        if queries:
+            ranked = _rank(
+                tenant_id,
+                {name: ("%s::tsquery", [tsquery]) for name, tsquery in queries.items()},
+                language,
+                limit,
+            )
+            if ranked:
+                return ranked
+    return []
+
+
+def _rank(
     tenant_id: int,
-    configs: list[str],
-    query: str,
+    tsqueries: dict[str, tuple[str, list[str]]],
     language: str,
     limit: int,
-    *,
-    any_word: bool,
 ) -> list[tuple[int, float]]:
-    """(chunk id, rank) best first. Every value goes in as a parameter; only the number of
-    branches (one per configuration) shapes the statement."""
-    if any_word:
-        query = any_word_tsquery(query)
-        if not query:
-            return []
-        parse = "to_tsquery(%s::regconfig, %s)"
-    else:
-        parse = "websearch_to_tsquery(%s::regconfig, %s)"
+    """(chunk id, rank) best first, for one tsquery (SQL and its parameters) per configuration.
+    Every value goes in as a parameter; only the number of branches shapes the statement.
+
+    At most CANDIDATES_MAX matching chunks are ranked: ranking reads each chunk's search vector,
+    and a query of common words only would otherwise rank most of the tenant's chunks.
+    """
     branches: list[str] = []
     cases: list[str] = []
     branch_params: list[str] = []
     case_params: list[str] = []
-    for name in configs:
-        branches.append(f"(c.search_config = %s AND c.search_vector @@ {parse})")
-        branch_params += [name, name, query]
-        cases.append(f"WHEN %s THEN {parse}")
-        case_params += [name, name, query]
+    for name, (tsquery, values) in tsqueries.items():
+        branches.append(f"(c.search_config = %s AND c.search_vector @@ {tsquery})")
+        branch_params += [name, *values]
+        cases.append(f"WHEN %s THEN {tsquery}")
+        case_params += [name, *values]
     # Only placeholders are formatted in (one branch per configuration); values are parameters.
     sql = (
-        "SELECT c.id, ts_rank_cd(c.search_vector,"  # noqa: S608
-        f" CASE c.search_config {' '.join(cases)} END, 1)"
+        "SELECT m.id, ts_rank_cd(m.search_vector,"  # noqa: S608
+        f" CASE m.search_config {' '.join(cases)} END, 1)"
         " * CASE WHEN d.language = %s THEN %s ELSE 1.0 END AS rank"
-        " FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id"
-        f" WHERE c.tenant_id = %s AND ({' OR '.join(branches)})"
-        " ORDER BY rank DESC, c.id LIMIT %s"
+        " FROM (SELECT c.id, c.document_id, c.search_config, c.search_vector"
+        "  FROM knowledge_chunk c"
+        f"  WHERE c.tenant_id = %s AND ({' OR '.join(branches)}) LIMIT %s) AS m"
+        " JOIN knowledge_document d ON d.id = m.document_id"
+        " ORDER BY rank DESC, m.id LIMIT %s"
     )
     boost = LANGUAGE_BOOST if language else 1.0
     params: list[str | int | float] = [
@@ -185,6 +299,7 @@ def _full_text(
         boost,
         tenant_id,
         *branch_params,
+        CANDIDATES_MAX,
         limit,
     ]
     with connection.cursor() as cursor:

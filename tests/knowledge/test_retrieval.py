@@ -10,9 +10,10 @@ from knowledge.models import Chunk
 from knowledge.retrieval import (
     RRF_K,
     Passage,
-    any_word_tsquery,
     format_context,
     fuse,
+    lexeme_tsquery,
+    query_words,
     search_knowledge,
 )
 from tests.support.llm_server import Reply
@@ -155,9 +156,37 @@ def test_hostile_queries_are_only_data(two_shops, query):
     assert Chunk.objects.count() == 4
 
 
-def test_any_word_tsquery_quotes_each_word():
-    assert any_word_tsquery("Where's my ORDER?? order 7 a") == "'where' | 'my' | 'order' | '7'"
-    assert any_word_tsquery("!!! ???") == ""
+def test_query_words_and_lexeme_tsquery_quoting(db):
+    assert query_words("Where's my ORDER?? order 7 a") == ["where", "my", "order", "7"]
+    assert query_words("!!! ???") == []
+    assert lexeme_tsquery(["order", "o'neil", "back\\slash"]) == (
+        "'order' | 'o''neil' | 'back\\\\slash'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::tsquery::text", [lexeme_tsquery(["o'neil", "a|b", "x & y"])])
+        assert cursor.fetchone()[0] == "'o''neil' | 'a|b' | 'x & y'"
+
+
+def test_any_word_search_leaves_out_words_that_are_everywhere(make_tenant, ingest, monkeypatch):
+    from knowledge import retrieval
+
+    tenant, _ = make_tenant()
+    for i in range(12):
+        ingest(tenant, f"o{i}.md", f"# Orders {i}\n\nEvery order ships from warehouse {i}.\n")
+    ingest(tenant, "refunds.md", "# Refunds\n\nA refund takes five days.\n")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_chunk")
+    monkeypatch.setattr(retrieval, "CANDIDATES_MAX", 5)
+    retrieval._stats.clear()
+    # "order" is in 12 chunks (more than 5): only "refund" narrows the search
+    found = search_knowledge(tenant_id=tenant.id, query="order refund unicorn")
+    assert [p.title for p in found] == ["Refunds"]
+    # every word common: the rarest is kept, and at most CANDIDATES_MAX chunks are ranked
+    found = search_knowledge(tenant_id=tenant.id, query="order ships unicorn")
+    assert 0 < len(found) <= 4 and all(p.title.startswith("Orders") for p in found)
+    monkeypatch.setattr(retrieval, "CANDIDATES_MAX", 2)
+    assert len(search_knowledge(tenant_id=tenant.id, query="every order ships")) == 2
+    retrieval._stats.clear()
 
 
 def test_the_askers_language_is_favoured(make_tenant, ingest):
