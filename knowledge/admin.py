@@ -137,7 +137,9 @@ class DocumentUploadForm(forms.Form):
         required=False,
         help_text="ISO 639-1 code (e.g. en, es) of the files' language. Empty: detected per file.",
     )
-    files = MultipleFileField(help_text="Markdown, HTML, text or PDF files; several at once.")
+    uploads = MultipleFileField(
+        label="Files", help_text="Markdown, HTML, text or PDF files; several at once."
+    )
 
     def __init__(self, *args: Any, tenants: QuerySet[Tenant], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -238,7 +240,7 @@ class DocumentAdmin(TenantScopedAdmin):
             tenant=tenant, name=form.cleaned_data["source"], kind=KnowledgeSource.Kind.UPLOAD
         )
         language = form.cleaned_data["language"] or None
-        for upload in form.cleaned_data["files"]:
+        for upload in form.cleaned_data["uploads"]:
             name = upload.name or "upload"
             try:
                 if upload.size and upload.size > conf.max_file_bytes():

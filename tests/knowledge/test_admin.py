@@ -61,7 +61,7 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
             "tenant": tenant.id,
             "source": "Help centre",
             "language": "",
-            "files": files(
+            "uploads": files(
                 ("faq.md", b"# FAQ\n\nWe answer every email within one working day.\n"),
                 ("terms.pdf", make_pdf([["Orders are binding once payment is confirmed."]])),
                 ("page.html", b"<h1>Contact</h1><p>Call us from nine to five.</p>"),
@@ -86,7 +86,7 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
         {
             "tenant": tenant.id,
             "source": "Help centre",
-            "files": files(("faq.md", b"# FAQ\n\nWe answer within two working days.\n")),
+            "uploads": files(("faq.md", b"# FAQ\n\nWe answer within two working days.\n")),
         },
     )
     faq = Document.objects.get(tenant=tenant, key="faq.md")
@@ -143,7 +143,7 @@ def test_staff_cannot_upload_into_another_tenant(client, shops, beta_staff):
     assert b"Beta Shop" in page.content and b"Alpha Shop" not in page.content
     response = client.post(
         reverse(UPLOAD_URL),
-        {"tenant": a.id, "source": "Uploads", "files": files(("x.md", b"# Evil\n\nInjected."))},
+        {"tenant": a.id, "source": "Uploads", "uploads": files(("x.md", b"# Evil\n\nInjected."))},
     )
     assert response.status_code == 200
     assert "tenant" in response.context["form"].errors
@@ -152,7 +152,7 @@ def test_staff_cannot_upload_into_another_tenant(client, shops, beta_staff):
     # into their own tenant it works
     client.post(
         reverse(UPLOAD_URL),
-        {"tenant": b.id, "source": "Uploads", "files": files(("x.md", b"# Fine\n\nAllowed."))},
+        {"tenant": b.id, "source": "Uploads", "uploads": files(("x.md", b"# Fine\n\nAllowed."))},
     )
     assert Document.objects.filter(tenant=b, key="x.md").exists()
 
