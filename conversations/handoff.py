@@ -45,21 +45,27 @@ def reply_cancel_requested(job_id: int) -> bool:
     return bool(get_redis().exists(_cancel_key(job_id)))
 
 
+def _lock_open_jobs(conversation_id: UUID, *, except_job: int | None) -> list[ReplyJob]:
+    jobs = (
+        ReplyJob.objects.select_for_update(of=("self",))
+        .filter(
+            conversation_id=conversation_id,
+            state__in=[ReplyJob.State.QUEUED, ReplyJob.State.RUNNING],
+        )
+        .select_related("reply")
+        .order_by("pk")
+    )
+    if except_job is not None:
+        jobs = jobs.exclude(pk=except_job)
+    return list(jobs)
+
+
 def _cancel_running_replies(conversation: Conversation, *, except_job: int | None) -> None:
     """Cancel the conversation's queued and streaming replies (inside the caller's transaction).
 
     A streaming reply keeps the text the visitor already saw and ends as `failed`.
     """
-    jobs = (
-        ReplyJob.objects.select_for_update(of=("self",))
-        .filter(
-            conversation=conversation, state__in=[ReplyJob.State.QUEUED, ReplyJob.State.RUNNING]
-        )
-        .select_related("reply")
-    )
-    if except_job is not None:
-        jobs = jobs.exclude(pk=except_job)
-    for job in jobs:
+    for job in _lock_open_jobs(conversation.pk, except_job=except_job):
         job.state = ReplyJob.State.CANCELLED
         job.save(update_fields=["state", "updated_at"])
         transaction.on_commit(partial(_flag_cancelled, job.pk))
@@ -94,6 +100,8 @@ def conversation_request_agent(
     False when the conversation was not with the bot.
     """
     with transaction.atomic():
+        # Reply jobs before the conversation: the order the reply worker takes them in.
+        _lock_open_jobs(conversation_id, except_job=from_job)
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
         if conversation.status != Conversation.Status.BOT:
             return False

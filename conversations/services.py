@@ -5,6 +5,7 @@ broadcast and job enqueue only after commit.
 """
 
 from dataclasses import dataclass
+from functools import partial
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
@@ -170,11 +171,19 @@ def message_post_from_visitor(
                 client_id=client_id,
                 sender=sender,
             )
+            if conversation.status == Conversation.Status.CLOSED:
+                _conversation_reopen(conversation)
             if conversation.status == Conversation.Status.BOT:
                 if asks_for_a_person(text):
-                    conversation_request_agent(
-                        conversation_id=conversation.pk,
-                        reason="The visitor asked for a person.",
+                    # After commit, in its own transaction: it locks reply jobs before the
+                    # conversation, which this transaction already holds.
+                    transaction.on_commit(
+                        partial(
+                            conversation_request_agent,
+                            conversation_id=conversation.pk,
+                            reason="The visitor asked for a person.",
+                        ),
+                        robust=True,
                     )
                 else:
                     reply_job_queue(conversation=conversation, trigger=message)
@@ -183,6 +192,16 @@ def message_post_from_visitor(
         existing = Message.objects.get(conversation=conversation, client_id=client_id)
         return PostedMessage(message=existing, created=False)
     return PostedMessage(message=message, created=True)
+
+
+def _conversation_reopen(conversation: Conversation) -> None:
+    """A visitor writing into a closed conversation reopens it with the assistant."""
+    conversation.status = Conversation.Status.BOT
+    conversation.assigned_agent = None
+    conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
+    transaction.on_commit(
+        partial(broadcast_frame, conversation.pk, frames.conversation_updated_frame(conversation))
+    )
 
 
 def reply_job_queue(*, conversation: Conversation, trigger: Message) -> ReplyJob:

@@ -314,3 +314,19 @@ def test_summary_replaces_the_turns_it_covers_in_later_prompts(make_tenant: Any,
     assert "Order 4411" in sent[0]["content"]
     turns = [m["content"] for m in sent[1:]]
     assert turns == ["Can you send a new pole?"]
+
+
+def test_writing_into_a_closed_conversation_reopens_it_with_the_assistant(
+    make_tenant: Any, llm: Any
+) -> None:
+    tenant, _ = make_tenant()
+    first = ask(tenant, "Thanks, that's all")
+    conversation = Conversation.objects.get(pk=first.conversation_id)
+    conversation.status = "closed"
+    conversation.save()
+    again = ask(
+        tenant, "Actually, one more thing about my order", client_id="c2", conversation=conversation
+    )
+    conversation.refresh_from_db()
+    assert conversation.status == "bot"
+    assert ReplyJob.objects.filter(trigger=again).exists()
