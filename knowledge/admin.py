@@ -12,7 +12,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html, linebreaks
+from django.utils.html import format_html, format_html_join
 
 from knowledge import conf
 from knowledge.ingestion import (
@@ -103,7 +103,10 @@ class ChunkInline(admin.TabularInline):
 
     @admin.display(description="Text")
     def text_html(self, obj: Chunk) -> str:
-        return linebreaks(obj.text, autoescape=True)
+        paragraphs = [p for p in obj.text.split("\n\n") if p.strip()]
+        return format_html_join(
+            "", '<p style="white-space: pre-line">{}</p>', ((p,) for p in paragraphs)
+        )
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -254,15 +257,17 @@ class DocumentAdmin(TenantScopedAdmin):
                     language=language,
                 )
             except IngestError as exc:
-                messages.error(request, format_html("{}: {}", name, str(exc)))
+                messages.error(request, format_html("Not imported: {} ({})", name, str(exc)))
                 continue
+            chunks = f"{result.chunks} chunk{'' if result.chunks == 1 else 's'}"
+            language = result.document.language or "unknown"
             messages.success(
                 request,
                 format_html(
-                    "{}: {} ({} chunks, language {})",
+                    "{}: {} ({}, language {})",
+                    result.status.capitalize(),
                     name,
-                    result.status,
-                    result.chunks,
-                    result.document.language or "unknown",
+                    chunks,
+                    language,
                 ),
             )

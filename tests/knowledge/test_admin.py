@@ -73,8 +73,8 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
     assert response.status_code == 200
     assert response.redirect_chain[-1][0].endswith(f"?tenant={tenant.id}")
     shown = [str(m) for m in response.context["messages"]]
-    assert "faq.md: created (1 chunks, language en)" in shown
-    assert any(m.startswith("bad.pdf: cannot read the PDF") for m in shown)
+    assert "Created: faq.md (1 chunk, language en)" in shown
+    assert any(m.startswith("Not imported: bad.pdf (cannot read the PDF") for m in shown)
     docs = Document.objects.filter(tenant=tenant).order_by("key")
     assert [d.key for d in docs] == ["faq.md", "page.html", "terms.pdf"]
     assert {d.source.name for d in docs} == {"Help centre"}
