@@ -25,7 +25,9 @@ hybrid (http)  LLM_EMBEDDING_MODEL set: the query is also embedded by the script
 
 Queries are question-like: 50% use 2-3 words of one of the tenant's chunks (every word found),
 30% add a word from elsewhere (the any-word fallback runs), 20% pair one of the 50 most frequent
-words with a rarer one. 30 untimed warm-up queries per mode precede the timed ones.
+words with a rarer one. The modes take turns query by query (rotating which goes first), so a
+shared machine's background load falls on all of them alike; 30 untimed warm-up queries in
+every mode come first. The 1-minute load average before and after each size is reported.
 """
 
 from __future__ import annotations
@@ -338,18 +340,18 @@ class ModeResult:
 
 
 def measure(
-    size: int, mode: str, tenant_id: int, queries: list[Query], warmup: list[Query]
-) -> ModeResult:
+    size: int, modes: list[str], tenant_id: int, queries: list[Query], warmup: list[Query]
+) -> list[ModeResult]:
+    """Every query in every mode, the modes taking turns query by query (in a rotating order),
+    so the background load of a shared machine falls on all of them alike."""
     from django.conf import settings
 
     from knowledge import vectors
     from knowledge.retrieval import search_knowledge
 
-    settings.LLM_EMBEDDING_MODEL = "" if mode == "full-text" else EMBEDDING_MODEL
-    vectors._embed_query_cached.cache_clear()
-    given = mode == "hybrid (db)"
-
-    def one(query: Query) -> list[Any]:
+    def one(mode: str, query: Query) -> list[Any]:
+        settings.LLM_EMBEDDING_MODEL = "" if mode == "full-text" else EMBEDDING_MODEL
+        given = mode == "hybrid (db)"
         return search_knowledge(
             tenant_id=tenant_id,
             query=query.text,
@@ -358,20 +360,21 @@ def measure(
         )
 
     for query in warmup:
-        one(query)
-    vectors._embed_query_cached.cache_clear()
-    latencies: list[float] = []
-    by_kind: dict[str, list[float]] = {}
-    results = empty = 0
-    for query in queries:
-        started = time.perf_counter()
-        found = one(query)
-        elapsed = time.perf_counter() - started
-        latencies.append(elapsed)
-        by_kind.setdefault(query.kind, []).append(elapsed)
-        results += len(found)
-        empty += not found
-    return ModeResult(size, mode, latencies, by_kind, results, empty)
+        for mode in modes:
+            one(mode, query)
+    vectors._embed_query_cached.cache_clear()  # every timed query is embedded afresh
+    results = {mode: ModeResult(size, mode, [], {}, 0, 0) for mode in modes}
+    for n, query in enumerate(queries):
+        for mode in modes[n % len(modes) :] + modes[: n % len(modes)]:
+            started = time.perf_counter()
+            found = one(mode, query)
+            elapsed = time.perf_counter() - started
+            result = results[mode]
+            result.latencies.append(elapsed)
+            result.by_kind.setdefault(query.kind, []).append(elapsed)
+            result.results += len(found)
+            result.empty += not found
+    return [results[mode] for mode in modes]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -379,8 +382,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| chunks (tenant) | mode | queries | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | "
         + " | ".join(f"p95 {k} (ms)" for k in kinds)
-        + " | passages / query | no passage |",
-        "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(kinds) + "---:|---:|",
+        + " | passages / query | no passage | load 1 min before / after |",
+        "|---:|---|---:|---:|---:|---:|---:|" + "---:|" * len(kinds) + "---:|---:|---:|",
     ]
     for row in rows:
         by_kind = row["p95_by_kind_ms"]
@@ -388,7 +391,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {row['size']:,} | {row['mode']} | {row['queries']} | {row['p50_ms']:.1f} | "
             f"{row['p95_ms']:.1f} | {row['p99_ms']:.1f} | {row['max_ms']:.1f} | "
             + " | ".join(f"{by_kind[k]:.1f}" if k in by_kind else "n/a" for k in kinds)
-            + f" | {row['mean_passages']:.2f} | {row['empty']} |"
+            + f" | {row['mean_passages']:.2f} | {row['empty']} | "
+            + " / ".join(f"{x:.1f}" for x in row.get("load_1min", []))
+            + " |"
         )
     return "\n".join(lines)
 
@@ -521,12 +526,15 @@ def measure_all(
         qrng = random.Random(SEED + size)
         queries = make_queries(corpus, loaded.samples, args.queries, qrng)
         warmup = make_queries(corpus, loaded.samples, WARMUP, qrng)
-        for mode in modes:
-            result = measure(size, mode, target.id, queries, warmup)
+        load_before = os.getloadavg()[0]
+        measured = measure(size, modes, target.id, queries, warmup)
+        load_after = os.getloadavg()[0]
+        for result in measured:
             row = result.row()
+            row["load_1min"] = [round(load_before, 2), round(load_after, 2)]
             rows.append(row)
             say(
-                f"  {mode:<14} p50 {row['p50_ms']:.1f} ms  p95 {row['p95_ms']:.1f} ms  "
+                f"  {result.mode:<14} p50 {row['p50_ms']:.1f} ms  p95 {row['p95_ms']:.1f} ms  "
                 f"max {row['max_ms']:.1f} ms"
             )
     sample_sets = [set(w.strip(".").lower() for w in text.split()) for text in loaded.samples]
