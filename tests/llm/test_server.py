@@ -63,7 +63,7 @@ def test_control_api_scripts_replies_from_another_process(server):
 def test_models_endpoint_and_unknown_routes(server):
     status, body, _ = http("GET", server.base_url + "/models")
     assert status == 200 and body["data"][0]["object"] == "model"
-    assert http("POST", server.base_url + "/embeddings", {"input": "x"})[0] == 404
+    assert http("POST", server.base_url + "/files", {"input": "x"})[0] == 404
 
 
 def test_marker_in_the_last_user_message_scripts_the_reply(server):
