@@ -6,12 +6,13 @@ Full-text: each chunk was indexed with the text-search configuration of its docu
 so the query is parsed with that same configuration: one OR branch per configuration the tenant
 uses (`search_config = 'x' AND search_vector @@ websearch_to_tsquery('x', query)`, which the GIN
 index serves), ranked with ts_rank_cd. `websearch_to_tsquery` wants every word; when that finds
-nothing, any word will do: an OR of the query's words as lexemes of each language (quoted, given
-as parameters), leaving out the lexemes that Postgres's own statistics of the column
-(pg_stats.most_common_elems) show in too many chunks to narrow anything ("can you tell me about
-orders" must not rank every chunk that says "order"); only when the rest finds nothing is the
-rarest of those tried. At most CANDIDATES_MAX matching chunks are ranked, so a query of common
-words only stays fast (ranking an arbitrary subset of its matches).
+nothing, the query's words become lexemes of each language (quoted, given as parameters) and
+are tried in turn as: every lexeme but one (for 3 to 8 lexemes: "can you tell me about refunds
+for damaged items" still finds what says refund, damaged and item without "tell"); any lexeme,
+leaving out those that Postgres's own statistics of the column (pg_stats.most_common_elems) show
+in too many chunks to narrow anything; and last the rarest of those. At most CANDIDATES_MAX
+matching chunks are ranked, so a query of common words only stays fast (ranking an arbitrary
+subset of its matches). Chunks in the asker's language (its configuration) rank a little higher.
 
 Hybrid: where the database has the embedding column and LLM_EMBEDDING_MODEL is set, the query is
 embedded too, the nearest chunks by cosine distance are taken, and both rankings are fused by
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from knowledge import conf, vectors
-from knowledge.languages import normalize_language
+from knowledge.languages import SIMPLE, normalize_language, search_config_for
 
 log = logging.getLogger("supportbot.knowledge")
 
@@ -39,7 +40,8 @@ RRF_K = 60
 CANDIDATES = 20  # taken from each ranking before fusion
 CANDIDATES_MAX = 500  # matching chunks ranked by full text, at most
 STATS_MAX_AGE = 300.0  # seconds the lexeme statistics are reused
-LANGUAGE_BOOST = 1.25  # full-text rank factor for passages in the asker's language
+MOST_WORDS_MAX = 8  # "every word but one" is tried for queries of 3 to this many lexemes
+LANGUAGE_BOOST = 1.25  # full-text rank factor for passages in the asker's language's config
 _MAX_QUERY_CHARS = 1000
 _MAX_WORDS = 32
 _WORD = re.compile(r"\w+")
@@ -208,12 +210,22 @@ def _split_common(lexemes: list[str], stats: _LexemeStats) -> tuple[list[str], l
     return informative, common
 
 
-def _any_word_queries(configs: list[str], query: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Per configuration, an OR of the query's informative lexemes in that language, and (for a
-    second try when those find nothing) the rarest of its common lexemes."""
+def most_words_tsquery(lexemes: Sequence[str]) -> str:
+    """All the lexemes but any one: `('a' & 'b') | ('a' & 'c') | ('b' & 'c')` for a, b, c."""
+    groups = []
+    for left_out in range(len(lexemes)):
+        kept = [lx for i, lx in enumerate(lexemes) if i != left_out]
+        groups.append("(" + lexeme_tsquery(kept).replace(" | ", " & ") + ")")
+    return " | ".join(groups)
+
+
+def _fallback_queries(configs: list[str], query: str) -> list[dict[str, str]]:
+    """The tries after every-word found nothing, each a tsquery per configuration:
+    every lexeme but one (3 to MOST_WORDS_MAX lexemes); any informative lexeme; the rarest
+    common lexeme."""
     words = query_words(query)
     if not words:
-        return {}, {}
+        return []
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT name, tsvector_to_array(to_tsvector(name::regconfig, %s))"
@@ -222,22 +234,25 @@ def _any_word_queries(configs: list[str], query: str) -> tuple[dict[str, str], d
         )
         rows = cursor.fetchall()
     stats = _lexeme_stats()
-    first: dict[str, str] = {}
-    second: dict[str, str] = {}
-    for name, lexemes in rows:
-        informative, common = _split_common(sorted(lexemes or []), stats)
+    most: dict[str, str] = {}
+    informative_any: dict[str, str] = {}
+    rarest_common: dict[str, str] = {}
+    for name, found in rows:
+        lexemes = sorted(found or [])
+        if 3 <= len(lexemes) <= MOST_WORDS_MAX:
+            most[str(name)] = most_words_tsquery(lexemes)
+        informative, common = _split_common(lexemes, stats)
         if informative:
-            first[str(name)] = lexeme_tsquery(informative)
+            informative_any[str(name)] = lexeme_tsquery(informative)
         if common:
-            second[str(name)] = lexeme_tsquery(common[:1])
-    return first, second
+            rarest_common[str(name)] = lexeme_tsquery(common[:1])
+    return [tries for tries in (most, informative_any, rarest_common) if tries]
 
 
 def _full_text(
     tenant_id: int, configs: list[str], query: str, language: str, limit: int
 ) -> list[tuple[int, float]]:
-    """Every word: websearch_to_tsquery per configuration; then any informative word; then the
-    rarest common word."""
+    """Every word (websearch_to_tsquery per configuration), then the fallbacks in turn."""
     ranked = _rank(
         tenant_id,
         {name: ("websearch_to_tsquery(%s::regconfig, %s)", [name, query]) for name in configs},
@@ -246,17 +261,15 @@ def _full_text(
     )
     if ranked:
         return ranked
-    first, second = _any_word_queries(configs, query)
-    for queries in (first, second):
-        if queries:
-            ranked = _rank(
-                tenant_id,
-                {name: ("%s::tsquery", [tsquery]) for name, tsquery in queries.items()},
-                language,
-                limit,
-            )
-            if ranked:
-                return ranked
+    for tries in _fallback_queries(configs, query):
+        ranked = _rank(
+            tenant_id,
+            {name: ("%s::tsquery", [tsquery]) for name, tsquery in tries.items()},
+            language,
+            limit,
+        )
+        if ranked:
+            return ranked
     return []
 
 
@@ -270,7 +283,9 @@ def _rank(
     Every value goes in as a parameter; only the number of branches shapes the statement.
 
     At most CANDIDATES_MAX matching chunks are ranked: ranking reads each chunk's search vector,
-    and a query of common words only would otherwise rank most of the tenant's chunks.
+    and a query of common words only would otherwise rank most of the tenant's chunks. The
+    matches are a materialised CTE so that the planner picks the GIN index for them (a LIMIT
+    in the same query block tempts it into a sequential scan that stops "early").
     """
     branches: list[str] = []
     cases: list[str] = []
@@ -281,24 +296,25 @@ def _rank(
         branch_params += [name, *values]
         cases.append(f"WHEN %s THEN {tsquery}")
         case_params += [name, *values]
+    # The asker's language: its configuration's chunks rank a little higher.
+    boosted = search_config_for(language) if language else ""
     # Only placeholders are formatted in (one branch per configuration); values are parameters.
     sql = (
-        "SELECT m.id, ts_rank_cd(m.search_vector,"  # noqa: S608
+        "WITH matches AS MATERIALIZED ("  # noqa: S608
+        " SELECT c.id, c.search_config, c.search_vector FROM knowledge_chunk c"
+        f" WHERE c.tenant_id = %s AND ({' OR '.join(branches)}))"
+        " SELECT m.id, ts_rank_cd(m.search_vector,"
         f" CASE m.search_config {' '.join(cases)} END, 1)"
-        " * CASE WHEN d.language = %s THEN %s ELSE 1.0 END AS rank"
-        " FROM (SELECT c.id, c.document_id, c.search_config, c.search_vector"
-        "  FROM knowledge_chunk c"
-        f"  WHERE c.tenant_id = %s AND ({' OR '.join(branches)}) LIMIT %s) AS m"
-        " JOIN knowledge_document d ON d.id = m.document_id"
+        " * CASE WHEN m.search_config = %s THEN %s ELSE 1.0 END AS rank"
+        " FROM (SELECT * FROM matches LIMIT %s) AS m"
         " ORDER BY rank DESC, m.id LIMIT %s"
     )
-    boost = LANGUAGE_BOOST if language else 1.0
     params: list[str | int | float] = [
-        *case_params,
-        language or "-",
-        boost,
         tenant_id,
         *branch_params,
+        *case_params,
+        boosted if boosted and boosted != SIMPLE else "-",
+        LANGUAGE_BOOST,
         CANDIDATES_MAX,
         limit,
     ]

@@ -13,6 +13,7 @@ from knowledge.retrieval import (
     format_context,
     fuse,
     lexeme_tsquery,
+    most_words_tsquery,
     query_words,
     search_knowledge,
 )
@@ -165,6 +166,25 @@ def test_query_words_and_lexeme_tsquery_quoting(db):
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::tsquery::text", [lexeme_tsquery(["o'neil", "a|b", "x & y"])])
         assert cursor.fetchone()[0] == "'o''neil' | 'a|b' | 'x & y'"
+
+
+def test_every_word_but_one_comes_before_any_word(make_tenant, ingest):
+    tenant, _ = make_tenant()
+    ingest(tenant, "a.md", "# Damage\n\nRefunds for damaged items are paid at once.\n")
+    ingest(tenant, "b.md", "# Shipping\n\nItems ship within a day.\n")
+    ingest(tenant, "c.md", "# Parcels\n\nDamaged parcels are photographed.\n")
+    # "tell" is nowhere, so not every word matches; three of the four do in one chunk only
+    found = search_knowledge(
+        tenant_id=tenant.id, query="Can you tell me about refunds for damaged items?"
+    )
+    assert [p.title for p in found] == ["Damage"]
+    # two words, one unknown: any word
+    found = search_knowledge(tenant_id=tenant.id, query="damaged unicorn")
+    assert sorted(p.title for p in found) == ["Damage", "Parcels"]
+
+
+def test_most_words_tsquery():
+    assert most_words_tsquery(["a", "b", "c"]) == "('b' & 'c') | ('a' & 'c') | ('a' & 'b')"
 
 
 def test_any_word_search_leaves_out_words_that_are_everywhere(make_tenant, ingest, monkeypatch):
