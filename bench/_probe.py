@@ -140,12 +140,13 @@ def _patch_worker() -> None:
 
     @functools.wraps(original_stream)
     def stream_chat(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        message = getattr(_local, "message", None)
-        _emit("worker.llm_request", message)
+        # Runs on the reply's stream thread: the job id comes with its cancel flag.
+        job = getattr(kwargs.get("cancelled"), "job_id", None)
+        _emit("worker.llm_request", job)
         first = True
         for event in original_stream(*args, **kwargs):
             if first and getattr(event, "text", None):
-                _emit("worker.first_token", message)
+                _emit("worker.first_token", job)
                 first = False
             yield event
 
@@ -197,13 +198,16 @@ STAGES = [
     ("checks, INSERTs, COMMIT (widget_message)", "web.sync_start", "web.enqueue_start"),
     ("Celery publish (generate_reply.delay)", "web.enqueue_start", "web.enqueue_end"),
     ("publish -> task starts in the worker", "web.enqueue_end", "worker.task_start"),
-    ("claim: lock job, insert reply, history, prompt", "worker.task_start", "worker.claimed"),
     (
-        "claim -> LLM request (snapshot, reply.start, config)",
-        "worker.claimed",
+        "claim up to the request: job lock, language, history, knowledge, prompt",
+        "worker.task_start",
         "worker.llm_request",
     ),
-    ("LLM request -> first token (SDK; model 200 ms)", "worker.llm_request", "worker.first_token"),
+    (
+        "LLM request -> first token (SDK; model 200 ms; reply row written meanwhile)",
+        "worker.llm_request",
+        "worker.first_token",
+    ),
     ("first token -> delta queued (snapshot_write)", "worker.first_token", "worker.delta_queued"),
     (
         "queued -> published (broadcast thread, group_send)",
@@ -259,8 +263,8 @@ def breakdown(trace_dir: Path, raw: dict[int, dict[str, list[Any]]]) -> dict[str
                 ("web.ack_sent", sample.conversation_id),
                 ("worker.task_start", job),
                 ("worker.claimed", f"{job}:{sample.conversation_id}:{message}"),
-                ("worker.llm_request", message),
-                ("worker.first_token", message),
+                ("worker.llm_request", job),
+                ("worker.first_token", job),
                 ("worker.delta_queued", message),
                 ("worker.published", message),
                 ("web.event", message),
