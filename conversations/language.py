@@ -275,13 +275,10 @@ def language_instruction(code: str) -> str:
     return f"Reply in {name}."
 
 
-def conversation_language_update(*, conversation: Conversation, message: Message) -> str:
-    """Detect the language of a visitor's message and return the language to reply in.
-
-    The detected language is stored on the message; the reply language on the conversation
-    when it changed (a short or ambiguous message changes nothing). Cheap: langdetect takes
-    milliseconds and nothing is written when nothing changed.
-    """
+def reply_language_decide(
+    *, conversation: Conversation, message: Message
+) -> tuple[str | None, str]:
+    """(the language detected in a visitor's message or None, the language to reply in)."""
     tenant = conversation.tenant
     detected = detect_language(message.text) if message.role == Message.Role.USER else None
     reply_language = resolve_reply_language(
@@ -290,10 +287,21 @@ def conversation_language_update(*, conversation: Conversation, message: Message
         supported=list(tenant.supported_languages or []),
         fallback=tenant.fallback_language,
     )
+    return detected, reply_language
+
+
+def conversation_language_store(
+    *, conversation: Conversation, message: Message, detected: str | None, reply_language: str
+) -> bool:
+    """Store what `reply_language_decide` found; True when the conversation's language changed.
+
+    The detected language goes on the message; the reply language on the conversation when it
+    changed. Nothing is written when nothing changed.
+    """
     save_message = bool(detected) and message.language != detected
     save_conversation = conversation.language != reply_language
     if not (save_message or save_conversation):
-        return reply_language
+        return False
     with transaction.atomic():
         if save_message:
             message.language = detected or ""
@@ -307,4 +315,17 @@ def conversation_language_update(*, conversation: Conversation, message: Message
             )
             conversation.language = reply_language
             conversation.save(update_fields=["language"])
+    return save_conversation
+
+
+def conversation_language_update(*, conversation: Conversation, message: Message) -> str:
+    """Detect the language of a visitor's message, store it, and return the language to reply in.
+
+    A short or ambiguous message changes nothing. Cheap: langdetect takes milliseconds and
+    nothing is written when nothing changed.
+    """
+    detected, reply_language = reply_language_decide(conversation=conversation, message=message)
+    conversation_language_store(
+        conversation=conversation, message=message, detected=detected, reply_language=reply_language
+    )
     return reply_language

@@ -30,7 +30,11 @@ from django.utils import timezone
 from conversations import frames
 from conversations.broadcast import broadcast_frame
 from conversations.handoff import conversation_request_agent, reply_cancel_requested
-from conversations.language import conversation_language_update, language_instruction
+from conversations.language import (
+    conversation_language_store,
+    language_instruction,
+    reply_language_decide,
+)
 from conversations.models import Conversation, LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.notices import notice
 from conversations.prompts import TOOLS_GUIDE, PromptParts, build_reply_prompt
@@ -237,16 +241,8 @@ def _claim(job_id: int) -> _Claim | None:
             job.save(update_fields=["state", "updated_at"])
             return None
 
-        language_before = conversation.language
-        language = conversation_language_update(conversation=conversation, message=job.trigger)
-        if conversation.language != language_before:
-            transaction.on_commit(
-                partial(
-                    broadcast_frame,
-                    conversation.pk,
-                    frames.conversation_updated_frame(conversation),
-                )
-            )
+        # Decided now (the prompt needs it), stored once the request is on its way.
+        detected, language = reply_language_decide(conversation=conversation, message=job.trigger)
         before = {"seq__lt": job.reply.seq} if job.reply is not None else {}
         history = list(
             Message.objects.filter(
@@ -283,6 +279,19 @@ def _claim(job_id: int) -> _Claim | None:
                 job.reply.text = ""
                 job.reply.status = Message.Status.STREAMING
                 job.reply.save(update_fields=["text", "status"])
+            if conversation_language_store(
+                conversation=conversation,
+                message=job.trigger,
+                detected=detected,
+                reply_language=language,
+            ):
+                transaction.on_commit(
+                    partial(
+                        broadcast_frame,
+                        conversation.pk,
+                        frames.conversation_updated_frame(conversation),
+                    )
+                )
             job.state = ReplyJob.State.RUNNING
             job.attempts += 1
             job.lease_expires_at = now + timedelta(seconds=_lease_seconds())
