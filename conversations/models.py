@@ -1,12 +1,16 @@
 """Contacts (visitors), conversations, their messages, reply jobs and LLM call records."""
 
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from supportbot.tenants.models import Tenant
+
+if TYPE_CHECKING:
+    from supportbot.llm import CallRecord
 
 
 class Contact(models.Model):
@@ -193,6 +197,34 @@ class LLMCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} {self.outcome} ({self.latency_ms} ms)"
+
+    @classmethod
+    def from_record(
+        cls,
+        record: "CallRecord",
+        *,
+        tenant_id: int,
+        purpose: str,
+        conversation_id: uuid.UUID | None = None,
+        message_id: uuid.UUID | None = None,
+    ) -> "LLMCall":
+        """An unsaved row for what the LLM layer reported about one call."""
+        return cls(
+            tenant_id=tenant_id,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            purpose=purpose,
+            provider=record.provider,
+            model=record.model,
+            outcome=record.outcome,
+            error_code=record.error_code or "",
+            finish_reason=record.finish_reason or "",
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            latency_ms=record.latency_ms,
+            first_token_ms=record.first_token_ms,
+            attempts=record.attempts,
+        )
 
 
 class ToolInvocation(models.Model):

@@ -330,21 +330,12 @@ def _renew_lease(claim: _Claim) -> bool:
 
 def _record_calls(claim: _Claim, records: list[CallRecord], purpose: str = "reply") -> None:
     LLMCall.objects.bulk_create(
-        LLMCall(
+        LLMCall.from_record(
+            record,
             tenant_id=claim.tenant.pk,
+            purpose=purpose,
             conversation_id=claim.conversation.pk,
             message_id=claim.reply.pk,
-            purpose=purpose,
-            provider=record.provider,
-            model=record.model,
-            outcome=record.outcome,
-            error_code=record.error_code or "",
-            finish_reason=record.finish_reason or "",
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-            latency_ms=record.latency_ms,
-            first_token_ms=record.first_token_ms,
-            attempts=record.attempts,
         )
         for record in records
     )

@@ -340,22 +340,11 @@ def parse_summary(text: str) -> dict[str, Any] | None:
 
 
 def _record(conversation: Conversation, record: CallRecord) -> LLMCall:
-    return LLMCall.objects.create(
-        tenant_id=conversation.tenant_id,
-        conversation_id=conversation.pk,
-        message=None,
-        purpose=PURPOSE,
-        provider=record.provider,
-        model=record.model,
-        outcome=record.outcome,
-        error_code=record.error_code or "",
-        finish_reason=record.finish_reason or "",
-        prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens,
-        latency_ms=record.latency_ms,
-        first_token_ms=record.first_token_ms,
-        attempts=record.attempts,
+    call = LLMCall.from_record(
+        record, tenant_id=conversation.tenant_id, purpose=PURPOSE, conversation_id=conversation.pk
     )
+    call.save()
+    return call
 
 
 def _back_off(conversation_id: str) -> None:
