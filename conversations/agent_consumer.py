@@ -22,11 +22,11 @@ from conversations.agents import (
     agent_socket_open,
 )
 from conversations.groups import conversation_group
+from conversations.stream_filter import ReplyStreamFilter
 
 logger = logging.getLogger(__name__)
 
 # Replies whose final `message` this socket has forwarded, newest last (bounded).
-_FINISHED_MEMORY = 64
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -47,12 +47,10 @@ def _last_seq(scope: dict[str, Any]) -> int:
 class AgentConsumer(AsyncWebsocketConsumer):
     session: AgentSession | None = None
     group: str | None = None
-    streaming_indexes: dict[str, int]
-    finished: dict[str, None]
+    stream_filter: ReplyStreamFilter
 
     async def connect(self) -> None:
-        self.streaming_indexes = {}
-        self.finished = {}
+        self.stream_filter = ReplyStreamFilter()
         await self.accept()
         try:
             session = await database_sync_to_async(agent_socket_open)(
@@ -71,7 +69,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         catch_up = await database_sync_to_async(agent_catch_up)(
             session=session, last_seq=_last_seq(self.scope)
         )
-        self.streaming_indexes = dict(catch_up.streaming_indexes)
+        self.stream_filter.resumed(catch_up.streaming_indexes)
         await self.send_frame(catch_up.welcome)
         for frame in catch_up.streaming_frames:
             await self.send_frame(frame)
@@ -114,19 +112,5 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if event.get("sender") and event["sender"] == self.channel_name:
             return
         frame = event["frame"]
-        kind = frame.get("type")
-        if kind in ("reply.start", "reply.delta") and frame["message_id"] in self.finished:
-            return  # a late frame of a reply that already ended (cancelled, say)
-        if kind == "reply.start":
-            self.streaming_indexes[frame["message_id"]] = -1
-        elif kind == "reply.delta":
-            covered = self.streaming_indexes.get(frame["message_id"])
-            if covered is not None and frame["index"] <= covered:
-                return  # already sent inside the resume snapshot
-        elif kind == "message" and frame["message"].get("status") != "streaming":
-            message_id = frame["message"]["id"]
-            self.streaming_indexes.pop(message_id, None)
-            self.finished[message_id] = None
-            if len(self.finished) > _FINISHED_MEMORY:
-                del self.finished[next(iter(self.finished))]
-        await self.send_frame(frame)
+        if self.stream_filter.admit(frame):
+            await self.send_frame(frame)

@@ -13,6 +13,7 @@ from conversations import frames
 from conversations.groups import conversation_group
 from conversations.limits import connection_slot_acquire, connection_slot_release
 from conversations.services import VisitorSession
+from conversations.stream_filter import ReplyStreamFilter
 from conversations.widget import (
     CLOSE_BAD_HELLO,
     CLOSE_TOO_MANY,
@@ -38,12 +39,10 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     client_key: str | None = None
     hello_timer: asyncio.Task[None] | None = None
-    streaming_indexes: dict[str, int]
-    finished_ids: set[str]
+    stream_filter: ReplyStreamFilter
 
     async def connect(self) -> None:
-        self.streaming_indexes = {}
-        self.finished_ids = set()
+        self.stream_filter = ReplyStreamFilter()
         client = self.scope.get("client") or ("unknown", 0)
         await self.accept()
         if not await database_sync_to_async(connection_slot_acquire)(str(client[0])):
@@ -130,7 +129,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         last_seq = frame.get("last_seq") or 0
         catch_up = await database_sync_to_async(widget_catch_up)(session=session, last_seq=last_seq)
-        self.streaming_indexes = dict(catch_up.streaming_indexes)
+        self.stream_filter.resumed(catch_up.streaming_indexes)
         await self.send_frame(catch_up.welcome)
         for streaming_frame in catch_up.streaming_frames:
             await self.send_frame(streaming_frame)
@@ -140,17 +139,5 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         if event.get("sender") and event["sender"] == self.channel_name:
             return
         frame = event["frame"]
-        kind = frame.get("type")
-        if kind in ("reply.start", "reply.delta") and frame["message_id"] in self.finished_ids:
-            return  # a cancelled reply's worker may flush once more after its final message
-        if kind == "reply.start":
-            self.streaming_indexes[frame["message_id"]] = -1
-        elif kind == "reply.delta":
-            covered = self.streaming_indexes.get(frame["message_id"])
-            if covered is not None and frame["index"] <= covered:
-                return  # already sent inside the resume snapshot
-        elif kind == "message" and frame["message"].get("status") != "streaming":
-            message_id = frame["message"]["id"]
-            if self.streaming_indexes.pop(message_id, None) is not None:
-                self.finished_ids.add(message_id)
-        await self.send_frame(frame)
+        if self.stream_filter.admit(frame):
+            await self.send_frame(frame)
