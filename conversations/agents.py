@@ -41,7 +41,7 @@ from conversations.handoff import conversation_cancel_replies
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.notices import notice
 from conversations.services import message_append
-from conversations.stream_state import snapshot_read
+from conversations.stream_state import resume_frames
 from conversations.widget import is_own_origin
 from supportbot.tenants.selectors import tenant_ids_for_user
 
@@ -365,24 +365,7 @@ def agent_catch_up(*, session: AgentSession, last_seq: int) -> AgentCatchUp:
             ],
         }
     )
-    for message in missed:
-        if message.status != Message.Status.STREAMING:
-            continue
-        message_id = str(message.pk)
-        catch_up.streaming_frames.append({"type": "reply.start", "message_id": message_id})
-        index = -1
-        snapshot = snapshot_read(message_id)
-        if snapshot is not None and snapshot.index >= 0:
-            index = snapshot.index
-            catch_up.streaming_frames.append(
-                {
-                    "type": "reply.delta",
-                    "message_id": message_id,
-                    "index": index,
-                    "text": snapshot.text,
-                }
-            )
-        catch_up.streaming_indexes[message_id] = index
+    catch_up.streaming_frames, catch_up.streaming_indexes = resume_frames(missed)
     return catch_up
 
 

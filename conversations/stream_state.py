@@ -5,7 +5,9 @@ that subscribes first and reads the snapshot second misses nothing and repeats n
 forwards only deltas with a higher index than the snapshot's.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from supportbot.redis_store import get_redis
@@ -40,3 +42,29 @@ def snapshot_read(message_id: UUID | str) -> StreamSnapshot | None:
 
 def snapshot_clear(message_id: UUID | str) -> None:
     get_redis().delete(_key(message_id))
+
+
+def resume_frames(messages: Iterable[Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """For a (re)connecting socket: `reply.start` and the text so far of each reply still
+    streaming among `messages`, and the delta index each snapshot covers."""
+    frames: list[dict[str, Any]] = []
+    covered: dict[str, int] = {}
+    for message in messages:
+        if message.status != "streaming":
+            continue
+        message_id = str(message.pk)
+        frames.append({"type": "reply.start", "message_id": message_id})
+        index = -1
+        snapshot = snapshot_read(message_id)
+        if snapshot is not None and snapshot.index >= 0:
+            index = snapshot.index
+            frames.append(
+                {
+                    "type": "reply.delta",
+                    "message_id": message_id,
+                    "index": index,
+                    "text": snapshot.text,
+                }
+            )
+        covered[message_id] = index
+    return frames, covered

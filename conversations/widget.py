@@ -20,7 +20,7 @@ from conversations.services import (
     message_post_from_visitor,
     visitor_session_open,
 )
-from conversations.stream_state import snapshot_read
+from conversations.stream_state import resume_frames
 from supportbot.tenants.origins import normalize_origin, origin_allowed
 from supportbot.tenants.selectors import access_widget_key_by_public_key
 
@@ -117,24 +117,7 @@ def widget_catch_up(*, session: VisitorSession, last_seq: int) -> CatchUp:
             "conversation": frames.conversation_state(conversation),
         }
     )
-    for message in missed:
-        if message.status != Message.Status.STREAMING:
-            continue
-        message_id = str(message.pk)
-        snapshot = snapshot_read(message_id)
-        catch_up.streaming_frames.append({"type": "reply.start", "message_id": message_id})
-        index = -1
-        if snapshot is not None and snapshot.index >= 0:
-            index = snapshot.index
-            catch_up.streaming_frames.append(
-                {
-                    "type": "reply.delta",
-                    "message_id": message_id,
-                    "index": index,
-                    "text": snapshot.text,
-                }
-            )
-        catch_up.streaming_indexes[message_id] = index
+    catch_up.streaming_frames, catch_up.streaming_indexes = resume_frames(missed)
     return catch_up
 
 
