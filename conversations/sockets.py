@@ -1,0 +1,82 @@
+"""What the visitor's and the agent's websockets share: frames in and out, joining a
+conversation's group with a catch-up, and the broadcast frames they pass on."""
+
+import json
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from conversations import frames
+from conversations.groups import conversation_group
+from conversations.stream_filter import ReplyStreamFilter
+
+
+class NotJSON(ValueError):
+    """A text frame that is not JSON at all."""
+
+
+class ConversationSocket(AsyncWebsocketConsumer):
+    group: str | None = None
+    stream_filter: ReplyStreamFilter
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.stream_filter = ReplyStreamFilter()
+        await super().websocket_connect(message)
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope.get("headers", []):
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+
+    async def parse_frame(self, text_data: str | None) -> dict[str, Any] | None:
+        """The client's frame, or None after telling it what is wrong (`bad_request`).
+
+        Raises NotJSON for text that is not JSON: what that means differs per socket.
+        """
+        if text_data is None:
+            await self.send_frame(frames.error_frame("bad_request", "Send JSON text frames."))
+            return None
+        if len(text_data.encode("utf-8")) > settings.WIDGET_MAX_FRAME_BYTES:
+            await self.send_frame(
+                frames.error_frame("bad_request", "Frames are limited to 64 KiB.")
+            )
+            return None
+        try:
+            frame = json.loads(text_data)
+        except ValueError as exc:
+            raise NotJSON() from exc
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_frame(
+                frames.error_frame("bad_request", "A frame is a JSON object with a string `type`.")
+            )
+            return None
+        return frame
+
+    async def join_conversation(self, conversation_id: Any, catch_up: Any) -> None:
+        """Subscribe first, then send the catch-up (`catch_up()` is called after subscribing,
+        so nothing falls in between): welcome, then replies still streaming."""
+        self.group = conversation_group(conversation_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        result = await catch_up()
+        self.stream_filter.resumed(result.streaming_indexes)
+        await self.send_frame(result.welcome)
+        for frame in result.streaming_frames:
+            await self.send_frame(frame)
+
+    async def leave_conversation(self) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
+
+    async def conversation_event(self, event: dict[str, Any]) -> None:
+        """A frame broadcast to the conversation (see conversations.broadcast)."""
+        if event.get("sender") and event["sender"] == self.channel_name:
+            return
+        frame = event["frame"]
+        if self.stream_filter.admit(frame):
+            await self.send_frame(frame)
