@@ -7,8 +7,6 @@ conversation page's live panel (static/admin_extras/agent.js).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -24,35 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 PASSWORD = "agent-password-for-tests"
 
 
-def _in_thread(live_stack: Any, work: Callable[[], Any]) -> Any:
-    """ORM work off the main thread (Playwright's sync API runs an event loop there)."""
-
-    def run() -> Any:
-        from django.db import connections
-
-        try:
-            with live_stack.orm():
-                return work()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result(timeout=60)
-
-
-def _create_tenant(live_stack: Any, **options: Any) -> tuple[str, str]:
-    def create() -> tuple[str, str]:
-        from django.db import connections
-
-        try:
-            return live_stack.create_tenant(**options)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(create).result(timeout=60)
-
-
 def _create_agent(live_stack: Any, slug: str, username: str) -> None:
     def create() -> None:
         from django.contrib.auth import get_user_model
@@ -64,7 +33,7 @@ def _create_agent(live_stack: Any, slug: str, username: str) -> None:
         )
         TenantMembership.objects.create(tenant=Tenant.objects.get(slug=slug), user=user)
 
-    _in_thread(live_stack, create)
+    live_stack.in_thread(create)
 
 
 def _conversation_id(live_stack: Any, slug: str) -> str:
@@ -73,13 +42,13 @@ def _conversation_id(live_stack: Any, slug: str) -> str:
 
         return str(Conversation.objects.get(tenant__slug=slug).pk)
 
-    return str(_in_thread(live_stack, find))
+    return str(live_stack.in_thread(find))
 
 
 def test_agent_takes_over_answers_hands_back_and_closes(
     live_stack: Any, customer_site: Any, context_factory: Any, screenshots_dir: Any
 ) -> None:
-    slug, key = _create_tenant(live_stack, allowed_origins=[customer_site.origin])
+    slug, key = live_stack.create_tenant(allowed_origins=[customer_site.origin])
     username = f"ana-{slug}"[:150]
     _create_agent(live_stack, slug, username)
     live_stack.llm.enqueue(Reply(text="Orders ship in two days."))

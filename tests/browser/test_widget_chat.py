@@ -6,7 +6,6 @@ OpenAI-compatible server, and the customer's page is served from another origin.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -29,22 +28,6 @@ ANSWER_TEXT = (
 )
 
 
-def _create_tenant(live_stack: Any, **options: Any) -> tuple[str, str]:
-    """live_stack.create_tenant, off the main thread: Playwright's sync API keeps an event loop
-    running there, and Django refuses ORM calls from a thread with a running loop."""
-
-    def create() -> tuple[str, str]:
-        from django.db import connections
-
-        try:
-            return live_stack.create_tenant(**options)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(create).result(timeout=60)
-
-
 def _customer_url(live_stack: Any, customer_site: Any, key: str) -> str:
     return customer_site.page(
         "/", customer_page(f"{live_stack.base_url}/static/widget/loader.js", key)
@@ -54,7 +37,7 @@ def _customer_url(live_stack: Any, customer_site: Any, key: str) -> str:
 def test_visitor_chats_from_a_customer_page(
     live_stack: Any, customer_site: Any, context_factory: Any, screenshots_dir: Any
 ) -> None:
-    _slug, key = _create_tenant(live_stack, allowed_origins=[customer_site.origin])
+    _slug, key = live_stack.create_tenant(allowed_origins=[customer_site.origin])
     live_stack.llm.enqueue(Reply(text=ANSWER, token_interval=0.05))
     page = context_factory().new_page()
     console = ConsoleLog(page)
@@ -112,7 +95,7 @@ def test_visitor_chats_from_a_customer_page(
 def test_customer_page_on_an_origin_not_allowed_cannot_chat(
     live_stack: Any, customer_site: Any, context_factory: Any, screenshots_dir: Any
 ) -> None:
-    _slug, key = _create_tenant(live_stack, allowed_origins=["https://shop.example.com"])
+    _slug, key = live_stack.create_tenant(allowed_origins=["https://shop.example.com"])
     page = context_factory().new_page()
     page.goto(_customer_url(live_stack, customer_site, key))
 

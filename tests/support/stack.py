@@ -116,6 +116,26 @@ class LiveStack:
     workers: list[ChildProcess] = field(default_factory=list)
     _blocker: Any = None
 
+    def in_thread(self, work: Callable[[], Any]) -> Any:
+        """Run ORM `work` on a thread of its own (writes committed) and return its result.
+
+        Works whatever the main thread does: Playwright's sync API keeps an event loop running
+        there, and Django refuses ORM calls from such a thread.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from django.db import connections
+
+        def run() -> Any:
+            try:
+                with self._blocker.unblock():
+                    return work()
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(run).result(timeout=60)
+
     def create_tenant(
         self, allowed_origins: list[str] | None = None, **fields: Any
     ) -> tuple[str, str]:
@@ -123,7 +143,7 @@ class LiveStack:
         from supportbot.tenants.models import Tenant
         from supportbot.tenants.services import tenant_create
 
-        with self._blocker.unblock():
+        def create() -> tuple[str, str]:
             n = Tenant.objects.count() + 1
             tenant, key = tenant_create(
                 name=f"Live tenant {n} {time.monotonic_ns()}",
@@ -134,6 +154,8 @@ class LiveStack:
             if fields:
                 tenant.save()
             return tenant.slug, key.public_key
+
+        return self.in_thread(create)
 
     def orm(self) -> Any:
         """`with live_stack.orm():` lets the test read committed rows."""
