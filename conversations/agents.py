@@ -126,11 +126,6 @@ def agent_socket_path(conversation_id: UUID | str) -> str:
     return f"/ws/agent/conversations/{conversation_id}/"
 
 
-def agent_display_name(user: Any) -> str:
-    """How the visitor sees an agent: their first name, else their username."""
-    return (getattr(user, "first_name", "") or "").strip() or user.get_username()
-
-
 # --- frames -----------------------------------------------------------------------------------
 
 
@@ -178,7 +173,7 @@ def _sync(target: Conversation, source: Conversation) -> None:
 
 def _holder_name(conversation: Conversation) -> str:
     agent = conversation.assigned_agent
-    return agent_display_name(agent) if agent is not None else "another agent"
+    return frames.display_name(agent) if agent is not None else "another agent"
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -200,7 +195,7 @@ def _take_over_locked(conversation: Conversation, agent: Any, *, sender: str | N
     conversation.assigned_agent = agent
     conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
     conversation_cancel_replies(conversation=conversation)
-    _append_notice(conversation, "agent_joined", name=agent_display_name(agent))
+    _append_notice(conversation, "agent_joined", name=frames.display_name(agent))
     _broadcast_updated(conversation, sender=sender)
     return True
 

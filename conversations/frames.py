@@ -26,11 +26,12 @@ def message_payload(message: Message) -> dict[str, Any]:
         payload["language"] = message.language
     if message.role == Message.Role.AGENT and message.author_id is not None:
         author = message.author
-        payload["author_name"] = _display_name(author)
+        payload["author_name"] = display_name(author)
     return payload
 
 
-def _display_name(user: Any) -> str:
+def display_name(user: Any) -> str:
+    """How visitors see an agent: their first name, else their username."""
     return (getattr(user, "first_name", "") or "").strip() or user.get_username()
 
 
@@ -40,7 +41,7 @@ def conversation_state(conversation: Conversation) -> dict[str, Any]:
     return {
         "status": conversation.status,
         "language": conversation.language,
-        "agent": {"name": _display_name(agent)} if agent is not None else None,
+        "agent": {"name": display_name(agent)} if agent is not None else None,
     }
 
 
