@@ -36,11 +36,10 @@ from django.http import Http404
 from django.http.request import split_domain_port, validate_host
 
 from conversations import frames
-from conversations.broadcast import broadcast_frame
 from conversations.handoff import conversation_cancel_replies
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.notices import notice
-from conversations.services import message_append
+from conversations.messages import conversation_changed, message_append
 from conversations.stream_state import resume_frames
 from conversations.widget import is_own_origin
 from supportbot.tenants.selectors import tenant_ids_for_user
@@ -129,12 +128,6 @@ def agent_socket_path(conversation_id: UUID | str) -> str:
 # --- frames -----------------------------------------------------------------------------------
 
 
-def _broadcast_updated(conversation: Conversation, *, sender: str | None) -> None:
-    frame = frames.conversation_updated_frame(conversation)
-    conversation_id = conversation.pk
-    transaction.on_commit(lambda: broadcast_frame(conversation_id, frame, sender=sender))
-
-
 def _append_notice(conversation: Conversation, key: str, **values: str) -> Message:
     return message_append(
         conversation=conversation,
@@ -196,7 +189,7 @@ def _take_over_locked(conversation: Conversation, agent: Any, *, sender: str | N
     conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
     conversation_cancel_replies(conversation=conversation)
     _append_notice(conversation, "agent_joined", name=frames.display_name(agent))
-    _broadcast_updated(conversation, sender=sender)
+    conversation_changed(conversation, sender=sender)
     return True
 
 
@@ -246,13 +239,8 @@ def agent_message_post(
                 "assigned_to_other", f"{_holder_name(locked)} is answering this conversation."
             )
         message = message_append(
-            conversation=locked, role=Message.Role.AGENT, text=text, broadcast=False
+            conversation=locked, role=Message.Role.AGENT, text=text, author=agent, sender=sender
         )
-        message.author = agent
-        message.save(update_fields=["author"])
-        frame = frames.message_frame(message)
-        conversation_id = locked.pk
-        transaction.on_commit(lambda: broadcast_frame(conversation_id, frame, sender=sender))
     _sync(conversation, locked)
     return message
 
@@ -276,7 +264,7 @@ def conversation_hand_back(
             locked.assigned_agent = None
             locked.save(update_fields=["status", "assigned_agent", "updated_at"])
             _append_notice(locked, "handed_back")
-            _broadcast_updated(locked, sender=sender)
+            conversation_changed(locked, sender=sender)
             changed = True
     _sync(conversation, locked)
     return changed
@@ -298,7 +286,7 @@ def conversation_close(
             locked.save(update_fields=["status", "updated_at"])
             conversation_cancel_replies(conversation=locked)
             _append_notice(locked, "closed")
-            _broadcast_updated(locked, sender=sender)
+            conversation_changed(locked, sender=sender)
             changed = True
     _sync(conversation, locked)
     return changed

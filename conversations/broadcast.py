@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 from conversations.groups import conversation_group
 
@@ -27,7 +28,6 @@ class _Broadcaster:
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
-        self._idle = threading.Event()
         self._drain_task: asyncio.Task[None] | None = None
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
@@ -54,8 +54,6 @@ class _Broadcaster:
         assert self._queue is not None
         layer = get_channel_layer()
         while True:
-            if self._queue.empty():
-                self._idle.set()
             group, event = await self._queue.get()
             try:
                 await layer.group_send(group, event)
@@ -64,13 +62,8 @@ class _Broadcaster:
 
     def send(self, group: str, event: dict[str, Any]) -> None:
         loop = self._ensure_started()
-        self._idle.clear()
         assert self._queue is not None
         loop.call_soon_threadsafe(self._queue.put_nowait, (group, event))
-
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until everything queued so far was handed to the channel layer."""
-        return self._idle.wait(timeout)
 
 
 _broadcaster = _Broadcaster()
@@ -85,5 +78,9 @@ def broadcast_frame(
     )
 
 
-def wait_for_broadcasts(timeout: float = 5.0) -> bool:
-    return _broadcaster.wait_idle(timeout)
+def broadcast_on_commit(
+    conversation_id: UUID | str, frame: dict[str, Any], *, sender: str | None = None
+) -> None:
+    """Broadcast `frame` once the current transaction commits (at once outside one): the one
+    way services tell sockets about a change, so nothing is announced that is rolled back."""
+    transaction.on_commit(lambda: broadcast_frame(conversation_id, frame, sender=sender))

@@ -9,12 +9,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations import frames
-from conversations.broadcast import broadcast_frame
+from conversations.broadcast import broadcast_on_commit
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.notices import notice
-from conversations.services import message_append
+from conversations.messages import conversation_changed, message_append
 from conversations.stream_state import snapshot_clear, snapshot_read
-from supportbot.redis_store import get_redis
+from supportbot.redis_store import get_redis, redis_key
 
 _CANCEL_TTL_SECONDS = 600
 
@@ -38,7 +38,7 @@ def asks_for_a_person(text: str) -> bool:
 
 
 def _cancel_key(job_id: int) -> str:
-    return f"supportbot:reply-cancel:{job_id}"
+    return redis_key("reply-cancel", job_id)
 
 
 def reply_cancel_requested(job_id: int) -> bool:
@@ -76,18 +76,12 @@ def _cancel_running_replies(conversation: Conversation, *, except_job: int | Non
             reply.status = Message.Status.FAILED
             reply.completed_at = timezone.now()
             reply.save(update_fields=["text", "status", "completed_at"])
-            transaction.on_commit(
-                partial(_publish_cancelled, conversation.pk, frames.message_frame(reply), reply.pk)
-            )
+            broadcast_on_commit(conversation.pk, frames.message_frame(reply))
+            transaction.on_commit(partial(snapshot_clear, reply.pk))
 
 
 def _flag_cancelled(job_id: int) -> None:
     get_redis().set(_cancel_key(job_id), "1", ex=_CANCEL_TTL_SECONDS)
-
-
-def _publish_cancelled(conversation_id: UUID, frame: dict[str, Any], reply_id: UUID) -> None:
-    broadcast_frame(conversation_id, frame)
-    snapshot_clear(reply_id)
 
 
 def conversation_request_agent(
@@ -108,11 +102,7 @@ def conversation_request_agent(
         conversation.status = Conversation.Status.WAITING_FOR_AGENT
         conversation.handoff_reason = reason[:300]
         conversation.save(update_fields=["status", "handoff_reason", "updated_at"])
-        transaction.on_commit(
-            partial(
-                broadcast_frame, conversation.pk, frames.conversation_updated_frame(conversation)
-            )
-        )
+        conversation_changed(conversation)
         _cancel_running_replies(conversation, except_job=from_job)
         if notify:
             message_append(

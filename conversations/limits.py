@@ -4,13 +4,13 @@ import time
 
 from django.conf import settings
 
-from supportbot.redis_store import get_redis
+from supportbot.redis_store import get_redis, redis_key
 
 _CONNECTIONS_TTL = 3600
 
 
 def _connections_key(client: str) -> str:
-    return f"supportbot:widget-connections:{client}"
+    return redis_key("widget-connections", client)
 
 
 def connection_slot_acquire(client: str) -> bool:
@@ -35,7 +35,7 @@ def connection_slot_release(client: str) -> None:
 def visitor_message_retry_after(contact_id: str) -> int | None:
     """Seconds to wait when the visitor is over their messages-per-minute; None when allowed."""
     window = int(time.time() // 60)
-    key = f"supportbot:visitor-messages:{contact_id}:{window}"
+    key = redis_key("visitor-messages", contact_id, window)
     pipe = get_redis().pipeline()
     pipe.incr(key)
     pipe.expire(key, 120)

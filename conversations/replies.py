@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from conversations import frames
-from conversations.broadcast import broadcast_frame
+from conversations.broadcast import broadcast_frame, broadcast_on_commit
 from conversations.handoff import conversation_request_agent, reply_cancel_requested
 from conversations.language import (
     conversation_language_store,
@@ -38,7 +38,7 @@ from conversations.language import (
 from conversations.models import Conversation, LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.notices import notice
 from conversations.prompts import TOOLS_GUIDE, PromptParts, build_reply_prompt
-from conversations.services import message_append
+from conversations.messages import conversation_changed, message_append
 from conversations.stream_state import snapshot_clear, snapshot_write
 from conversations.summaries import summary_enqueue_if_needed, summary_system_text
 from knowledge.retrieval import Passage, search_knowledge
@@ -285,13 +285,7 @@ def _claim(job_id: int) -> _Claim | None:
                 detected=detected,
                 reply_language=language,
             ):
-                transaction.on_commit(
-                    partial(
-                        broadcast_frame,
-                        conversation.pk,
-                        frames.conversation_updated_frame(conversation),
-                    )
-                )
+                conversation_changed(conversation)
             job.state = ReplyJob.State.RUNNING
             job.attempts += 1
             job.lease_expires_at = now + timedelta(seconds=_lease_seconds())
@@ -608,9 +602,7 @@ def _finish(claim: _Claim, outcome: _Outcome, *, degraded: str = "") -> None:
         job.state = ReplyJob.State.DONE
         job.error_code = degraded[:40]
         job.save(update_fields=["state", "error_code", "updated_at"])
-        final = frames.message_frame(reply)
-        conversation_id = claim.conversation.pk
-        transaction.on_commit(lambda: broadcast_frame(conversation_id, final))
+        broadcast_on_commit(claim.conversation.pk, frames.message_frame(reply))
         for text in notices:
             message_append(conversation=claim.conversation, role=Message.Role.SYSTEM, text=text)
     snapshot_clear(reply.pk)

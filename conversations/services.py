@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from functools import partial
 from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 
-from conversations import frames
-from conversations.broadcast import broadcast_frame
+from conversations import jobs
+from conversations.handoff import asks_for_a_person, conversation_request_agent
+from conversations.messages import conversation_changed, message_append
 from conversations.models import Contact, Conversation, Message, ReplyJob
 from conversations.visitors import contact_id_from_token, visitor_token_for
 from supportbot.tenants.models import Tenant
@@ -98,52 +98,6 @@ def visitor_session_open(
     )
 
 
-# The table name comes from the model, never from input.
-_NEXT_SEQ_SQL = (
-    f"UPDATE {Conversation._meta.db_table} SET last_seq = last_seq + 1, last_message_at = %s "  # noqa: S608
-    "WHERE id = %s RETURNING last_seq, status"
-)
-
-
-def _next_seq(conversation: Conversation) -> int:
-    """Allocate the next `seq` of a conversation (one statement; the row stays locked until
-    commit) and refresh `conversation.status`, which another process may have changed."""
-    with connection.cursor() as cursor:
-        cursor.execute(_NEXT_SEQ_SQL, [timezone.now(), conversation.pk])
-        row = cursor.fetchone()
-    if row is None:
-        raise Conversation.DoesNotExist(f"conversation {conversation.pk} is gone")
-    conversation.last_seq, conversation.status = row
-    return int(row[0])
-
-
-def message_append(
-    *,
-    conversation: Conversation,
-    role: str,
-    text: str,
-    status: str = Message.Status.COMPLETE,
-    client_id: str | None = None,
-    broadcast: bool = True,
-    sender: str | None = None,
-) -> Message:
-    """Add a message at the end of a conversation (inside the caller's transaction)."""
-    message = Message.objects.create(
-        tenant_id=conversation.tenant_id,
-        conversation=conversation,
-        seq=_next_seq(conversation),
-        role=role,
-        text=text,
-        status=status,
-        client_id=client_id,
-        completed_at=timezone.now() if status == Message.Status.COMPLETE else None,
-    )
-    if broadcast:
-        frame = frames.message_frame(message)
-        transaction.on_commit(lambda: broadcast_frame(conversation.pk, frame, sender=sender))
-    return message
-
-
 @dataclass(frozen=True)
 class PostedMessage:
     message: Message
@@ -159,9 +113,6 @@ def message_post_from_visitor(
     constraint decides, so two sockets racing with the same id get the same answer). A
     visitor asking for a person gets one instead of a reply.
     """
-    # handoff builds on this module's message_append, hence the late import.
-    from conversations.handoff import asks_for_a_person, conversation_request_agent
-
     try:
         with transaction.atomic():
             message = message_append(
@@ -199,17 +150,13 @@ def _conversation_reopen(conversation: Conversation) -> None:
     conversation.status = Conversation.Status.BOT
     conversation.assigned_agent = None
     conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
-    transaction.on_commit(
-        partial(broadcast_frame, conversation.pk, frames.conversation_updated_frame(conversation))
-    )
+    conversation_changed(conversation)
 
 
 def reply_job_queue(*, conversation: Conversation, trigger: Message) -> ReplyJob:
     """Create the state row of a reply and enqueue its job after commit."""
-    from conversations.tasks import generate_reply
-
     job = ReplyJob.objects.create(
         tenant_id=conversation.tenant_id, conversation=conversation, trigger=trigger
     )
-    transaction.on_commit(lambda: generate_reply.delay(job.pk))
+    transaction.on_commit(lambda: jobs.reply_job_enqueue(job.pk))
     return job

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from supportbot.redis_store import get_redis
+from supportbot.redis_store import get_redis, redis_key
 
 _TTL_SECONDS = 600
 
@@ -22,7 +22,7 @@ class StreamSnapshot:
 
 
 def _key(message_id: UUID | str) -> str:
-    return f"supportbot:reply-stream:{message_id}"
+    return redis_key("reply-stream", message_id)
 
 
 def snapshot_write(message_id: UUID | str, *, text: str, index: int) -> None:

@@ -24,6 +24,7 @@ import redis
 from django.db import transaction
 from django.utils import timezone
 
+from conversations import jobs
 from conversations.models import Conversation, LLMCall, Message
 from supportbot.llm import (
     CallRecord,
@@ -34,7 +35,7 @@ from supportbot.llm import (
     count_message_tokens,
     count_tokens,
 )
-from supportbot.redis_store import get_redis
+from supportbot.redis_store import get_redis, redis_key
 from supportbot.tenants.selectors import tenant_chat_params, tenant_provider_config
 
 logger = logging.getLogger(__name__)
@@ -174,11 +175,11 @@ def summary_needed(
 
 
 def _pending_key(conversation_id: str) -> str:
-    return f"summary:pending:{conversation_id}"
+    return redis_key("summary-pending", conversation_id)
 
 
 def _lock_key(conversation_id: str) -> str:
-    return f"summary:lock:{conversation_id}"
+    return redis_key("summary-lock", conversation_id)
 
 
 def summary_enqueue_if_needed(
@@ -195,14 +196,12 @@ def summary_enqueue_if_needed(
     conversation_id = str(conversation.pk)
 
     def enqueue() -> None:
-        from conversations.tasks import summarize_conversation
-
         key = _pending_key(conversation_id)
         try:
             if not get_redis().set(key, "1", nx=True, ex=PENDING_SECONDS):
                 return
             try:
-                summarize_conversation.delay(conversation_id)
+                jobs.summary_enqueue(conversation_id)
             except Exception:
                 get_redis().delete(key)
                 raise

@@ -50,7 +50,7 @@ def test_reply_job_answers_with_the_local_model(
     from conversations.replies import reply_generate
     from conversations.services import message_post_from_visitor, visitor_session_open
 
-    monkeypatch.setattr("conversations.tasks.generate_reply.delay", lambda job_id: None)
+    monkeypatch.setattr("conversations.jobs.reply_job_enqueue", lambda job_id: None)
     tenant, _ = make_tenant(
         llm_provider="local",
         llm_base_url=local_model.base_url,

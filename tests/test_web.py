@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from conversations.services import message_append, visitor_session_open
+from conversations.messages import message_append
+from conversations.services import visitor_session_open
 
 pytestmark = pytest.mark.django_db
 REPO = Path(__file__).resolve().parents[1]

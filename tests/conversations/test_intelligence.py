@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def _jobs_run_by_hand(monkeypatch: Any) -> None:
-    monkeypatch.setattr("conversations.tasks.generate_reply.delay", lambda job_id: None)
+    monkeypatch.setattr("conversations.jobs.reply_job_enqueue", lambda job_id: None)
 
 
 def ask(tenant: Any, text: str, client_id: str = "c1", conversation: Any = None) -> Message:

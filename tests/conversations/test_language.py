@@ -13,7 +13,8 @@ from conversations.language import (
     resolve_reply_language,
 )
 from conversations.models import Message
-from conversations.services import message_append, visitor_session_open
+from conversations.messages import message_append
+from conversations.services import visitor_session_open
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def posted(make_tenant: Any, llm: Any, monkeypatch: Any) -> Message:
     # Jobs are run by hand here, not by a worker.
-    monkeypatch.setattr("conversations.tasks.generate_reply.delay", lambda job_id: None)
+    monkeypatch.setattr("conversations.jobs.reply_job_enqueue", lambda job_id: None)
     tenant, _ = make_tenant(
         persona="You are Acme's assistant.", max_tokens=64, temperature=0.2, seed=7
     )

@@ -5,8 +5,10 @@ from typing import Any
 
 import pytest
 
+from conversations import jobs
 from conversations.models import Conversation, LLMCall, Message
-from conversations.services import message_append, visitor_session_open
+from conversations.messages import message_append
+from conversations.services import visitor_session_open
 from conversations.summaries import (
     MAX_FACTS,
     MAX_OPEN_QUESTIONS,
@@ -262,7 +264,7 @@ def test_a_burst_of_messages_enqueues_one_task(
     conversation: Conversation, monkeypatch: Any
 ) -> None:
     queued: list[str] = []
-    monkeypatch.setattr(summarize_conversation, "delay", queued.append)
+    monkeypatch.setattr(jobs, "summary_enqueue", queued.append)
     short = _talk(conversation, 1)
     assert not summary_enqueue_if_needed(
         conversation=conversation, history=short, token_budget=BUDGET
