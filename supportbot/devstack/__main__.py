@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from . import REPO_ROOT, STATE_FILE, VAR_DIR, local_llm
-from ._util import DevstackError, atomic_write_json, port_is_free, say
+from ._util import DevstackError, atomic_write_json, free_port, port_is_free, say
 from .postgres import EmbeddedPostgres
-from .processes import Supervisor
+from .chromium import ensure_chromium
+from .processes import Child, Supervisor
 from .redis import EmbeddedRedis, flushdb
 
 TEST_REDIS_DB = 1  # tests never share a Redis database (and so Celery queues) with `make run`
@@ -182,6 +183,18 @@ def _banner(lines: list[tuple[str, str]], footer: str, seconds: float) -> None:
     print("\n".join(out), flush=True)
 
 
+def _prepare_local_model() -> tuple[local_llm.LocalLLMSpec, str | None]:
+    """The local model server to start, and why it cannot run here (None when it can).
+
+    Where llama-cpp-python or the model file is missing, the spec still names a port, where
+    nothing answers: replies then degrade as they do when any provider is down.
+    """
+    try:
+        return local_llm.prepare(), None
+    except DevstackError as exc:
+        return local_llm.LocalLLMSpec(model_path=Path(), port=free_port()), str(exc)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     port = int(os.environ.get("PORT") or args.port)
     site_port = port + 1
@@ -203,8 +216,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         state = dict(services.state)
         configured = local_llm.configured_llm()
         llm_spec = None
+        llm_problem: str | None = None
+        llm_child: Child | None = None
         if configured is None:
-            llm_spec = local_llm.prepare()
+            llm_spec, llm_problem = _prepare_local_model()
             state.update(
                 llm_base_url=llm_spec.base_url, llm_model=llm_spec.alias, llm_provider="local"
             )
@@ -226,7 +241,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             env.update(
                 LLM_PROVIDER="local", LLM_BASE_URL=llm_spec.base_url, LLM_MODEL=llm_spec.alias
             )
-            supervisor.start("llm", llm_spec.command, env=local_llm.server_env(), cwd=REPO_ROOT)
+            if llm_problem is None:
+                llm_child = supervisor.start(
+                    "llm",
+                    llm_spec.command,
+                    env=local_llm.server_env(),
+                    cwd=REPO_ROOT,
+                    essential=False,  # without it, replies degrade; the product still serves
+                )
 
         supervisor.check_stop()
         _manage(["migrate", "--noinput"], env)
@@ -272,11 +294,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
 
         checks: list[tuple[str, Any]] = [("web /healthz", lambda: _healthy(f"{app_url}/healthz"))]
-        if llm_spec is not None:
-            checks.append(("local model", lambda: local_llm.is_ready(llm_spec.base_url)))
         _wait_ready(supervisor, checks, timeout=float(args.ready_timeout))
+        if llm_spec is not None and llm_child is not None:
+            say("checking that the local model answers (one short completion)")
+            llm_problem = local_llm.answers_problem(llm_spec, llm_child.process)
+        if llm_problem is not None:
+            say(
+                f"the local model cannot answer: {llm_problem}. Supportbot runs without it "
+                "(replies fall back to help-centre quotes and an offer of a person); "
+                + local_llm.UNAVAILABLE_HINT
+                + "."
+            )
 
-        if llm_spec is not None:
+        if llm_spec is not None and llm_problem is not None:
+            llm_line = f"unavailable ({llm_problem}); {local_llm.UNAVAILABLE_HINT}"
+        elif llm_spec is not None:
             llm_line = (
                 f"{llm_spec.alias} on the local llama.cpp server {llm_spec.base_url} (demo-grade; "
                 "set LLM_PROVIDER, LLM_API_KEY and LLM_MODEL to use a real provider)"
@@ -361,6 +393,9 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 
 def cmd_test(pytest_args: list[str]) -> int:
+    chromium_problem = ensure_chromium()
+    if chromium_problem is not None:
+        say(f"browser tests: {chromium_problem}")
     services = ensure_services()
     process: subprocess.Popen[bytes] | None = None
 

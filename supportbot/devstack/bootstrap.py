@@ -10,16 +10,23 @@ Standard library only, and no imports from the project (its package needs the vi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = "3.11"
+# From this version on, uv keys its cache of built wheels on `extra-build-variables` (the
+# llama.cpp compile flags in pyproject.toml): older ones could hand out a wheel built elsewhere.
+MIN_UV_VERSION = (0, 8, 10)
+LLAMA_PACKAGE = "llama-cpp-python"
+LLAMA_STAMP = ".llama-cpp-build"  # in the venv: the build variables its llama.cpp was built with
 
 
 def _say(message: str) -> None:
@@ -52,38 +59,81 @@ def find_uv() -> list[str] | None:
     return _uv_from_python(sys.executable)
 
 
+def uv_version(uv: list[str]) -> tuple[int, ...]:
+    """uv's version as numbers, (0,) when it cannot tell."""
+    probe = subprocess.run([*uv, "--version"], capture_output=True, text=True, check=False)
+    words = probe.stdout.split()
+    if probe.returncode != 0 or len(words) < 2:
+        return (0,)
+    numbers = []
+    for part in words[1].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers)
+
+
 def ensure_uv() -> list[str]:
     uv = find_uv()
-    if uv:
+    if uv and uv_version(uv) >= MIN_UV_VERSION:
         return uv
+    if uv:
+        wanted = ".".join(map(str, MIN_UV_VERSION))
+        _say(f"{' '.join(uv)} is older than {wanted}: installing a newer uv with pip")
+        if _pip_install_uv(f"uv>={wanted}"):
+            newer = _uv_from_python(sys.executable)
+            if newer and uv_version(newer) >= MIN_UV_VERSION:
+                return newer
+        raise SystemExit(f"devstack | could not install uv >= {wanted}; upgrade uv and run again")
     _say("uv not found: installing it with pip (user install)")
+    if _pip_install_uv("uv"):
+        uv = find_uv()
+        if uv:
+            _say(f"uv installed: {' '.join(uv)}")
+            return uv
+    raise SystemExit("devstack | could not install uv with pip; install it and run again")
+
+
+def _pip_install_uv(requirement: str) -> bool:
     attempts = [
-        [sys.executable, "-m", "pip", "install", "--user", "--quiet", "uv"],
+        [sys.executable, "-m", "pip", "install", "--user", "--quiet", requirement],
         # Distributions that mark their Python as externally managed (PEP 668).
         [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--user",
-            "--quiet",
-            "--break-system-packages",
-            "uv",
+            *(sys.executable, "-m", "pip", "install", "--user", "--quiet"),
+            *("--break-system-packages", requirement),
         ],
-        [sys.executable, "-m", "pip", "install", "--quiet", "uv"],
+        [sys.executable, "-m", "pip", "install", "--quiet", requirement],
     ]
-    for attempt in attempts:
-        if subprocess.run(attempt, check=False).returncode == 0:
-            uv = find_uv()
-            if uv:
-                _say(f"uv installed: {' '.join(uv)}")
-                return uv
-    raise SystemExit("devstack | could not install uv with pip; install it and run again")
+    return any(subprocess.run(attempt, check=False).returncode == 0 for attempt in attempts)
 
 
 def llama_cpp_installed(venv: Path | None = None) -> bool:
     venv = venv or REPO_ROOT / ".venv"
     return any(venv.glob("lib/python3*/site-packages/llama_cpp/server/__init__.py"))
+
+
+def llama_build_variables(pyproject: Path | None = None) -> str:
+    """The build variables pyproject.toml sets for llama-cpp-python, as one stable string."""
+    data = tomllib.loads((pyproject or REPO_ROOT / "pyproject.toml").read_text())
+    variables = data.get("tool", {}).get("uv", {}).get("extra-build-variables", {})
+    return repr(sorted(variables.get(LLAMA_PACKAGE, {}).items()))
+
+
+def llama_build_stale(venv: Path | None = None) -> bool:
+    """True when the venv's llama-cpp-python was built with other variables (or unknown ones):
+    uv would keep it, as the version is the same, so it must be reinstalled."""
+    venv = venv or REPO_ROOT / ".venv"
+    if not llama_cpp_installed(venv):
+        return False
+    stamp = venv / LLAMA_STAMP
+    wanted = hashlib.sha256(llama_build_variables().encode()).hexdigest()
+    return not stamp.exists() or stamp.read_text().strip() != wanted
+
+
+def _write_llama_stamp(venv: Path | None = None) -> None:
+    venv = venv or REPO_ROOT / ".venv"
+    if llama_cpp_installed(venv):
+        digest = hashlib.sha256(llama_build_variables().encode()).hexdigest()
+        (venv / LLAMA_STAMP).write_text(digest + "\n")
 
 
 def _heartbeat(message: str, done: threading.Event, every: float = 30.0) -> None:
@@ -102,9 +152,13 @@ def sync(extras: list[str], *, inexact: bool = False, locked: bool = False) -> N
         args.append("--inexact")
     if locked:
         args.append("--locked")
+    rebuild = "local-llm" in extras and llama_build_stale()
+    if rebuild:
+        _say("llama-cpp-python was built with other compile flags: rebuilding it")
+        args += ["--reinstall-package", LLAMA_PACKAGE]
     env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
     env.pop("VIRTUAL_ENV", None)
-    compiling = "local-llm" in extras and not llama_cpp_installed()
+    compiling = "local-llm" in extras and (rebuild or not llama_cpp_installed())
     if compiling:
         _say(
             "installing the local model server (llama-cpp-python): unless uv has it cached, "
@@ -124,6 +178,8 @@ def sync(extras: list[str], *, inexact: bool = False, locked: bool = False) -> N
         done.set()
     if code != 0:
         raise SystemExit(f"devstack | `uv sync` failed with exit code {code}")
+    if "local-llm" in extras:
+        _write_llama_stamp()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -165,6 +165,65 @@ def wait_ready(
         time.sleep(0.5)
 
 
+def completion_problem(base_url: str, model: str, timeout: float = 60.0) -> str | None:
+    """Ask the server for one short completion: None when it answers, else what went wrong.
+
+    Listing models is not enough: a llama.cpp built for another CPU lists them, then dies on the
+    first completion.
+    """
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "Say OK."}],
+            "max_tokens": 4,
+            "temperature": 0,
+        }
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - a loopback URL this module built
+        f"{base_url}/chat/completions",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            data = json.load(response)
+    except urllib.error.HTTPError as exc:
+        return f"a test completion failed with HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return f"a test completion failed: {exc}"
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices:
+        return "a test completion returned no choices"
+    return None
+
+
+def answers_problem(
+    spec: LocalLLMSpec, process: subprocess.Popen[bytes], timeout: float = 120.0
+) -> str | None:
+    """Wait for the started server to load, then check it answers; None when it does."""
+    deadline = time.monotonic() + timeout
+    while not is_ready(spec.base_url):
+        if process.poll() is not None:
+            return f"the server exited with code {process.returncode} while loading the model"
+        if time.monotonic() > deadline:
+            return f"the server did not answer {spec.base_url}/models within {timeout:.0f} s"
+        time.sleep(0.5)
+    problem = completion_problem(spec.base_url, spec.alias)
+    if problem is None:
+        return None
+    time.sleep(0.5)  # a crash is reported by the exit code, which is more telling
+    if process.poll() is not None:
+        return f"the server exited with code {process.returncode} on a test completion"
+    return problem
+
+
+UNAVAILABLE_HINT = (
+    "set LLM_BASE_URL (any OpenAI-compatible server) or LLM_PROVIDER with LLM_API_KEY and "
+    "LLM_MODEL to use a real provider"
+)
+
+
 @contextlib.contextmanager
 def local_llm_server(
     port: int | None = None, *, install: bool = False, log: Path | None = None

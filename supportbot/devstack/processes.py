@@ -39,6 +39,9 @@ class Child:
     process: subprocess.Popen[bytes]
     reader: threading.Thread
     stopping: bool = False
+    # A child the product can run without (the local model): its exit is reported, not fatal.
+    essential: bool = True
+    exit_reported: bool = False
 
     @property
     def pid(self) -> int:
@@ -83,6 +86,7 @@ class Supervisor:
         *,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        essential: bool = True,
     ) -> Child:
         self._width = max(self._width, len(name))
         child_env = dict(os.environ if env is None else env)
@@ -101,17 +105,26 @@ class Supervisor:
             target=self._pump, args=(name, process.stdout), name=f"out-{name}", daemon=True
         )
         reader.start()
-        child = Child(name=name, args=args, process=process, reader=reader)
+        child = Child(name=name, args=args, process=process, reader=reader, essential=essential)
         self.children.append(child)
         say(f"started {name} (pid {process.pid})")
         return child
 
     def dead_child(self) -> Child | None:
-        """The first child that exited without being asked to."""
+        """The first essential child that exited without being asked to."""
         for child in self.children:
-            if not child.stopping and not child.alive():
+            if child.essential and not child.stopping and not child.alive():
                 return child
         return None
+
+    def report_nonessential_exits(self) -> None:
+        """Say once that a non-essential child exited; the others keep running."""
+        for child in self.children:
+            if child.essential or child.stopping or child.alive() or child.exit_reported:
+                continue
+            child.exit_reported = True
+            child.reader.join(timeout=2)
+            say(f"{child.name} exited with code {child.process.returncode}; the rest keeps running")
 
     # -- signals and waiting ---------------------------------------------------------------------
 
@@ -143,6 +156,7 @@ class Supervisor:
     def wait(self) -> int:
         """Block until a signal arrives or a child dies. 0 for a signal, 1 for a death."""
         while not self.stop_requested.wait(0.5):
+            self.report_nonessential_exits()
             dead = self.dead_child()
             if dead is not None:
                 dead.reader.join(timeout=2)
