@@ -20,7 +20,7 @@ else
 RUN_SYNC := --inexact
 endif
 
-.PHONY: help run test services sync venv lint format typecheck migrations-check check
+.PHONY: help run test services sync venv lint format typecheck imports migrations-check check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,7 +58,10 @@ typecheck: venv ## mypy (django-stubs) over the application code
 	REDIS_URL="$${REDIS_URL:-redis://127.0.0.1:1/0}" \
 	$(VPY) -m mypy supportbot conversations knowledge
 
+imports: venv ## the layering contracts (import-linter, [tool.importlinter] in pyproject.toml)
+	.venv/bin/lint-imports --no-cache
+
 migrations-check: venv ## fail when models changed without a migration
 	$(VPY) -m supportbot.devstack exec manage.py makemigrations --check --dry-run
 
-check: lint migrations-check test ## what CI runs, minus the second database pass
+check: lint typecheck imports migrations-check test ## what CI runs, minus the second database pass

@@ -152,13 +152,15 @@ def sync(extras: list[str], *, inexact: bool = False, locked: bool = False) -> N
         args.append("--inexact")
     if locked:
         args.append("--locked")
-    rebuild = "local-llm" in extras and llama_build_stale()
-    if rebuild:
-        _say("llama-cpp-python was built with other compile flags: rebuilding it")
-        args += ["--reinstall-package", LLAMA_PACKAGE]
     env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
     env.pop("VIRTUAL_ENV", None)
-    compiling = "local-llm" in extras and (rebuild or not llama_cpp_installed())
+    if "local-llm" in extras and llama_build_stale():
+        # Out of the venv; the sync then takes the wheel built with these flags from uv's cache
+        # (keyed on them), or builds it. `--reinstall-package` would throw the cache away.
+        _say("llama-cpp-python in .venv was built with other compile flags: replacing it")
+        uninstall = [*uv, "pip", "uninstall", "--python", str(REPO_ROOT / ".venv"), LLAMA_PACKAGE]
+        subprocess.run(uninstall, cwd=REPO_ROOT, env=env, check=False)
+    compiling = "local-llm" in extras and not llama_cpp_installed()
     if compiling:
         _say(
             "installing the local model server (llama-cpp-python): unless uv has it cached, "

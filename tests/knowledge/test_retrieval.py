@@ -280,16 +280,8 @@ def test_without_pgvector_an_embedding_model_changes_nothing(
     assert embeddings_on.embedding_requests() == []
 
 
-def _need_pgvector() -> None:
-    if not vectors.has_vector_column():
-        pytest.skip(
-            "needs pgvector: this Postgres has no `vector` extension (make test's embedded "
-            "Postgres 18 has it and runs this test)"
-        )
-
-
+@pytest.mark.pgvector
 def test_hybrid_finds_by_meaning_what_full_text_misses(make_tenant, ingest, embeddings_on):
-    _need_pgvector()
     tenant, _ = make_tenant()
     other, _ = make_tenant()
     result = ingest(tenant, "membership.md", MEMBERSHIP)
@@ -325,8 +317,8 @@ def test_hybrid_finds_by_meaning_what_full_text_misses(make_tenant, ingest, embe
     assert search_knowledge(tenant_id=tenant.id, query="subscribe") == []
 
 
+@pytest.mark.pgvector
 def test_hybrid_fuses_both_rankings(make_tenant, ingest, embeddings_on):
-    _need_pgvector()
     tenant, _ = make_tenant()
     ingest(tenant, "returnable.md", RETURNABLE)
     ingest(tenant, "shipping.md", SHIPPING)
@@ -338,8 +330,8 @@ def test_hybrid_fuses_both_rankings(make_tenant, ingest, embeddings_on):
     assert all(p.score < found[0].score for p in found[1:])
 
 
+@pytest.mark.pgvector
 def test_hybrid_degrades_to_full_text_when_the_provider_fails(make_tenant, ingest, embeddings_on):
-    _need_pgvector()
     tenant, _ = make_tenant()
     ingest(tenant, "shipping.md", SHIPPING)
     embeddings_on.enqueue_embeddings(Reply(status=500))
@@ -348,10 +340,10 @@ def test_hybrid_degrades_to_full_text_when_the_provider_fails(make_tenant, inges
     assert found[0].score < 1  # a ts_rank_cd score, not fused
 
 
+@pytest.mark.pgvector
 def test_ingest_without_the_provider_then_reimport_fills_embeddings(
     make_tenant, ingest, embeddings_on
 ):
-    _need_pgvector()
     tenant, _ = make_tenant()
     embeddings_on.enqueue_embeddings(Reply(status=401))
     first = ingest(tenant, "returnable.md", RETURNABLE)

@@ -1,0 +1,90 @@
+"""The shape of the code, checked like behaviour: no import cycles between the project's modules
+(imports inside functions count: a lazy import does not hide a cycle), and the openai SDK only
+behind `supportbot/llm/`. The layers themselves are import-linter contracts (pyproject.toml,
+`make imports`)."""
+
+from __future__ import annotations
+
+import grimp
+
+PACKAGES = ("conversations", "knowledge", "supportbot")
+
+
+def _graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, include_external_packages=True, cache_dir=None)
+
+
+def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Groups of project modules that import each other, directly or not (Tarjan's SCCs)."""
+    modules = sorted(m for m in graph.modules if m.split(".")[0] in PACKAGES)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(root: str) -> None:
+        # Iterative DFS: (module, iterator over what it imports).
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            module, imported = work[-1]
+            for other in imported:
+                if other.split(".")[0] not in PACKAGES:
+                    continue
+                if other not in index:
+                    index[other] = low[other] = len(index)
+                    stack.append(other)
+                    on_stack.add(other)
+                    work.append((other, iter(sorted(graph.find_modules_directly_imported_by(other)))))
+                    break
+                if other in on_stack:
+                    low[module] = min(low[module], index[other])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[module])
+                if low[module] == index[module]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == module:
+                            break
+                    if len(group) > 1:
+                        cycles.append(sorted(group))
+
+    for module in modules:
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles_between_modules() -> None:
+    assert import_cycles(_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = grimp.ImportGraph()
+    for module in ("conversations.a", "conversations.b", "conversations.c", "knowledge.d"):
+        graph.add_module(module)
+    graph.add_import(importer="conversations.a", imported="conversations.b")
+    graph.add_import(importer="conversations.b", imported="conversations.c")
+    graph.add_import(importer="conversations.c", imported="conversations.a")
+    graph.add_import(importer="conversations.c", imported="knowledge.d")
+    assert import_cycles(graph) == [["conversations.a", "conversations.b", "conversations.c"]]
+
+
+def test_only_the_llm_layer_imports_openai() -> None:
+    graph = _graph()
+    importers = {
+        module
+        for module in graph.find_modules_that_directly_import("openai")
+        if module.split(".")[0] in PACKAGES
+    }
+    assert importers, "the LLM layer is expected to import openai"
+    assert {m for m in importers if not m.startswith("supportbot.llm")} == set()
