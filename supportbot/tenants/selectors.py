@@ -1,11 +1,12 @@
 """Reads for tenants: widget key lookup and the provider settings a tenant's replies use."""
 
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
 
 from supportbot.compliance.encryption import decrypt_secret
-from supportbot.llm import ChatParams, ProviderConfig
+from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
 from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
 
 
@@ -21,23 +22,21 @@ def access_widget_key_by_public_key(public_key: object) -> WidgetKey | None:
 
 
 def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
-    """The provider a tenant's replies go to: its own override, else the server's settings."""
-    provider = tenant.llm_provider or settings.LLM_PROVIDER or "openai"
-    own = bool(tenant.llm_provider)
-    base_url = (tenant.llm_base_url if own else "") or settings.LLM_BASE_URL or None
-    api_key = decrypt_secret(tenant.llm_api_key_encrypted) if own else ""
-    if not api_key and not own:
-        api_key = settings.LLM_API_KEY
-    return ProviderConfig(
-        provider=provider,
-        model=(tenant.llm_model if own else "") or settings.LLM_MODEL or "gpt-4o-mini",
-        base_url=base_url,
-        api_key=api_key or None,
-        api_version=(tenant.llm_api_version if own else "") or settings.LLM_API_VERSION or None,
-        connect_timeout=settings.LLM_CONNECT_TIMEOUT,
-        read_timeout=settings.LLM_READ_TIMEOUT,
-        deadline=settings.LLM_DEADLINE,
-        max_retries=settings.LLM_MAX_RETRIES,
+    """The provider a tenant's replies go to: its own override, else the server's settings.
+
+    With its own provider, the tenant's blank fields take the server's values, except the API
+    key (the server's key is never sent to a provider the tenant chose).
+    """
+    server = provider_config_from_settings(settings)
+    if not tenant.llm_provider:
+        return server
+    return replace(
+        server,
+        provider=tenant.llm_provider,
+        model=tenant.llm_model or server.model,
+        base_url=tenant.llm_base_url or server.base_url,
+        api_key=decrypt_secret(tenant.llm_api_key_encrypted) or None,
+        api_version=tenant.llm_api_version or server.api_version,
     )
 
 
