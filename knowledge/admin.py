@@ -260,7 +260,6 @@ class DocumentAdmin(TenantScopedAdmin):
                 messages.error(request, format_html("Not imported: {} ({})", name, str(exc)))
                 continue
             chunks = f"{result.chunks} chunk{'' if result.chunks == 1 else 's'}"
-            language = result.document.language or "unknown"
             messages.success(
                 request,
                 format_html(
@@ -268,6 +267,6 @@ class DocumentAdmin(TenantScopedAdmin):
                     result.status.capitalize(),
                     name,
                     chunks,
-                    language,
+                    result.document.language or "unknown",
                 ),
             )

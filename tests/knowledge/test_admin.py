@@ -94,6 +94,36 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
     assert Document.objects.filter(tenant=tenant).count() == 3
 
 
+def test_each_file_of_an_upload_gets_its_own_language(client, superuser, make_tenant):
+    tenant, _ = make_tenant(name="Delta")
+    client.force_login(superuser)
+    spanish = (
+        "# Devoluciones\n\nPuede devolver cualquier producto durante los treinta días "
+        "siguientes a la entrega. El reembolso llega a su cuenta en una semana.\n"
+    )
+    english = (
+        "# Returns\n\nYou can return any product within thirty days of delivery. The refund "
+        "reaches your account within a week.\n"
+    )
+    response = client.post(
+        reverse(UPLOAD_URL),
+        {
+            "tenant": tenant.id,
+            "source": "Help centre",
+            "language": "",
+            "uploads": files(
+                ("devoluciones.md", spanish.encode()), ("returns.md", english.encode())
+            ),
+        },
+        follow=True,
+    )
+    languages = dict(Document.objects.filter(tenant=tenant).values_list("key", "language"))
+    assert languages == {"devoluciones.md": "es", "returns.md": "en"}
+    shown = [str(m) for m in response.context["messages"]]
+    assert "Created: devoluciones.md (1 chunk, language es)" in shown
+    assert "Created: returns.md (1 chunk, language en)" in shown
+
+
 def test_document_page_shows_chunks_read_only(client, superuser, shops):
     _, _, doc_a, _ = shops
     client.force_login(superuser)
