@@ -37,13 +37,18 @@ _DENSE_RE = re.compile(
     "]"
 )
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # langdetect is weak on short English: "My password reset link does not work" comes out as
 # Afrikaans, "Hello, my order has not arrived yet." as Norwegian. Words that are common in
 # English and rare as words of other languages rescue such messages (only ASCII-letter text).
-_ENGLISH_MARKERS = frozenset(
+_ENGLISH_MARKERS = _words(
     """the and you your are were not does doesn't don't didn't isn't can't cannot won't have
     has what where when why how would should could with this that these those please thanks
-    thank hello there their which from been about just i'm i've it's i'd you're""".split()
+    thank hello there their which from been about just i'm i've it's i'd you're"""
 )
 _ENGLISH_MIN_MARKERS = 2
 _ENGLISH_MIN_SHARE = 0.25

@@ -90,9 +90,8 @@ class _ReplyStream:
             delta = choice.delta
             if delta is None:
                 continue
-            if delta.content or delta.tool_calls:
-                if self.first_content_at is None:
-                    self.first_content_at = time.monotonic()
+            if (delta.content or delta.tool_calls) and self.first_content_at is None:
+                self.first_content_at = time.monotonic()
             if delta.tool_calls:
                 self._add_tool_deltas(delta.tool_calls)
             if delta.content:
@@ -251,9 +250,9 @@ def complete_chat(
             else estimate_usage(messages, message.content or "")
         )
         tool_calls = tuple(
-            ToolCall(id=tc.id, name=tc.function.name, arguments=tc.function.arguments or "")
+            ToolCall(id=tc.id, name=fn.name, arguments=fn.arguments or "")
             for tc in (message.tool_calls or ())
-            if getattr(tc, "function", None) is not None
+            if (fn := getattr(tc, "function", None)) is not None
         )
         result = Finished(
             finish_reason=choice.finish_reason or "stop",

@@ -116,7 +116,8 @@ def test_missing_openai_key_is_a_config_error(monkeypatch):
 
 def test_error_hierarchy():
     transient = TransientLLMError("rate_limited", "slow down", status_code=429, retry_after=2.0)
-    assert transient.retryable and isinstance(transient, LLMError)
+    assert transient.retryable
+    assert isinstance(transient, LLMError)
     assert not PermanentLLMError("auth").retryable
     interrupted = StreamInterrupted("partial", TransientLLMError("timeout"))
     assert isinstance(interrupted, TransientLLMError)
@@ -125,7 +126,7 @@ def test_error_hierarchy():
         "timeout",
         "partial",
     )
-    assert "rate_limited (HTTP 429): slow down" == str(transient)
+    assert str(transient) == "rate_limited (HTTP 429): slow down"
 
 
 def test_scrub_removes_the_key_and_key_shaped_strings():
