@@ -1,9 +1,10 @@
 """Reads for tenants: widget key lookup and the provider settings a tenant's replies use."""
 
 from dataclasses import replace
-from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
@@ -52,12 +53,12 @@ def tenant_chat_params(tenant: Tenant) -> ChatParams:
     )
 
 
-def tenant_ids_for_user(user: Any) -> set[int] | None:
+def tenant_ids_for_user(user: AbstractBaseUser | AnonymousUser) -> set[int] | None:
     """Tenants whose conversations `user` may see: None means all (a superuser)."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not user.is_authenticated or not user.is_active:
         return set()
-    if user.is_superuser:
+    if getattr(user, "is_superuser", False):
         return None
-    if not user.is_staff:
+    if not getattr(user, "is_staff", False):
         return set()
-    return set(TenantMembership.objects.filter(user=user).values_list("tenant_id", flat=True))
+    return set(TenantMembership.objects.filter(user_id=user.pk).values_list("tenant_id", flat=True))
