@@ -1,6 +1,8 @@
-"""`manage.py seed_demo [--json]`: the demo tenant, its widget key and an admin user (idempotent).
+"""`manage.py seed_demo [--json]`: the demo tenant, its widget key, its help centre
+(knowledge/demo_articles) and an admin user (idempotent).
 
 Development only: the admin password is generated once and kept in var/demo-admin.json.
+It lives in the knowledge app, which sits above tenants: it uses both.
 """
 
 import json
