@@ -151,6 +151,35 @@ def _read_on(reply: _ReplyStream, shown: list[str], api_key: str | None) -> str 
         raise StreamInterrupted("".join(shown), err) from None
 
 
+def _finished(
+    call: Call,
+    *,
+    finish_reason: str,
+    text: str,
+    tool_calls: tuple[ToolCall, ...],
+    usage: Usage,
+    model: str | None,
+) -> Finished:
+    """The Finished of a reply that arrived whole, recorded (outcome "ok")."""
+    result = Finished(
+        finish_reason=finish_reason,
+        text=text,
+        tool_calls=tool_calls,
+        usage=usage,
+        model=model or call.config.model,
+        latency_ms=call.elapsed_ms(),
+        first_token_ms=call.first_token_ms(),
+    )
+    call.record(
+        OUTCOME_OK,
+        usage=usage,
+        finish_reason=finish_reason,
+        model=result.model,
+        latency_ms=result.latency_ms,
+    )
+    return result
+
+
 def stream_chat(
     config: ProviderConfig,
     messages: list[dict[str, Any]],
@@ -183,24 +212,14 @@ def stream_chat(
             text = _read_on(reply, parts, config.api_key)
         reply.close()
         text = "".join(parts)
-        usage = reply.usage or estimate_usage(messages, text)
-        result = Finished(
+        yield _finished(
+            call,
             finish_reason=reply.finish_reason or "stop",
             text=text,
             tool_calls=reply.tool_calls(),
-            usage=usage,
-            model=reply.model or config.model,
-            latency_ms=call.elapsed_ms(),
-            first_token_ms=call.first_token_ms(),
+            usage=reply.usage or estimate_usage(messages, text),
+            model=reply.model,
         )
-        call.record(
-            OUTCOME_OK,
-            usage=usage,
-            finish_reason=result.finish_reason,
-            model=result.model,
-            latency_ms=result.latency_ms,
-        )
-        yield result
     except LLMError as err:
         call.record(OUTCOME_INTERRUPTED if parts else OUTCOME_ERROR, error_code=err.code)
         err.__context__ = None  # the SDK exception holds the request and its credentials
@@ -254,23 +273,14 @@ def complete_chat(
             for tc in (message.tool_calls or ())
             if (fn := getattr(tc, "function", None)) is not None
         )
-        result = Finished(
+        return _finished(
+            call,
             finish_reason=choice.finish_reason or "stop",
             text=message.content or "",
             tool_calls=tool_calls,
             usage=usage,
-            model=response.model or config.model,
-            latency_ms=call.elapsed_ms(),
-            first_token_ms=None,
+            model=response.model,
         )
-        call.record(
-            OUTCOME_OK,
-            usage=usage,
-            finish_reason=result.finish_reason,
-            model=result.model,
-            latency_ms=result.latency_ms,
-        )
-        return result
     except LLMError as err:
         call.record(OUTCOME_ERROR, error_code=err.code)
         err.__context__ = None  # the SDK exception holds the request and its credentials
