@@ -1,27 +1,25 @@
 """The visitor's language: detection (langdetect), the tenant's policy, and the prompt instruction.
 
 Detection is deliberately cautious: short messages ("ok", "👍", an order number), ambiguous ones
-and undetectable ones give None, and a conversation keeps the language it already has. langdetect
-is made deterministic (a fixed seed) and its language profiles are loaded once, when this module
-is imported, so a message never pays for the load.
+and undetectable ones give None, and a conversation keeps the language it already has. Plain
+English is recognised before langdetect is asked (supportbot.language_detection, which is
+deterministic); langdetect must then be 80% sure, in 3 trials.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
-from typing import Any
 
 from django.db import transaction
-from langdetect import DetectorFactory, LangDetectException
-from langdetect import detector_factory as _detector_factory
 
 from conversations.models import Conversation, Message
+from supportbot import language_detection
 
 logger = logging.getLogger(__name__)
 
 MIN_PROBABILITY = 0.80  # below this, the detection is ambiguous: None
+TRIALS = 3  # langdetect's default is 7: the same answers on our tests, in under half the time
 MIN_WORDS = 3
 MIN_LETTERS = 12
 MIN_DENSE_CHARS = 4  # scripts written without spaces (Chinese, Japanese, Thai): characters
@@ -39,13 +37,18 @@ _DENSE_RE = re.compile(
     "]"
 )
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # langdetect is weak on short English: "My password reset link does not work" comes out as
 # Afrikaans, "Hello, my order has not arrived yet." as Norwegian. Words that are common in
 # English and rare as words of other languages rescue such messages (only ASCII-letter text).
-_ENGLISH_MARKERS = frozenset(
+_ENGLISH_MARKERS = _words(
     """the and you your are were not does doesn't don't didn't isn't can't cannot won't have
     has what where when why how would should could with this that these those please thanks
-    thank hello there their which from been about just i'm i've it's i'd you're""".split()
+    thank hello there their which from been about just i'm i've it's i'd you're"""
 )
 _ENGLISH_MIN_MARKERS = 2
 _ENGLISH_MIN_SHARE = 0.25
@@ -151,18 +154,6 @@ _VARIANT_NAMES: dict[str, str] = {
     "zh-tw": "Traditional Chinese",
 }
 
-_init_lock = threading.Lock()
-
-
-def _load_profiles() -> None:
-    """Load langdetect's profiles once (about a second); langdetect's own lazy load is racy."""
-    with _init_lock:
-        DetectorFactory.seed = 0
-        _detector_factory.init_factory()
-
-
-_load_profiles()
-
 
 def _normalize_code(code: str | None) -> str:
     code = (code or "").strip().lower().replace("_", "-")
@@ -192,16 +183,6 @@ def _looks_english(text: str) -> bool:
     return markers >= _ENGLISH_MIN_MARKERS and markers / len(words) >= _ENGLISH_MIN_SHARE
 
 
-N_TRIALS = 3  # langdetect's default is 7: the same answers on our tests, in under half the time
-
-
-def _candidates(text: str) -> list[Any]:
-    detector = _detector_factory._factory.create()  # the factory detect_langs() uses
-    detector.n_trial = N_TRIALS
-    detector.append(text)
-    return list(detector.get_probabilities())
-
-
 def detect_language(text: str) -> str | None:
     """The ISO 639-1 code of the language `text` is written in ("es", "en", "zh", ...).
 
@@ -218,18 +199,9 @@ def detect_language(text: str) -> str | None:
         # Plain English (ASCII words, many English function words): langdetect's answer would
         # be English or wrong, and it costs ~15 ms on the path of every reply.
         return "en"
-    try:
-        candidates = _candidates(cleaned)
-    except LangDetectException:
-        return None
-    best = candidates[0] if candidates else None
-    if best is not None and best.lang == "en" and best.prob >= MIN_PROBABILITY:
-        return "en"
-    if _looks_english(cleaned):
-        return "en"
-    if best is None or best.prob < MIN_PROBABILITY:
-        return None
-    return _normalize_code(best.lang)
+    return language_detection.detect_language(
+        cleaned, min_probability=MIN_PROBABILITY, trials=TRIALS
+    )
 
 
 def resolve_reply_language(
@@ -316,16 +288,3 @@ def conversation_language_store(
             conversation.language = reply_language
             conversation.save(update_fields=["language"])
     return save_conversation
-
-
-def conversation_language_update(*, conversation: Conversation, message: Message) -> str:
-    """Detect the language of a visitor's message, store it, and return the language to reply in.
-
-    A short or ambiguous message changes nothing. Cheap: langdetect takes milliseconds and
-    nothing is written when nothing changed.
-    """
-    detected, reply_language = reply_language_decide(conversation=conversation, message=message)
-    conversation_language_store(
-        conversation=conversation, message=message, detected=detected, reply_language=reply_language
-    )
-    return reply_language

@@ -77,12 +77,14 @@ class KnowledgeSourceAdmin(TenantScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).annotate(_documents=Count("documents"))
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: KnowledgeSource | None = None
+    ) -> tuple[str, ...]:
         # A source never moves to another tenant.
         return ("tenant", "created_at") if obj is not None else ("created_at",)
 
     @admin.display(description="Documents", ordering="_documents")
-    def document_count(self, obj: Any) -> int:
+    def document_count(self, obj: KnowledgeSource) -> int:
         return int(getattr(obj, "_documents", 0))
 
 
@@ -95,10 +97,10 @@ class ChunkInline(admin.TabularInline):
     ordering = ("ordinal",)
     show_change_link = False
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Document | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Document | None = None) -> bool:
         return False
 
     @admin.display(description="Text")
@@ -188,10 +190,10 @@ class DocumentAdmin(TenantScopedAdmin):
         return super().get_queryset(request).annotate(_chunks=Count("chunks"))
 
     @admin.display(description="Chunks", ordering="_chunks")
-    def chunk_count(self, obj: Any) -> int:
+    def chunk_count(self, obj: Document) -> int:
         return int(getattr(obj, "_chunks", 0))
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Document | None = None) -> bool:
         return False  # documents change by uploading the file again
 
     # -- deleting goes through the service
@@ -260,7 +262,6 @@ class DocumentAdmin(TenantScopedAdmin):
                 messages.error(request, format_html("Not imported: {} ({})", name, str(exc)))
                 continue
             chunks = f"{result.chunks} chunk{'' if result.chunks == 1 else 's'}"
-            language = result.document.language or "unknown"
             messages.success(
                 request,
                 format_html(
@@ -268,6 +269,6 @@ class DocumentAdmin(TenantScopedAdmin):
                     result.status.capitalize(),
                     name,
                     chunks,
-                    language,
+                    result.document.language or "unknown",
                 ),
             )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from supportbot.llm import ProviderConfig
+from supportbot.llm import ProviderConfig, provider_config_from_settings
 
 
 def embedding_model() -> str:
@@ -40,17 +40,6 @@ def embedding_provider_config(
     *, deadline: float | None = None, max_retries: int | None = None
 ) -> ProviderConfig:
     """The server's provider, for embeddings (one vector space for every tenant)."""
-    model = embedding_model()
-    return ProviderConfig(
-        provider=getattr(settings, "LLM_PROVIDER", "") or "openai",
-        model=model,
-        base_url=getattr(settings, "LLM_BASE_URL", "") or None,
-        api_key=getattr(settings, "LLM_API_KEY", "") or None,
-        api_version=getattr(settings, "LLM_API_VERSION", "") or None,
-        connect_timeout=float(getattr(settings, "LLM_CONNECT_TIMEOUT", 5.0)),
-        read_timeout=float(getattr(settings, "LLM_READ_TIMEOUT", 30.0)),
-        deadline=float(getattr(settings, "LLM_DEADLINE", 120.0) if deadline is None else deadline),
-        max_retries=int(
-            getattr(settings, "LLM_MAX_RETRIES", 3) if max_retries is None else max_retries
-        ),
+    return provider_config_from_settings(
+        settings, model=embedding_model(), deadline=deadline, max_retries=max_retries
     )

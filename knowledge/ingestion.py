@@ -79,21 +79,11 @@ def document_ingest(
 
     `filename` decides the parser (.md/.markdown/.html/.htm/.txt/.pdf). `title` defaults to the
     file's own (front matter, <title>, first heading, PDF metadata, else the file name); `language`
-    (ISO 639-1) is detected with langdetect when not given. Raises IngestError for a refused file.
+    (ISO 639-1) is detected when not given. Raises IngestError for a refused file.
     """
     if source.tenant_id != tenant.id:
         raise ValueError("the source belongs to another tenant")
-    key = key.strip()
-    if not key or len(key) > _MAX_KEY:
-        raise IngestError(f"the document key must be 1 to {_MAX_KEY} characters")
-    if content_type_for(filename) is None:
-        supported = ", ".join(sorted(EXTENSIONS))
-        raise IngestError(f"unsupported file type (supported: {supported})")
-    if len(content) > conf.max_file_bytes():
-        raise IngestError(f"the file is larger than {conf.max_file_bytes() // (1024 * 1024)} MiB")
-    url = url.strip() if url is not None else None  # None: keep the document's URL
-    if url and len(url) > _MAX_URL:
-        raise IngestError(f"the URL is longer than {_MAX_URL} characters")
+    key, url = _checked_upload(key=key, filename=filename, content=content, url=url)
     digest = content_hash(content)
     wanted_language = normalize_language(language) if language else ""
 
@@ -135,6 +125,24 @@ def document_ingest(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _checked_upload(
+    *, key: str, filename: str, content: bytes, url: str | None
+) -> tuple[str, str | None]:
+    """(key, url) stripped, or IngestError for a key, file type, size or URL refused."""
+    key = key.strip()
+    if not key or len(key) > _MAX_KEY:
+        raise IngestError(f"the document key must be 1 to {_MAX_KEY} characters")
+    if content_type_for(filename) is None:
+        supported = ", ".join(sorted(EXTENSIONS))
+        raise IngestError(f"unsupported file type (supported: {supported})")
+    if len(content) > conf.max_file_bytes():
+        raise IngestError(f"the file is larger than {conf.max_file_bytes() // (1024 * 1024)} MiB")
+    url = url.strip() if url is not None else None  # None: keep the document's URL
+    if url and len(url) > _MAX_URL:
+        raise IngestError(f"the URL is longer than {_MAX_URL} characters")
+    return key, url
 
 
 def _unchanged(

@@ -1,4 +1,4 @@
-"""Document languages: detection (langdetect, deterministic) and Postgres text-search configs."""
+"""Document languages: detection (supportbot.language_detection) and text-search configs."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import re
 import threading
 
 from django.db import connections
-from langdetect import DetectorFactory, LangDetectException, detect_langs
 
-DetectorFactory.seed = 0  # langdetect is randomised; the seed makes it give one answer
+from supportbot import language_detection
 
 SIMPLE = "simple"
-_DETECT_CHARS = 5000
-_MIN_LETTERS = 20  # below this langdetect guesses more than it detects
-_MIN_PROBABILITY = 0.6
+DETECT_CHARS = 5000  # the start of a document says enough
+MIN_LETTERS = 20  # below this langdetect guesses more than it detects
+MIN_PROBABILITY = 0.6
+TRIALS = language_detection.DEFAULT_TRIALS
 _CODE_RE = re.compile(r"^[a-z]{2,3}$")
 
 # ISO 639-1 code -> the name of Postgres's snowball configuration for that language.
@@ -61,16 +61,15 @@ def normalize_language(code: str | None) -> str:
 
 
 def detect_language(text: str) -> str:
-    """The ISO 639-1 code of `text`'s language, or '' when langdetect cannot tell (too few
-    letters, or no language likely enough)."""
-    sample = text[:_DETECT_CHARS]
-    if sum(ch.isalpha() for ch in sample) < _MIN_LETTERS:
+    """The ISO 639-1 code of a document's language, or '' when langdetect cannot tell (fewer
+    than 20 letters in its first 5000 characters, or no language at least 60% likely)."""
+    sample = text[:DETECT_CHARS]
+    if sum(ch.isalpha() for ch in sample) < MIN_LETTERS:
         return ""
-    try:
-        best = detect_langs(sample)[0]
-    except (LangDetectException, IndexError):
-        return ""
-    return normalize_language(best.lang) if best.prob >= _MIN_PROBABILITY else ""
+    code = language_detection.detect_language(
+        sample, min_probability=MIN_PROBABILITY, trials=TRIALS
+    )
+    return normalize_language(code)
 
 
 def available_configs(using: str = "default") -> frozenset[str]:

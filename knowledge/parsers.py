@@ -350,10 +350,7 @@ class _HTMLText(HTMLParser):
         raw = "".join(self._parts)
         self._parts = []
         level, self._heading = self._heading, 0
-        if self._pre:
-            text = raw.strip("\n")
-        else:
-            text = " ".join(raw.split())
+        text = raw.strip("\n") if self._pre else " ".join(raw.split())
         if not text.strip() or text.strip() == "-":
             return
         self.blocks.append(Block(text, level=level))

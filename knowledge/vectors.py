@@ -20,12 +20,12 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 from knowledge import conf
-from supportbot.llm import LLMError, embed_texts
+from supportbot.llm import LLMError, ProviderConfig, embed_texts
 
 log = logging.getLogger("supportbot.knowledge")
 
@@ -98,7 +98,7 @@ def _version(text: str) -> tuple[int, ...]:
 # -- installation (migration 0002) -----------------------------------------------------------------
 
 
-def install(schema_editor: Any) -> bool:
+def install(schema_editor: BaseDatabaseSchemaEditor) -> bool:
     """Create the extension, the column and its indexes where the server allows; True if it did.
 
     Run inside the migration's transaction: a refused CREATE EXTENSION is rolled back to a
@@ -127,7 +127,7 @@ def install(schema_editor: Any) -> bool:
     return True
 
 
-def uninstall(schema_editor: Any) -> None:
+def uninstall(schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Drop the column and its indexes (the extension stays: other databases may use it)."""
     if schema_editor.connection.vendor != "postgresql":
         return
@@ -241,6 +241,6 @@ def embed_query(query: str) -> list[float] | None:
 
 
 @functools.lru_cache(maxsize=512)
-def _embed_query_cached(config: Any, model: str, query: str) -> tuple[float, ...]:
+def _embed_query_cached(config: ProviderConfig, model: str, query: str) -> tuple[float, ...]:
     (vector,) = embed_texts(config, [query], model=model)
     return tuple(vector)

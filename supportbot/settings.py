@@ -182,7 +182,8 @@ KNOWLEDGE_VECTOR_MAX_DISTANCE = env.str("KNOWLEDGE_VECTOR_MAX_DISTANCE", default
 REPLY_FLUSH_INTERVAL = env.float("REPLY_FLUSH_INTERVAL", default=0.03)
 # A reply job holds a lease it renews while streaming; a redelivered job waits for it to lapse.
 REPLY_LEASE_SECONDS = env.float("REPLY_LEASE_SECONDS", default=15.0)
-# Tokens of history sent to the model, by default (a tenant can change it).
+# Tokens of history sent to the model: the default of a new tenant's history_token_budget
+# (each tenant's own value is set in admin).
 HISTORY_TOKEN_BUDGET = env.int("HISTORY_TOKEN_BUDGET", default=3000)
 
 # --- Widget edge limits -----------------------------------------------------------------------

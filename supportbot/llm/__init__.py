@@ -4,7 +4,7 @@ The only package of the project that talks to the SDK. No Django here.
 """
 
 from .chat import complete_chat, stream_chat
-from .config import ChatParams, ProviderConfig
+from .config import ChatParams, ProviderConfig, provider_config_from_settings
 from .embeddings import embed_texts
 from .errors import (
     LLMError,
@@ -31,5 +31,6 @@ __all__ = [
     "count_message_tokens",
     "count_tokens",
     "embed_texts",
+    "provider_config_from_settings",
     "stream_chat",
 ]

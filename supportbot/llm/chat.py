@@ -1,25 +1,28 @@
 """stream_chat / complete_chat: one reply from the model, with retries, timeouts and a record.
 
-Retries (backoff with full jitter, Retry-After honoured, bounded by max_retries and the deadline)
-happen only while nothing has been yielded to the caller. Once text has been yielded, any failure
-is a StreamInterrupted carrying that text: never a silent, truncated Finished.
+Both retry through `Call.attempt` (calls.py). A stream is retried only while nothing has been
+yielded to the caller: its attempt is "open the stream and read it up to its first text". Once
+text has been yielded, any failure is a StreamInterrupted carrying that text: never a silent,
+truncated Finished.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
-from .client import get_client, timeouts
+from .calls import Call, Cancelled, Recorder
+from .client import get_client
 from .config import ChatParams, ProviderConfig
 from .errors import (
     CANCELLED,
     CONNECTION,
-    TIMEOUT,
     LLMError,
     StreamInterrupted,
     TransientLLMError,
@@ -29,129 +32,12 @@ from .events import (
     OUTCOME_ERROR,
     OUTCOME_INTERRUPTED,
     OUTCOME_OK,
-    CallRecord,
     Finished,
     TextDelta,
     ToolCall,
     Usage,
 )
-from .retry import next_delay
 from .tokens import estimate_usage
-
-log = logging.getLogger("supportbot.llm")
-
-Recorder = Callable[[CallRecord], None]
-Cancelled = Callable[[], bool]
-
-_SLEEP_SLICE = 0.1  # how often a backoff wait looks at cancelled()
-
-
-class _Call:
-    """Book-keeping shared by stream_chat and complete_chat: clock, attempts, the one record."""
-
-    def __init__(self, config: ProviderConfig, on_record: Recorder | None) -> None:
-        self.config = config
-        self.on_record = on_record
-        self.started = time.monotonic()
-        self.deadline_at = self.started + config.deadline
-        self.attempts = 0
-        self.first_token_at: float | None = None
-        self.recorded = False
-
-    def remaining(self) -> float:
-        return self.deadline_at - time.monotonic()
-
-    def elapsed_ms(self, at: float | None = None) -> int:
-        return int(((time.monotonic() if at is None else at) - self.started) * 1000)
-
-    def first_token_ms(self) -> int | None:
-        return None if self.first_token_at is None else self.elapsed_ms(self.first_token_at)
-
-    def record(
-        self,
-        outcome: str,
-        *,
-        error_code: str | None = None,
-        usage: Usage | None = None,
-        finish_reason: str | None = None,
-        model: str | None = None,
-        latency_ms: int | None = None,
-    ) -> None:
-        if self.recorded:
-            return
-        self.recorded = True
-        record = CallRecord(
-            provider=self.config.provider,
-            model=model or self.config.model,
-            outcome=outcome,
-            error_code=error_code,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            latency_ms=self.elapsed_ms() if latency_ms is None else latency_ms,
-            first_token_ms=self.first_token_ms(),
-            attempts=self.attempts,
-            finish_reason=finish_reason,
-        )
-        if outcome != OUTCOME_OK:
-            log.warning(
-                "llm call failed: provider=%s model=%s outcome=%s code=%s attempts=%d",
-                record.provider,
-                record.model,
-                outcome,
-                error_code,
-                record.attempts,
-            )
-        if self.on_record is not None:
-            try:
-                self.on_record(record)
-            except Exception:
-                log.exception("on_record failed")
-
-    def wait_before_retry(self, err: LLMError, cancelled: Cancelled | None) -> None:
-        """Sleep before the next attempt, or raise `err` when there must be none."""
-        delay = next_delay(
-            self.attempts,
-            self.config.max_retries,
-            retryable=err.retryable,
-            retry_after=err.retry_after,
-            remaining=self.remaining(),
-        )
-        if delay is None:
-            raise err
-        log.info(
-            "llm retry: provider=%s model=%s attempt=%d code=%s status=%s wait=%.2fs",
-            self.config.provider,
-            self.config.model,
-            self.attempts,
-            err.code,
-            err.status_code,
-            delay,
-        )
-        _sleep(delay, cancelled)
-
-    def check_deadline(self) -> None:
-        if time.monotonic() >= self.deadline_at:
-            raise TransientLLMError(
-                TIMEOUT, f"deadline of {self.config.deadline:g}s exceeded for this reply"
-            )
-
-
-def _sleep(seconds: float, cancelled: Cancelled | None) -> None:
-    if cancelled is None:
-        time.sleep(seconds)
-        return
-    end = time.monotonic() + seconds
-    while True:
-        _check_cancelled(cancelled)
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, _SLEEP_SLICE))
-
-
-def _check_cancelled(cancelled: Cancelled | None) -> None:
-    if cancelled is not None and cancelled():
-        raise LLMError(CANCELLED, "the caller cancelled the reply")
 
 
 def _request_kwargs(
@@ -163,13 +49,135 @@ def _request_kwargs(
     return kwargs
 
 
-def _attempt_timeouts(config: ProviderConfig, call: _Call, read: float) -> openai.Timeout:
-    remaining = max(call.remaining(), 0.001)
-    return timeouts(
-        config,
-        read=min(read, remaining),
-        connect=min(config.connect_timeout, remaining),
+@dataclass
+class _ToolCallParts:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class _ReplyStream:
+    """One attempt's stream, read chunk by chunk: the text comes out piece by piece; tool-call
+    pieces, usage, model and finish reason are gathered on the way."""
+
+    def __init__(self, stream: openai.Stream[ChatCompletionChunk], call: Call) -> None:
+        self._stream = stream
+        self._chunks = iter(stream)
+        self._call = call
+        self.tools: dict[int, _ToolCallParts] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.first_content_at: float | None = None
+
+    def next_text(self) -> str | None:
+        """The next piece of text; None when the stream has ended with a finish reason."""
+        call = self._call
+        for chunk in self._chunks:
+            call.check_cancelled()
+            if time.monotonic() >= call.deadline_at:
+                call.check_deadline()
+            if self.model is None and chunk.model:
+                self.model = chunk.model
+            if chunk.usage is not None:
+                u = chunk.usage
+                self.usage = Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = choice.delta
+            if delta is None:
+                continue
+            if (delta.content or delta.tool_calls) and self.first_content_at is None:
+                self.first_content_at = time.monotonic()
+            if delta.tool_calls:
+                self._add_tool_deltas(delta.tool_calls)
+            if delta.content:
+                return delta.content
+        if self.finish_reason is None:
+            raise TransientLLMError(CONNECTION, "the stream ended without a finish reason")
+        return None
+
+    def _add_tool_deltas(self, deltas: list[ChoiceDeltaToolCall]) -> None:
+        for position, tc in enumerate(deltas):
+            index = tc.index if tc.index is not None else position
+            parts = self.tools.setdefault(index, _ToolCallParts())
+            if tc.id and not parts.id:
+                parts.id = tc.id
+            fn = tc.function
+            if fn is not None:
+                if fn.name and not parts.name:
+                    parts.name = fn.name
+                if fn.arguments:
+                    parts.arguments.append(fn.arguments)
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(id=parts.id, name=parts.name, arguments="".join(parts.arguments))
+            for _, parts in sorted(self.tools.items())
+        )
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _open_reply(
+    client: openai.OpenAI, call: Call, kwargs: dict[str, Any]
+) -> tuple[_ReplyStream, str | None]:
+    """One attempt of a stream: the request, read up to its first text (None: it had none)."""
+    stream = client.chat.completions.create(
+        **kwargs, timeout=call.timeouts(call.config.read_timeout)
     )
+    reply = _ReplyStream(stream, call)
+    try:
+        return reply, reply.next_text()
+    except BaseException:
+        reply.close()
+        raise
+
+
+def _read_on(reply: _ReplyStream, shown: list[str], api_key: str | None) -> str | None:
+    """The next text of a stream that has shown text: a failure now interrupts the reply."""
+    try:
+        return reply.next_text()
+    except Exception as exc:
+        err = from_sdk_error(exc, api_key)
+        if err is None:
+            raise
+        if err.code == CANCELLED:
+            raise err from None
+        raise StreamInterrupted("".join(shown), err) from None
+
+
+def _finished(
+    call: Call,
+    *,
+    finish_reason: str,
+    text: str,
+    tool_calls: tuple[ToolCall, ...],
+    usage: Usage,
+    model: str | None,
+) -> Finished:
+    """The Finished of a reply that arrived whole, recorded (outcome "ok")."""
+    result = Finished(
+        finish_reason=finish_reason,
+        text=text,
+        tool_calls=tool_calls,
+        usage=usage,
+        model=model or call.config.model,
+        latency_ms=call.elapsed_ms(),
+        first_token_ms=call.first_token_ms(),
+    )
+    call.record(
+        OUTCOME_OK,
+        usage=usage,
+        finish_reason=finish_reason,
+        model=result.model,
+        latency_ms=result.latency_ms,
+    )
+    return result
 
 
 def stream_chat(
@@ -188,87 +196,30 @@ def stream_chat(
     on_record is called exactly once, before Finished is yielded or the error is raised (also
     when the caller closes the generator early: outcome "interrupted"/"error", code "cancelled").
     """
-    call = _Call(config, on_record)
+    call = Call(config, on_record, cancelled=cancelled)
     kwargs = _request_kwargs(config, messages, params)
     kwargs["stream"] = True
     kwargs["stream_options"] = {"include_usage": True}
-    api_key = config.api_key
     parts: list[str] = []  # text yielded so far
+    reply: _ReplyStream | None = None
     try:
         client = get_client(config)
-        while True:
-            call.attempts += 1
-            tools: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
-            finish_reason: str | None = None
-            usage: Usage | None = None
-            model: str | None = None
-            try:
-                _check_cancelled(cancelled)
-                call.check_deadline()
-                stream = client.chat.completions.create(
-                    **kwargs, timeout=_attempt_timeouts(config, call, config.read_timeout)
-                )
-                with stream:
-                    for chunk in stream:
-                        if cancelled is not None and cancelled():
-                            raise LLMError(CANCELLED, "the caller cancelled the reply")
-                        if time.monotonic() >= call.deadline_at:
-                            call.check_deadline()
-                        if model is None and chunk.model:
-                            model = chunk.model
-                        if chunk.usage is not None:
-                            u = chunk.usage
-                            usage = Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
-                        if not chunk.choices:
-                            continue
-                        choice = chunk.choices[0]
-                        delta = choice.delta
-                        if delta is not None:
-                            text = delta.content
-                            if text:
-                                if call.first_token_at is None:
-                                    call.first_token_at = time.monotonic()
-                                parts.append(text)
-                                yield TextDelta(text)
-                            if delta.tool_calls:
-                                if call.first_token_at is None:
-                                    call.first_token_at = time.monotonic()
-                                _add_tool_deltas(tools, delta.tool_calls)
-                        if choice.finish_reason:
-                            finish_reason = choice.finish_reason
-                if finish_reason is None:
-                    raise TransientLLMError(CONNECTION, "the stream ended without a finish reason")
-            except Exception as exc:
-                err = from_sdk_error(exc, api_key)
-                if err is None:
-                    raise
-                if err.code == CANCELLED:
-                    raise err from None
-                if parts:
-                    raise StreamInterrupted("".join(parts), err) from None
-                call.first_token_at = None  # nothing was shown: the next attempt starts afresh
-                call.wait_before_retry(err, cancelled)
-                continue
-            text = "".join(parts)
-            usage = usage or estimate_usage(messages, text)
-            result = Finished(
-                finish_reason=finish_reason,
-                text=text,
-                tool_calls=_tool_calls(tools),
-                usage=usage,
-                model=model or config.model,
-                latency_ms=call.elapsed_ms(),
-                first_token_ms=call.first_token_ms(),
-            )
-            call.record(
-                OUTCOME_OK,
-                usage=usage,
-                finish_reason=finish_reason,
-                model=result.model,
-                latency_ms=result.latency_ms,
-            )
-            yield result
-            return
+        reply, text = call.attempt(lambda: _open_reply(client, call, kwargs))
+        call.first_token_at = reply.first_content_at
+        while text is not None:
+            parts.append(text)
+            yield TextDelta(text)
+            text = _read_on(reply, parts, config.api_key)
+        reply.close()
+        text = "".join(parts)
+        yield _finished(
+            call,
+            finish_reason=reply.finish_reason or "stop",
+            text=text,
+            tool_calls=reply.tool_calls(),
+            usage=reply.usage or estimate_usage(messages, text),
+            model=reply.model,
+        )
     except LLMError as err:
         call.record(OUTCOME_INTERRUPTED if parts else OUTCOME_ERROR, error_code=err.code)
         err.__context__ = None  # the SDK exception holds the request and its credentials
@@ -279,29 +230,17 @@ def stream_chat(
     except BaseException:
         call.record(OUTCOME_INTERRUPTED if parts else OUTCOME_ERROR, error_code="internal")
         raise
+    finally:
+        if reply is not None:
+            reply.close()
 
 
-def _add_tool_deltas(tools: dict[int, list[Any]], deltas: list[Any]) -> None:
-    for position, tc in enumerate(deltas):
-        index = tc.index if tc.index is not None else position
-        slot = tools.get(index)
-        if slot is None:
-            slot = tools[index] = ["", "", []]
-        if tc.id and not slot[0]:
-            slot[0] = tc.id
-        fn = tc.function
-        if fn is not None:
-            if fn.name and not slot[1]:
-                slot[1] = fn.name
-            if fn.arguments:
-                slot[2].append(fn.arguments)
-
-
-def _tool_calls(tools: dict[int, list[Any]]) -> tuple[ToolCall, ...]:
-    return tuple(
-        ToolCall(id=slot[0], name=slot[1], arguments="".join(slot[2]))
-        for _, slot in sorted(tools.items())
-    )
+def _complete(client: openai.OpenAI, call: Call, kwargs: dict[str, Any]) -> ChatCompletion:
+    """One attempt of a non-streaming reply, bounded by the time left before the deadline."""
+    response = client.chat.completions.create(**kwargs, timeout=call.timeouts())
+    if not response.choices:
+        raise TransientLLMError(CONNECTION, "the provider returned no choices")
+    return response
 
 
 def complete_chat(
@@ -316,26 +255,11 @@ def complete_chat(
     The whole reply must arrive within the time left before the deadline (read_timeout, which is
     about gaps between stream chunks, does not apply). first_token_ms is None.
     """
-    call = _Call(config, on_record)
+    call = Call(config, on_record)
     kwargs = _request_kwargs(config, messages, params)
     try:
         client = get_client(config)
-        while True:
-            call.attempts += 1
-            try:
-                call.check_deadline()
-                response = client.chat.completions.create(
-                    **kwargs, timeout=_attempt_timeouts(config, call, call.remaining())
-                )
-                if not response.choices:
-                    raise TransientLLMError(CONNECTION, "the provider returned no choices")
-            except Exception as exc:
-                err = from_sdk_error(exc, config.api_key)
-                if err is None:
-                    raise
-                call.wait_before_retry(err, None)
-                continue
-            break
+        response = call.attempt(lambda: _complete(client, call, kwargs))
         choice = response.choices[0]
         message = choice.message
         u = response.usage
@@ -345,27 +269,18 @@ def complete_chat(
             else estimate_usage(messages, message.content or "")
         )
         tool_calls = tuple(
-            ToolCall(id=tc.id, name=tc.function.name, arguments=tc.function.arguments or "")
+            ToolCall(id=tc.id, name=fn.name, arguments=fn.arguments or "")
             for tc in (message.tool_calls or ())
-            if getattr(tc, "function", None) is not None
+            if (fn := getattr(tc, "function", None)) is not None
         )
-        result = Finished(
+        return _finished(
+            call,
             finish_reason=choice.finish_reason or "stop",
             text=message.content or "",
             tool_calls=tool_calls,
             usage=usage,
-            model=response.model or config.model,
-            latency_ms=call.elapsed_ms(),
-            first_token_ms=None,
+            model=response.model,
         )
-        call.record(
-            OUTCOME_OK,
-            usage=usage,
-            finish_reason=result.finish_reason,
-            model=result.model,
-            latency_ms=result.latency_ms,
-        )
-        return result
     except LLMError as err:
         call.record(OUTCOME_ERROR, error_code=err.code)
         err.__context__ = None  # the SDK exception holds the request and its credentials

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 PROVIDERS = frozenset({"openai", "azure", "local"})
+DEFAULT_PROVIDER = "openai"
+DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class ProviderConfig:
     deadline: wall-clock budget for the whole reply, retries included.
 
     The config is frozen and hashable: it is the cache key of the SDK client. `api_key` is left
-    out of repr(); use `redacted()` for logs.
+    out of repr().
     """
 
     provider: str
@@ -53,23 +54,51 @@ class ProviderConfig:
             found.append("max_retries must be >= 0")
         return found
 
-    def redacted(self) -> dict[str, Any]:
-        """The config as a dict safe for logs: the api key is never shown."""
-        data = asdict(self)
-        data["api_key"] = "***" if self.api_key else None
-        data["base_url"] = _strip_userinfo(self.base_url)
-        return data
 
+def provider_config_from_settings(
+    settings: object,
+    *,
+    model: str | None = None,
+    deadline: float | None = None,
+    max_retries: int | None = None,
+) -> ProviderConfig:
+    """The server's provider, from the LLM_* values of `settings` (django.conf.settings, or any
+    object with those attributes).
 
-def _strip_userinfo(url: str | None) -> str | None:
-    """Drop any user:password@ part of a URL."""
-    if not url or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    LLM_PROVIDER (default "openai"), LLM_BASE_URL, LLM_API_KEY, LLM_API_VERSION (empty: not
+    set), LLM_CONNECT_TIMEOUT, LLM_READ_TIMEOUT, LLM_DEADLINE, LLM_MAX_RETRIES (missing:
+    ProviderConfig's defaults). `model` is the model to call (embeddings name theirs); by
+    default LLM_MODEL, else "gpt-4o-mini". `deadline` and `max_retries` override the settings.
+    """
+
+    def value(name: str) -> Any:
+        return getattr(settings, name, None)
+
+    def text(name: str) -> str | None:
+        return str(value(name) or "") or None
+
+    numbers: dict[str, Any] = {}
+    for name, convert in (
+        ("connect_timeout", float),
+        ("read_timeout", float),
+        ("deadline", float),
+        ("max_retries", int),
+    ):
+        raw = value(f"LLM_{name.upper()}")
+        if raw is not None and raw != "":
+            numbers[name] = convert(raw)
+    if deadline is not None:
+        numbers["deadline"] = float(deadline)
+    if max_retries is not None:
+        numbers["max_retries"] = int(max_retries)
+    return ProviderConfig(
+        provider=text("LLM_PROVIDER") or DEFAULT_PROVIDER,
+        model=(text("LLM_MODEL") or DEFAULT_CHAT_MODEL) if model is None else model,
+        base_url=text("LLM_BASE_URL"),
+        api_key=text("LLM_API_KEY"),
+        api_version=text("LLM_API_VERSION"),
+        **numbers,
+    )
 
 
 @dataclass(frozen=True)

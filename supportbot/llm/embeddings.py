@@ -9,12 +9,13 @@ which every OpenAI-compatible server understands.
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from typing import Any
 
-from .chat import Recorder, _attempt_timeouts, _Call
+import openai
+from openai.types import CreateEmbeddingResponse
+
+from .calls import Call, Recorder
 from .client import get_client
 from .config import ProviderConfig
 from .errors import (
@@ -23,13 +24,9 @@ from .errors import (
     LLMError,
     PermanentLLMError,
     TransientLLMError,
-    from_sdk_error,
 )
 from .events import OUTCOME_ERROR, OUTCOME_OK, Usage
-from .retry import next_delay
 from .tokens import count_tokens
-
-log = logging.getLogger("supportbot.llm")
 
 DEFAULT_BATCH_SIZE = 64  # inputs per request (OpenAI accepts up to 2048)
 
@@ -57,7 +54,7 @@ def embed_texts(
         raise ValueError("cannot embed an empty text")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    call = _Call(config, on_record)
+    call = Call(config, on_record)
     vectors: list[list[float]] = []
     prompt_tokens = 0
     reported_model: str | None = None
@@ -68,7 +65,7 @@ def embed_texts(
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
             batch_vectors, tokens, reported = _embed_batch(
-                client, config, call, batch, model=model, dimensions=dimensions
+                client, call, batch, model=model, dimensions=dimensions
             )
             vectors.extend(batch_vectors)
             prompt_tokens += tokens
@@ -89,9 +86,8 @@ def embed_texts(
 
 
 def _embed_batch(
-    client: Any,
-    config: ProviderConfig,
-    call: _Call,
+    client: openai.OpenAI,
+    call: Call,
     batch: list[str],
     *,
     model: str,
@@ -101,46 +97,17 @@ def _embed_batch(
     kwargs: dict[str, Any] = {"model": model, "input": batch, "encoding_format": "float"}
     if dimensions is not None:
         kwargs["dimensions"] = dimensions
-    attempts = 0
-    while True:
-        attempts += 1
-        call.attempts += 1
-        try:
-            call.check_deadline()
-            response = client.embeddings.create(
-                **kwargs, timeout=_attempt_timeouts(config, call, call.remaining())
-            )
-            vectors = _vectors(response, len(batch))
-        except Exception as exc:
-            err = from_sdk_error(exc, config.api_key)
-            if err is None:
-                raise
-            delay = next_delay(
-                attempts,
-                config.max_retries,
-                retryable=err.retryable,
-                retry_after=err.retry_after,
-                remaining=call.remaining(),
-            )
-            if delay is None:
-                raise err from None
-            log.info(
-                "llm embeddings retry: provider=%s model=%s attempt=%d code=%s status=%s "
-                "wait=%.2fs",
-                config.provider,
-                model,
-                attempts,
-                err.code,
-                err.status_code,
-                delay,
-            )
-            time.sleep(delay)
-            continue
-        usage = getattr(response, "usage", None)
-        tokens = getattr(usage, "prompt_tokens", None)
-        if not isinstance(tokens, int):
-            tokens = sum(count_tokens(text) for text in batch)
-        return vectors, tokens, getattr(response, "model", None) or None
+
+    def request() -> tuple[CreateEmbeddingResponse, list[list[float]]]:
+        response = client.embeddings.create(**kwargs, timeout=call.timeouts())
+        return response, _vectors(response, len(batch))
+
+    response, vectors = call.attempt(request, model=model)
+    usage = getattr(response, "usage", None)
+    tokens = getattr(usage, "prompt_tokens", None)
+    if not isinstance(tokens, int):
+        tokens = sum(count_tokens(text) for text in batch)
+    return vectors, tokens, getattr(response, "model", None) or None
 
 
 def _vectors(response: Any, expected: int) -> list[list[float]]:

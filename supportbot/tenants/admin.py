@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 
 from supportbot.tenants.models import Tenant, WidgetKey
 from supportbot.tenants.services import tenant_set_llm_api_key
@@ -104,7 +105,9 @@ class TenantAdmin(admin.ModelAdmin):
         ),
     )
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool
+    ) -> None:
         super().save_model(request, obj, form, change)
         if form.cleaned_data.get("clear_llm_api_key"):
             tenant_set_llm_api_key(tenant=obj, api_key="")

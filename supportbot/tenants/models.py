@@ -14,6 +14,11 @@ DEFAULT_PERSONA = (
 )
 
 
+def default_history_token_budget() -> int:
+    """A new tenant's history budget: the HISTORY_TOKEN_BUDGET setting."""
+    return int(settings.HISTORY_TOKEN_BUDGET)
+
+
 def _validate_origin_list(value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValidationError('Enter a list of origins such as ["https://shop.example.com"].')
@@ -43,7 +48,8 @@ class Tenant(models.Model):
         default=4000, help_text="Longest visitor message accepted, in characters."
     )
     history_token_budget = models.PositiveIntegerField(
-        default=3000, help_text="Tokens of conversation history sent to the model."
+        default=default_history_token_budget,
+        help_text="Tokens of conversation history sent to the model.",
     )
     supported_languages = models.JSONField(
         default=list,

@@ -1,11 +1,13 @@
 """Reads for tenants: widget key lookup and the provider settings a tenant's replies use."""
 
-from typing import Any
+from dataclasses import replace
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 
 from supportbot.compliance.encryption import decrypt_secret
-from supportbot.llm import ChatParams, ProviderConfig
+from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
 from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
 
 
@@ -21,23 +23,21 @@ def access_widget_key_by_public_key(public_key: object) -> WidgetKey | None:
 
 
 def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
-    """The provider a tenant's replies go to: its own override, else the server's settings."""
-    provider = tenant.llm_provider or settings.LLM_PROVIDER or "openai"
-    own = bool(tenant.llm_provider)
-    base_url = (tenant.llm_base_url if own else "") or settings.LLM_BASE_URL or None
-    api_key = decrypt_secret(tenant.llm_api_key_encrypted) if own else ""
-    if not api_key and not own:
-        api_key = settings.LLM_API_KEY
-    return ProviderConfig(
-        provider=provider,
-        model=(tenant.llm_model if own else "") or settings.LLM_MODEL or "gpt-4o-mini",
-        base_url=base_url,
-        api_key=api_key or None,
-        api_version=(tenant.llm_api_version if own else "") or settings.LLM_API_VERSION or None,
-        connect_timeout=settings.LLM_CONNECT_TIMEOUT,
-        read_timeout=settings.LLM_READ_TIMEOUT,
-        deadline=settings.LLM_DEADLINE,
-        max_retries=settings.LLM_MAX_RETRIES,
+    """The provider a tenant's replies go to: its own override, else the server's settings.
+
+    With its own provider, the tenant's blank fields take the server's values, except the API
+    key (the server's key is never sent to a provider the tenant chose).
+    """
+    server = provider_config_from_settings(settings)
+    if not tenant.llm_provider:
+        return server
+    return replace(
+        server,
+        provider=tenant.llm_provider,
+        model=tenant.llm_model or server.model,
+        base_url=tenant.llm_base_url or server.base_url,
+        api_key=decrypt_secret(tenant.llm_api_key_encrypted) or None,
+        api_version=tenant.llm_api_version or server.api_version,
     )
 
 
@@ -53,12 +53,12 @@ def tenant_chat_params(tenant: Tenant) -> ChatParams:
     )
 
 
-def tenant_ids_for_user(user: Any) -> set[int] | None:
+def tenant_ids_for_user(user: AbstractBaseUser | AnonymousUser) -> set[int] | None:
     """Tenants whose conversations `user` may see: None means all (a superuser)."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not user.is_authenticated or not user.is_active:
         return set()
-    if user.is_superuser:
+    if getattr(user, "is_superuser", False):
         return None
-    if not user.is_staff:
+    if not getattr(user, "is_staff", False):
         return set()
-    return set(TenantMembership.objects.filter(user=user).values_list("tenant_id", flat=True))
+    return set(TenantMembership.objects.filter(user_id=user.pk).values_list("tenant_id", flat=True))

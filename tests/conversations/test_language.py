@@ -3,17 +3,19 @@
 from typing import Any
 
 import pytest
+from langdetect import DetectorFactory
 
 from conversations.language import (
     LANGUAGE_NAMES,
-    conversation_language_update,
+    conversation_language_store,
     detect_language,
     language_instruction,
     language_name,
+    reply_language_decide,
     resolve_reply_language,
 )
-from conversations.models import Message
 from conversations.messages import message_append
+from conversations.models import Message
 from conversations.services import visitor_session_open
 
 
@@ -177,22 +179,31 @@ def _visitor_says(conversation: Any, text: str) -> Message:
     )
 
 
+def _language_update(*, conversation: Any, message: Message) -> str:
+    """What a reply does: decide the language, store it, answer in it."""
+    detected, reply_language = reply_language_decide(conversation=conversation, message=message)
+    conversation_language_store(
+        conversation=conversation, message=message, detected=detected, reply_language=reply_language
+    )
+    return reply_language
+
+
 @pytest.mark.django_db
 def test_conversation_language_follows_the_visitor(conversation: Any) -> None:
     spanish = _visitor_says(conversation, "Hola, ¿dónde está mi pedido? Lo compré hace una semana.")
-    assert conversation_language_update(conversation=conversation, message=spanish) == "es"
+    assert _language_update(conversation=conversation, message=spanish) == "es"
     spanish.refresh_from_db()
     conversation.refresh_from_db()
     assert (spanish.language, conversation.language) == ("es", "es")
 
     short = _visitor_says(conversation, "ok 👍")
-    assert conversation_language_update(conversation=conversation, message=short) == "es"
+    assert _language_update(conversation=conversation, message=short) == "es"
     short.refresh_from_db()
     conversation.refresh_from_db()
     assert (short.language, conversation.language) == ("", "es")
 
     english = _visitor_says(conversation, "Sorry, can you answer in English please?")
-    assert conversation_language_update(conversation=conversation, message=english) == "en"
+    assert _language_update(conversation=conversation, message=english) == "en"
     conversation.refresh_from_db()
     assert conversation.language == "en"
 
@@ -202,7 +213,7 @@ def test_unsupported_language_is_stored_on_the_message_and_replied_in_the_fallba
     conversation: Any,
 ) -> None:
     german = _visitor_says(conversation, "Guten Tag, meine Bestellung ist nicht angekommen.")
-    assert conversation_language_update(conversation=conversation, message=german) == "en"
+    assert _language_update(conversation=conversation, message=german) == "en"
     german.refresh_from_db()
     conversation.refresh_from_db()
     assert (german.language, conversation.language) == ("de", "en")
@@ -216,7 +227,7 @@ def test_nothing_is_written_when_nothing_changed(
     conversation.save()
     short = _visitor_says(conversation, "vale")
     with django_assert_num_queries(0):
-        assert conversation_language_update(conversation=conversation, message=short) == "es"
+        assert _language_update(conversation=conversation, message=short) == "es"
 
 
 @pytest.mark.django_db
@@ -229,10 +240,26 @@ def test_only_visitor_messages_are_detected(conversation: Any) -> None:
         text="Hello, your order has not been shipped yet, sorry about that.",
         broadcast=False,
     )
-    assert conversation_language_update(conversation=conversation, message=reply) == "es"
+    assert _language_update(conversation=conversation, message=reply) == "es"
     reply.refresh_from_db()
     assert reply.language == ""
 
 
 def test_typographic_apostrophes_count_as_english_contractions() -> None:
     assert detect_language("It doesn\u2019t work and I can\u2019t log in") == "en"
+
+
+def test_no_global_langdetect_state_is_set() -> None:
+    # Imported by this module: detection must not have seeded langdetect for everyone else.
+    assert DetectorFactory.seed is None
+
+
+def test_detection_does_not_depend_on_langdetect_global_seed(monkeypatch: Any) -> None:
+    texts = [
+        "Necesito ayuda con mi pedido número 4567, por favor",
+        "Wo ist mein Paket? Ich warte seit Tagen.",
+        "Do you ship to Canada?",
+    ]
+    expected = [detect_language(text) for text in texts]
+    monkeypatch.setattr(DetectorFactory, "seed", 12345)
+    assert [detect_language(text) for text in texts] == expected

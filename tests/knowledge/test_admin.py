@@ -54,7 +54,8 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
     client.force_login(superuser)
     page = client.get(reverse(UPLOAD_URL))
     assert page.status_code == 200
-    assert b'type="file"' in page.content and b"multiple" in page.content
+    assert b'type="file"' in page.content
+    assert b"multiple" in page.content
     response = client.post(
         reverse(UPLOAD_URL),
         {
@@ -94,6 +95,36 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
     assert Document.objects.filter(tenant=tenant).count() == 3
 
 
+def test_each_file_of_an_upload_gets_its_own_language(client, superuser, make_tenant):
+    tenant, _ = make_tenant(name="Delta")
+    client.force_login(superuser)
+    spanish = (
+        "# Devoluciones\n\nPuede devolver cualquier producto durante los treinta días "
+        "siguientes a la entrega. El reembolso llega a su cuenta en una semana.\n"
+    )
+    english = (
+        "# Returns\n\nYou can return any product within thirty days of delivery. The refund "
+        "reaches your account within a week.\n"
+    )
+    response = client.post(
+        reverse(UPLOAD_URL),
+        {
+            "tenant": tenant.id,
+            "source": "Help centre",
+            "language": "",
+            "uploads": files(
+                ("devoluciones.md", spanish.encode()), ("returns.md", english.encode())
+            ),
+        },
+        follow=True,
+    )
+    languages = dict(Document.objects.filter(tenant=tenant).values_list("key", "language"))
+    assert languages == {"devoluciones.md": "es", "returns.md": "en"}
+    shown = [str(m) for m in response.context["messages"]]
+    assert "Created: devoluciones.md (1 chunk, language es)" in shown
+    assert "Created: returns.md (1 chunk, language en)" in shown
+
+
 def test_document_page_shows_chunks_read_only(client, superuser, shops):
     _, _, doc_a, _ = shops
     client.force_login(superuser)
@@ -113,7 +144,8 @@ def test_staff_lists_and_filters_show_only_their_tenants(client, shops, beta_sta
     assert b"Alpha returns" not in listing.content
     assert b"Alpha Shop" not in listing.content  # not even in the tenant filter
     sources = client.get(reverse("admin:knowledge_knowledgesource_changelist"))
-    assert sources.status_code == 200 and b"Alpha Shop" not in sources.content
+    assert sources.status_code == 200
+    assert b"Alpha Shop" not in sources.content
 
 
 def test_staff_cannot_open_or_delete_another_tenants_document(client, shops, beta_staff):
@@ -140,7 +172,8 @@ def test_staff_cannot_upload_into_another_tenant(client, shops, beta_staff):
     a, b, _, _ = shops
     client.force_login(beta_staff)
     page = client.get(reverse(UPLOAD_URL))
-    assert b"Beta Shop" in page.content and b"Alpha Shop" not in page.content
+    assert b"Beta Shop" in page.content
+    assert b"Alpha Shop" not in page.content
     response = client.post(
         reverse(UPLOAD_URL),
         {"tenant": a.id, "source": "Uploads", "uploads": files(("x.md", b"# Evil\n\nInjected."))},
@@ -164,7 +197,8 @@ def test_staff_cannot_create_a_source_for_another_tenant(client, shops, beta_sta
         reverse("admin:knowledge_knowledgesource_add"),
         {"tenant": a.id, "name": "Sneaky", "kind": "upload"},
     )
-    assert response.status_code == 200 and "tenant" in response.context["adminform"].form.errors
+    assert response.status_code == 200
+    assert "tenant" in response.context["adminform"].form.errors
     assert not KnowledgeSource.objects.filter(name="Sneaky").exists()
 
 
@@ -175,9 +209,11 @@ def test_staff_without_membership_sees_nothing_and_without_permission_cannot_upl
     )
     client.force_login(lonely)
     listing = client.get(reverse("admin:knowledge_document_changelist"))
-    assert b"Alpha returns" not in listing.content and b"Beta returns" not in listing.content
+    assert b"Alpha returns" not in listing.content
+    assert b"Beta returns" not in listing.content
     upload = client.get(reverse(UPLOAD_URL))
-    assert b"Alpha Shop" not in upload.content and b"Beta Shop" not in upload.content
+    assert b"Alpha Shop" not in upload.content
+    assert b"Beta Shop" not in upload.content
 
     viewer = User.objects.create_user("viewer", "v@example.com", "pw", is_staff=True)
     viewer.user_permissions.set(Permission.objects.filter(codename="view_document"))

@@ -46,7 +46,8 @@ def test_a_huge_paragraph_is_split_between_sentences():
     assert len(chunks) >= 3
     assert all(c.word_count <= MAX_WORDS for c in chunks)
     for chunk in chunks:
-        assert chunk.text.startswith("Sentence ") and chunk.text.endswith(".")
+        assert chunk.text.startswith("Sentence ")
+        assert chunk.text.endswith(".")
     assert " ".join(c.text for c in chunks) == " ".join(sentences)
 
 
@@ -54,7 +55,8 @@ def test_a_huge_sentence_without_punctuation_or_spaces_is_still_bounded():
     chunks = chunk_blocks([Block(words(700))])
     assert [c.word_count for c in chunks] == [300, 300, 100]
     unspaced = chunk_blocks([Block("字" * 9000)])
-    assert len(unspaced) == 3 and all(word_count(c.text) <= MAX_WORDS for c in unspaced)
+    assert len(unspaced) == 3
+    assert all(word_count(c.text) <= MAX_WORDS for c in unspaced)
 
 
 def test_short_sections_merge_and_keep_their_headings_in_the_text():

@@ -76,8 +76,10 @@ def test_html_drops_script_style_nav_and_keeps_headings():
         (0, "  keep\n  spacing"),
         (0, "© Shop"),
     ]
-    assert "secret" not in parsed.text and "Home" not in parsed.text
-    assert "Enable JavaScript" not in parsed.text and "icon" not in parsed.text
+    assert "secret" not in parsed.text
+    assert "Home" not in parsed.text
+    assert "Enable JavaScript" not in parsed.text
+    assert "icon" not in parsed.text
 
 
 def test_html_in_a_declared_legacy_charset():

@@ -32,7 +32,8 @@ def test_complete_returns_text_usage_and_one_record(server, make_config, records
     )
     assert done.first_token_ms is None
     (request,) = server.chat_requests()
-    assert "stream" not in request.json and "stream_options" not in request.json
+    assert "stream" not in request.json
+    assert "stream_options" not in request.json
     assert (request.json["seed"], request.json["temperature"]) == (7, 0)
     record = records.one()
     assert (record.outcome, record.attempts, record.prompt_tokens, record.completion_tokens) == (

@@ -1,8 +1,9 @@
-"""ProviderConfig redaction, client construction and caching, error mapping helpers."""
+"""ProviderConfig (repr, from settings), client construction and caching, error mapping helpers."""
 
 from __future__ import annotations
 
 import email.utils
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +13,7 @@ from supportbot.llm import (
     ProviderConfig,
     StreamInterrupted,
     TransientLLMError,
+    provider_config_from_settings,
 )
 from supportbot.llm.client import get_client
 from supportbot.llm.errors import parse_retry_after, scrub
@@ -19,20 +21,60 @@ from supportbot.llm.errors import parse_retry_after, scrub
 from .conftest import API_KEY
 
 
-def test_redacted_and_repr_never_show_the_key():
+def test_repr_never_shows_the_key():
     config = ProviderConfig(
         provider="openai",
         model="gpt-4o-mini",
-        base_url="https://user:pw@example.test/v1",
+        base_url="https://example.test/v1",
         api_key=API_KEY,
     )
-    redacted = config.redacted()
-    assert redacted["api_key"] == "***"
-    assert redacted["model"] == "gpt-4o-mini"
-    assert redacted["base_url"] == "https://example.test/v1"
-    assert API_KEY not in str(redacted)
     assert API_KEY not in repr(config)
-    assert ProviderConfig(provider="local", model="m").redacted()["api_key"] is None
+    assert API_KEY not in str(config)
+
+
+def test_provider_config_from_settings_reads_every_llm_setting():
+    settings = SimpleNamespace(
+        LLM_PROVIDER="azure",
+        LLM_BASE_URL="https://acme.openai.azure.com",
+        LLM_API_KEY=API_KEY,
+        LLM_MODEL="acme-gpt4o",
+        LLM_API_VERSION="2024-10-21",
+        LLM_CONNECT_TIMEOUT=2.5,
+        LLM_READ_TIMEOUT=12.0,
+        LLM_DEADLINE=60.0,
+        LLM_MAX_RETRIES=1,
+    )
+    assert provider_config_from_settings(settings) == ProviderConfig(
+        provider="azure",
+        model="acme-gpt4o",
+        base_url="https://acme.openai.azure.com",
+        api_key=API_KEY,
+        api_version="2024-10-21",
+        connect_timeout=2.5,
+        read_timeout=12.0,
+        deadline=60.0,
+        max_retries=1,
+    )
+
+
+def test_provider_config_from_settings_defaults():
+    blank = SimpleNamespace(
+        LLM_PROVIDER="", LLM_BASE_URL="", LLM_API_KEY="", LLM_MODEL="", LLM_API_VERSION=""
+    )
+    for settings in (blank, SimpleNamespace()):
+        config = provider_config_from_settings(settings)
+        assert config == ProviderConfig(provider="openai", model="gpt-4o-mini")
+        assert (config.base_url, config.api_key, config.api_version) == (None, None, None)
+
+
+def test_provider_config_from_settings_overrides():
+    settings = SimpleNamespace(LLM_MODEL="chat-model", LLM_DEADLINE=90.0, LLM_MAX_RETRIES=4)
+    config = provider_config_from_settings(
+        settings, model="embedding-model", deadline=3.0, max_retries=0
+    )
+    assert (config.model, config.deadline, config.max_retries) == ("embedding-model", 3.0, 0)
+    # An empty model is kept (the embedding model is off), never replaced by the chat model.
+    assert provider_config_from_settings(settings, model="").model == ""
 
 
 def test_client_is_cached_per_config(make_config):
@@ -74,7 +116,8 @@ def test_missing_openai_key_is_a_config_error(monkeypatch):
 
 def test_error_hierarchy():
     transient = TransientLLMError("rate_limited", "slow down", status_code=429, retry_after=2.0)
-    assert transient.retryable and isinstance(transient, LLMError)
+    assert transient.retryable
+    assert isinstance(transient, LLMError)
     assert not PermanentLLMError("auth").retryable
     interrupted = StreamInterrupted("partial", TransientLLMError("timeout"))
     assert isinstance(interrupted, TransientLLMError)
@@ -83,7 +126,7 @@ def test_error_hierarchy():
         "timeout",
         "partial",
     )
-    assert "rate_limited (HTTP 429): slow down" == str(transient)
+    assert str(transient) == "rate_limited (HTTP 429): slow down"
 
 
 def test_scrub_removes_the_key_and_key_shaped_strings():

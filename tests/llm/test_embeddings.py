@@ -33,7 +33,8 @@ def test_vectors_in_order_batched_with_one_record(server, make_config, records):
     assert requests[0].headers["authorization"] == f"Bearer {API_KEY}"
     record = records.one()
     assert (record.outcome, record.model, record.attempts) == ("ok", "embed-small", 3)
-    assert record.prompt_tokens == 15 and record.completion_tokens == 0
+    assert record.prompt_tokens == 15
+    assert record.completion_tokens == 0
 
 
 def test_similar_texts_are_closer_than_unrelated_ones(server, make_config):
@@ -59,7 +60,7 @@ def test_dimensions_are_sent_when_given(server, make_config):
 
 def test_empty_list_makes_no_request_and_empty_text_is_refused(server, make_config, records):
     assert embed_texts(make_config(), [], model="m", on_record=records) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty text"):
         embed_texts(make_config(), ["fine", "  "], model="m")
     assert server.embedding_requests() == []
     assert records == []
@@ -85,7 +86,8 @@ def test_401_is_permanent_not_retried_and_hides_the_key(server, make_config, rec
     with pytest.raises(PermanentLLMError) as info:
         embed_texts(make_config(), ["hello"], model="m", on_record=records)
     assert info.value.code == "auth"
-    assert API_KEY not in str(info.value) and info.value.__context__ is None
+    assert API_KEY not in str(info.value)
+    assert info.value.__context__ is None
     assert len(server.embedding_requests()) == 1
     assert (records.one().outcome, records.one().error_code) == ("error", "auth")
 

@@ -62,7 +62,8 @@ def test_control_api_scripts_replies_from_another_process(server):
 
 def test_models_endpoint_and_unknown_routes(server):
     status, body, _ = http("GET", server.base_url + "/models")
-    assert status == 200 and body["data"][0]["object"] == "model"
+    assert status == 200
+    assert body["data"][0]["object"] == "model"
     assert http("POST", server.base_url + "/files", {"input": "x"})[0] == 404
 
 
@@ -133,7 +134,8 @@ def test_standalone_process_with_benchmark_timings():
     )
     try:
         base_url = process.stdout.readline().strip()
-        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        assert base_url.startswith("http://127.0.0.1:")
+        assert base_url.endswith("/v1")
         config = ProviderConfig(provider="local", model="bench", base_url=base_url)
         started = time.monotonic()
         first = None

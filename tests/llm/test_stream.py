@@ -58,7 +58,8 @@ def test_streams_text_then_one_finished_with_usage(server, make_config, records)
     assert done.usage.completion_tokens == len(split_tokens(text))
     assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
     assert done.usage.prompt_tokens > 0
-    assert done.first_token_ms is not None and 0 <= done.first_token_ms <= done.latency_ms
+    assert done.first_token_ms is not None
+    assert 0 <= done.first_token_ms <= done.latency_ms
 
     (request,) = server.chat_requests()
     assert request.path == "/v1/chat/completions"
@@ -81,7 +82,8 @@ def test_streams_text_then_one_finished_with_usage(server, make_config, records)
 def test_first_token_time_reflects_the_provider_delay(server, make_config):
     server.enqueue(Reply(text="a b c", first_token_delay=0.3))
     _, done = collect(stream_chat(make_config(), MESSAGES))
-    assert done.first_token_ms is not None and done.first_token_ms >= 300
+    assert done.first_token_ms is not None
+    assert done.first_token_ms >= 300
     assert done.latency_ms >= done.first_token_ms
 
 

@@ -1,6 +1,8 @@
-"""`manage.py seed_demo [--json]`: the demo tenant, its widget key and an admin user (idempotent).
+"""`manage.py seed_demo [--json]`: the demo tenant, its widget key, its help centre
+(knowledge/demo_articles) and an admin user (idempotent).
 
 Development only: the admin password is generated once and kept in var/demo-admin.json.
+It lives in the knowledge app, which sits above tenants: it uses both.
 """
 
 import json
@@ -14,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from knowledge.ingestion import document_ingest, source_get_or_create
 from supportbot.tenants.models import Tenant, WidgetKey
 from supportbot.tenants.origins import normalize_origins
 from supportbot.tenants.services import tenant_create
@@ -76,8 +79,6 @@ class Command(BaseCommand):
 
     def _help_centre(self, tenant: Tenant) -> int:
         """The demo shop's help-centre articles (updated in place on every run)."""
-        from knowledge.ingestion import document_ingest, source_get_or_create
-
         source = source_get_or_create(tenant=tenant, name="Help centre")
         count = 0
         for path in sorted(DEMO_ARTICLES.glob("*.md")):
