@@ -10,11 +10,12 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 
-from conversations.agents import agent_socket_path
-from conversations.models import Contact, Conversation, LLMCall, Message
+from conversations.agent_socket import agent_socket_path
+from conversations.models import Contact, Conversation, LLMCall
+from conversations.selectors import conversation_transcript, tenant_rows_for_user
 from supportbot.tenants.selectors import tenant_ids_for_user
 
 
@@ -30,11 +31,7 @@ class TenantScopedAdmin(ReadOnlyAdmin):
     """Lists only rows of the tenants the user is a member of (superusers: all)."""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset = super().get_queryset(request)
-        tenant_ids = tenant_ids_for_user(request.user)
-        if tenant_ids is None:
-            return queryset
-        return queryset.filter(tenant_id__in=tenant_ids)
+        return tenant_rows_for_user(super().get_queryset(request), user=request.user)
 
 
 @admin.register(Conversation)
@@ -105,7 +102,7 @@ class ConversationAdmin(TenantScopedAdmin):
         tenant_ids = tenant_ids_for_user(request.user)
         return tenant_ids is None or bool(tenant_ids) or super().has_module_permission(request)
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
         tenant_ids = tenant_ids_for_user(request.user)
         if tenant_ids is None:
             return True
@@ -144,20 +141,28 @@ class ConversationAdmin(TenantScopedAdmin):
             return "No summary yet."
         return format_html_join("", "{}", ((part,) for part in parts))
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
+    ) -> tuple[QuerySet[Conversation], bool]:
         results, _ = super().get_search_results(request, queryset, search_term)
         return results.distinct(), False
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         extra_context = extra_context or {}
         conversation = self.get_object(request, unquote(object_id)) if object_id else None
         if conversation is not None and self.has_view_permission(request, conversation):
-            transcript = list(Message.objects.filter(conversation=conversation).order_by("seq"))
-            streaming = [m.seq for m in transcript if m.status == Message.Status.STREAMING]
+            transcript = conversation_transcript(conversation.pk)
+            streaming = [m.seq for m in transcript.streaming]
             # The live panel resumes from below any reply still streaming (its final text
             # arrives later); messages already shown are matched by id.
-            resume_seq = (min(streaming) - 1) if streaming else conversation.last_seq
-            extra_context["transcript"] = transcript
+            resume_seq = (min(streaming) - 1) if streaming else transcript.conversation.last_seq
+            extra_context["transcript"] = transcript.messages
             extra_context["llm_calls"] = LLMCall.objects.filter(conversation=conversation).order_by(
                 "-created_at"
             )[:50]

@@ -1,7 +1,7 @@
 """The agent websocket: a support agent watching and answering one conversation.
 
 `ws/agent/conversations/<uuid>/?last_seq=N`, authenticated by the Django session cookie and
-accepted only from the service's own origin. A thin adapter over conversations.agents.
+accepted only from the service's own origin. A thin adapter over conversations.agent_socket.
 """
 
 import logging
@@ -11,13 +11,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 
 from conversations import frames
-from conversations.agents import (
-    AgentRefused,
+from conversations.agent_socket import (
     AgentSession,
     agent_catch_up,
     agent_frame,
     agent_socket_open,
 )
+from conversations.refusals import SocketRefused
 from conversations.sockets import ConversationSocket, NotJSON
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class AgentConsumer(ConversationSocket):
                 origin=self.header(b"origin"),
                 host=self.header(b"host"),
             )
-        except AgentRefused as refused:
+        except SocketRefused as refused:
             logger.info("agent socket refused: %s", refused)
             await self.close(code=refused.close_code)
             return

@@ -1,4 +1,5 @@
-"""The widget websocket: protocol v1 over Channels. A thin adapter over conversations.widget."""
+"""The widget websocket: protocol v1 over Channels. A thin adapter over
+conversations.channels.widget."""
 
 import asyncio
 import logging
@@ -8,18 +9,16 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from conversations import frames
-from conversations.limits import connection_slot_acquire, connection_slot_release
-from conversations.services import VisitorSession
-from conversations.sockets import ConversationSocket, NotJSON
-from conversations.widget import (
-    CLOSE_BAD_HELLO,
-    CLOSE_TOO_MANY,
-    WidgetRefused,
+from conversations.channels.widget import (
     widget_catch_up,
     widget_handoff_request,
     widget_hello,
     widget_message,
 )
+from conversations.limits import connection_slot_acquire, connection_slot_release
+from conversations.refusals import CloseCode, SocketRefused
+from conversations.services import VisitorSession
+from conversations.sockets import ConversationSocket, NotJSON
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class WidgetConsumer(ConversationSocket):
         client = self.scope.get("client") or ("unknown", 0)
         await self.accept()
         if not await database_sync_to_async(connection_slot_acquire)(str(client[0])):
-            await self.close(code=CLOSE_TOO_MANY)
+            await self.close(code=CloseCode.TOO_MANY.value)
             return
         self.client_key = str(client[0])
         self.hello_timer = asyncio.create_task(self._close_without_hello())
@@ -41,7 +40,7 @@ class WidgetConsumer(ConversationSocket):
     async def _close_without_hello(self) -> None:
         await asyncio.sleep(settings.WIDGET_HELLO_TIMEOUT)
         if self.session is None:
-            await self.close(code=CLOSE_BAD_HELLO)
+            await self.close(code=CloseCode.BAD_HELLO.value)
 
     async def disconnect(self, code: int) -> None:
         if self.hello_timer is not None:
@@ -55,16 +54,16 @@ class WidgetConsumer(ConversationSocket):
         try:
             frame = await self.parse_frame(text_data)
         except NotJSON:
-            await self.close(code=CLOSE_BAD_HELLO)
+            await self.close(code=CloseCode.BAD_HELLO.value)
             return
         if frame is None:
             if self.session is None:
-                await self.close(code=CLOSE_BAD_HELLO)
+                await self.close(code=CloseCode.BAD_HELLO.value)
             return
         kind = frame["type"]
         if self.session is None:
             if kind != "hello":
-                await self.close(code=CLOSE_BAD_HELLO)
+                await self.close(code=CloseCode.BAD_HELLO.value)
                 return
             await self._hello(frame)
         elif kind == "message":
@@ -86,7 +85,7 @@ class WidgetConsumer(ConversationSocket):
             session = await database_sync_to_async(widget_hello)(
                 frame=frame, origin=self.header(b"origin"), host=self.header(b"host")
             )
-        except WidgetRefused as refused:
+        except SocketRefused as refused:
             logger.info("widget hello refused: %s", refused)
             await self.close(code=refused.close_code)
             return

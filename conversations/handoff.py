@@ -2,7 +2,6 @@
 
 import re
 from functools import partial
-from typing import Any
 from uuid import UUID
 
 from django.db import transaction
@@ -10,9 +9,9 @@ from django.utils import timezone
 
 from conversations import frames
 from conversations.broadcast import broadcast_on_commit
+from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.notices import notice
-from conversations.messages import conversation_changed, message_append
 from conversations.stream_state import snapshot_clear, snapshot_read
 from supportbot.redis_store import get_redis, redis_key
 
@@ -45,7 +44,7 @@ def reply_cancel_requested(job_id: int) -> bool:
     return bool(get_redis().exists(_cancel_key(job_id)))
 
 
-def _lock_open_jobs(conversation_id: UUID, *, except_job: int | None) -> list[ReplyJob]:
+def _open_jobs_locked(conversation_id: UUID | str, *, except_job: int | None) -> list[ReplyJob]:
     jobs = (
         ReplyJob.objects.select_for_update(of=("self",))
         .filter(
@@ -60,12 +59,31 @@ def _lock_open_jobs(conversation_id: UUID, *, except_job: int | None) -> list[Re
     return list(jobs)
 
 
+def conversation_lock(
+    conversation_id: UUID | str, *, except_job: int | None = None
+) -> Conversation:
+    """Lock the conversation's unfinished reply jobs, then the conversation itself (inside the
+    caller's transaction), and return the conversation as stored now.
+
+    Reply workers lock their job before they touch the conversation row (a new `seq`); every
+    state change of a conversation takes the locks in this same order, so a handoff or a
+    takeover never deadlocks with a reply in progress. `except_job` is the caller's own job
+    (the reply asking for a handoff), which it already holds.
+    """
+    _open_jobs_locked(conversation_id, except_job=except_job)
+    return (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("assigned_agent")
+        .get(pk=conversation_id)
+    )
+
+
 def _cancel_running_replies(conversation: Conversation, *, except_job: int | None) -> None:
     """Cancel the conversation's queued and streaming replies (inside the caller's transaction).
 
     A streaming reply keeps the text the visitor already saw and ends as `failed`.
     """
-    for job in _lock_open_jobs(conversation.pk, except_job=except_job):
+    for job in _open_jobs_locked(conversation.pk, except_job=except_job):
         job.state = ReplyJob.State.CANCELLED
         job.save(update_fields=["state", "updated_at"])
         transaction.on_commit(partial(_flag_cancelled, job.pk))
@@ -85,7 +103,7 @@ def _flag_cancelled(job_id: int) -> None:
 
 
 def conversation_request_agent(
-    *, conversation_id: UUID, reason: str, from_job: int | None = None, notify: bool = True
+    *, conversation_id: UUID | str, reason: str, from_job: int | None = None, notify: bool = True
 ) -> bool:
     """Move a conversation to "waiting for an agent": the bot stops answering.
 
@@ -94,9 +112,7 @@ def conversation_request_agent(
     False when the conversation was not with the bot.
     """
     with transaction.atomic():
-        # Reply jobs before the conversation: the order the reply worker takes them in.
-        _lock_open_jobs(conversation_id, except_job=from_job)
-        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        conversation = conversation_lock(conversation_id, except_job=from_job)
         if conversation.status != Conversation.Status.BOT:
             return False
         conversation.status = Conversation.Status.WAITING_FOR_AGENT

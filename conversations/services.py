@@ -6,7 +6,6 @@ broadcast and job enqueue only after commit.
 
 from dataclasses import dataclass
 from functools import partial
-from uuid import UUID
 
 from django.db import IntegrityError, transaction
 
@@ -14,12 +13,9 @@ from conversations import jobs
 from conversations.handoff import asks_for_a_person, conversation_request_agent
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Contact, Conversation, Message, ReplyJob
-from conversations.visitors import contact_id_from_token, visitor_token_for
+from conversations.selectors import access_conversation_for_visitor, message_by_client_id
+from conversations.visitors import visitor_token_for
 from supportbot.tenants.models import Tenant
-
-
-class AccessDenied(Exception):
-    """The visitor may not open what it asked for (forged token, another tenant's conversation)."""
 
 
 @dataclass(frozen=True)
@@ -28,15 +24,6 @@ class VisitorSession:
     contact: Contact
     conversation: Conversation
     visitor_token: str
-
-
-def _parse_uuid(value: object) -> UUID | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
 
 
 @transaction.atomic
@@ -50,45 +37,15 @@ def visitor_session_open(
     """Find (or create) the visitor and their conversation for a widget `hello`.
 
     A token that is not genuine or not this tenant's, or a conversation that is not this
-    visitor's, raises AccessDenied: a client never learns whether another tenant's ids exist.
+    visitor's, raises VisitorRefused (see access_conversation_for_visitor).
     """
-    contact: Contact | None = None
-    if visitor_token:
-        contact_id = contact_id_from_token(visitor_token, tenant_id=tenant.pk)
-        if contact_id is None:
-            raise AccessDenied("visitor token refused")
-        contact = Contact.objects.filter(pk=contact_id, tenant=tenant).first()
-        if contact is None:
-            raise AccessDenied("visitor unknown")
-    elif conversation_id:
-        raise AccessDenied("a conversation needs the visitor token it was opened with")
-
-    if contact is None:
-        contact = Contact.objects.create(tenant=tenant, locale=locale[:35])
-
-    conversation: Conversation | None = None
-    if conversation_id:
-        conversation_uuid = _parse_uuid(conversation_id)
-        conversation = (
-            Conversation.objects.filter(
-                pk=conversation_uuid, tenant=tenant, contact=contact
-            ).first()
-            if conversation_uuid
-            else None
-        )
-        if conversation is None:
-            raise AccessDenied("conversation refused")
-    if conversation is None:
-        conversation = (
-            Conversation.objects.filter(tenant=tenant, contact=contact)
-            .exclude(status=Conversation.Status.CLOSED)
-            .order_by("-created_at")
-            .first()
-        )
-    if conversation is None:
-        conversation = Conversation.objects.create(
-            tenant=tenant, contact=contact, channel=Conversation.Channel.WIDGET
-        )
+    access = access_conversation_for_visitor(
+        tenant=tenant, visitor_token=visitor_token, conversation_id=conversation_id
+    )
+    contact = access.contact or Contact.objects.create(tenant=tenant, locale=locale[:35])
+    conversation = access.conversation or Conversation.objects.create(
+        tenant=tenant, contact=contact, channel=Conversation.Channel.WIDGET
+    )
     return VisitorSession(
         tenant=tenant,
         contact=contact,
@@ -140,7 +97,9 @@ def message_post_from_visitor(
                     reply_job_queue(conversation=conversation, trigger=message)
     except IntegrityError:
         # The same client_id raced in on another socket: that insert won.
-        existing = Message.objects.get(conversation=conversation, client_id=client_id)
+        existing = message_by_client_id(conversation=conversation, client_id=client_id)
+        if existing is None:
+            raise
         return PostedMessage(message=existing, created=False)
     return PostedMessage(message=message, created=True)
 

@@ -2,12 +2,15 @@
 conversation's group with a catch-up, and the broadcast frames they pass on."""
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from conversations import frames
+from conversations.catch_up import CatchUp
 from conversations.groups import conversation_group
 from conversations.stream_filter import ReplyStreamFilter
 
@@ -57,7 +60,9 @@ class ConversationSocket(AsyncWebsocketConsumer):
             return None
         return frame
 
-    async def join_conversation(self, conversation_id: Any, catch_up: Any) -> None:
+    async def join_conversation(
+        self, conversation_id: UUID, catch_up: Callable[[], Awaitable[CatchUp]]
+    ) -> None:
         """Subscribe first, then send the catch-up (`catch_up()` is called after subscribing,
         so nothing falls in between): welcome, then replies still streaming."""
         self.group = conversation_group(conversation_id)

@@ -15,7 +15,7 @@ from supportbot.routing import websocket_urlpatterns  # noqa: E402
 # No blanket origin validator wraps the websocket router: the widget's origins are checked per
 # widget key in its consumer (the key names the tenant and its allowed origins, customers'
 # sites included), and the session-authenticated agent socket admits only the service's own
-# origin (conversations.agents.agent_origin_allowed). The session and user are resolved for
+# origin (conversations.agent_socket.agent_origin_allowed). The session and user are resolved for
 # every socket; only the agent socket reads them.
 application = ProtocolTypeRouter(
     {

@@ -35,15 +35,6 @@ def tenant_create(
     return tenant, key
 
 
-def widget_key_create(
-    *, tenant: Tenant, label: str = "", allowed_origins: list[str] | None = None
-) -> WidgetKey:
-    key = WidgetKey(tenant=tenant, label=label, allowed_origins=allowed_origins or [])
-    key.full_clean()
-    key.save()
-    return key
-
-
 def tenant_set_llm_api_key(*, tenant: Tenant, api_key: str) -> None:
     """Store (encrypted) the tenant's own provider key; the empty string removes it."""
     tenant.llm_api_key_encrypted = encrypt_secret(api_key)

@@ -13,21 +13,23 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.test import Client
 
+from conversations.agent_socket import agent_origin_allowed
 from conversations.agents import (
     AgentActionError,
-    access_conversation_for_agent,
     agent_message_post,
-    agent_origin_allowed,
     conversation_close,
     conversation_hand_back,
     conversation_take_over,
 )
 from conversations.handoff import conversation_request_agent
 from conversations.models import Conversation, LLMCall, Message, ReplyJob
+from conversations.selectors import (
+    ConversationNotFound,
+    NotAnAgent,
+    access_conversation_for_agent,
+)
 from supportbot.asgi import application
 from supportbot.tenants.models import TenantMembership
 from tests.conversations.test_consumer import (
@@ -442,7 +444,7 @@ async def test_agent_of_another_tenant_is_refused_and_cannot_post(
         conversation = access_conversation_for_agent(user=outsider, conversation_id=conversation_id)
         agent_message_post(conversation=conversation, agent=outsider, text="hi")
 
-    with pytest.raises(Http404):
+    with pytest.raises(ConversationNotFound):
         await database_sync_to_async(post_as_outsider)()
     conversation = await conversation_of(conversation_id)
     assert conversation.status == "waiting_for_agent" and conversation.assigned_agent_id is None
@@ -459,7 +461,7 @@ async def test_non_staff_anonymous_and_unknown_are_refused(tenant_and_key: Any, 
     )
     ws = await connect_agent(conversation_id, member)
     await assert_closed_with(ws, 4403)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAnAgent):
         await database_sync_to_async(access_conversation_for_agent)(
             user=member, conversation_id=conversation_id
         )

@@ -2,7 +2,9 @@
 
 import asyncio
 import json
+import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from conversations.models import Conversation, LLMCall, Message, ReplyJob
+from conversations.refusals import CloseCode
 from supportbot.asgi import application
 from tests.support.llm_server import Reply
 
@@ -409,6 +412,12 @@ async def test_too_many_connections_from_one_client_closes_4429(
     await again.send_json_to({"type": "hello", "key": tenant_and_key[1].public_key})
     assert (await again.receive_json_from(timeout=5))["type"] == "welcome"
     await again.disconnect()
+
+
+def test_close_codes_are_the_documented_ones() -> None:
+    protocol = Path(__file__).resolve().parents[2] / "docs" / "widget-protocol.md"
+    documented = re.findall(r"^\| (4\d{3}) \|", protocol.read_text(), re.MULTILINE)
+    assert sorted(int(code) for code in documented) == sorted(code.value for code in CloseCode)
 
 
 async def test_provider_failure_gives_an_honest_reply_and_keeps_the_message(

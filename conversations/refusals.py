@@ -1,0 +1,22 @@
+"""Refusing a websocket: the close codes of protocol v1 and the one exception that carries one.
+
+Adapters raise SocketRefused; consumers close the socket with its `close_code`.
+"""
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    """Protocol v1 close codes (docs/widget-protocol.md, "Errors and close codes")."""
+
+    BAD_HELLO = 4400  # no valid `hello` in time, or a frame that is not JSON
+    FORBIDDEN = 4403  # unknown key, origin not allowed, forged token, someone else's conversation
+    TOO_MANY = 4429  # too many connections from one client
+
+
+class SocketRefused(Exception):
+    """The socket must be closed with `close_code`; `reason` is for the log, never the client."""
+
+    def __init__(self, close_code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.close_code = int(close_code)

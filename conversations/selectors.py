@@ -1,0 +1,188 @@
+"""Reads for conversations. A user-supplied id becomes a Conversation only here.
+
+Each `access_*` function checks tenant and permission and raises an AccessRefused error (never
+an HTTP or websocket one): the adapters map them to close codes, error frames and statuses. An
+id that does not exist and one of another tenant are refused alike, so a client never learns
+whether another tenant's ids exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
+from uuid import UUID
+
+from django.contrib.auth import get_user_model
+from django.db.models import Model, QuerySet
+
+from conversations.models import Contact, Conversation, Message
+from conversations.visitors import contact_id_from_token
+from supportbot.tenants.models import Tenant
+from supportbot.tenants.selectors import tenant_ids_for_user
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
+    AnyUser = User | AnonymousUser | None
+
+_Row = TypeVar("_Row", bound=Model)
+
+
+class AccessRefused(Exception):
+    """The caller may not have what it asked for."""
+
+
+class VisitorRefused(AccessRefused):
+    """A visitor token that is not genuine or not this tenant's, or a conversation that is not
+    this visitor's."""
+
+
+class NotAnAgent(AccessRefused):
+    """The user is not an active staff member."""
+
+
+class ConversationNotFound(AccessRefused):
+    """No such conversation, or one of a tenant the user does not work for."""
+
+
+def _parse_uuid(value: object) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+# --- visitors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VisitorAccess:
+    contact: Contact | None  # None: a visitor without a token (a new one)
+    conversation: Conversation | None  # None: the visitor has no open conversation
+
+
+def access_conversation_for_visitor(
+    *, tenant: Tenant, visitor_token: str | None, conversation_id: str | None
+) -> VisitorAccess:
+    """The visitor a widget `hello` names, and the conversation it resumes.
+
+    Without `conversation_id`, the visitor's newest conversation that is not closed. A token
+    that is not genuine or not this tenant's, or a conversation that is not this visitor's,
+    raises VisitorRefused.
+    """
+    if not visitor_token:
+        if conversation_id:
+            raise VisitorRefused("a conversation needs the visitor token it was opened with")
+        return VisitorAccess(contact=None, conversation=None)
+    contact_id = contact_id_from_token(visitor_token, tenant_id=tenant.pk)
+    if contact_id is None:
+        raise VisitorRefused("visitor token refused")
+    contact = Contact.objects.filter(pk=contact_id, tenant=tenant).first()
+    if contact is None:
+        raise VisitorRefused("visitor unknown")
+    conversations = Conversation.objects.filter(tenant=tenant, contact=contact)
+    if not conversation_id:
+        newest_open = (
+            conversations.exclude(status=Conversation.Status.CLOSED).order_by("-created_at").first()
+        )
+        return VisitorAccess(contact=contact, conversation=newest_open)
+    conversation_uuid = _parse_uuid(conversation_id)
+    conversation = conversations.filter(pk=conversation_uuid).first() if conversation_uuid else None
+    if conversation is None:
+        raise VisitorRefused("conversation refused")
+    return VisitorAccess(contact=contact, conversation=conversation)
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+def _is_agent(user: AnyUser) -> TypeGuard[User]:
+    return bool(
+        getattr(user, "is_authenticated", False)
+        and getattr(user, "is_active", False)
+        and getattr(user, "is_staff", False)
+    )
+
+
+def tenant_rows_for_user(rows: QuerySet[_Row], *, user: AnyUser) -> QuerySet[_Row]:
+    """The rows (of a model with a `tenant`) of the tenants `user` is a member of: every tenant's
+    for a superuser, none for anyone else who is not an active staff member.
+
+    The admin's lists and the agents' access both scope by this one rule.
+    """
+    tenant_ids = tenant_ids_for_user(user)
+    if tenant_ids is None:
+        return rows
+    return rows.filter(tenant_id__in=tenant_ids)
+
+
+def access_agent(user: AnyUser) -> User:
+    """The user as the database has them now, when they are an active staff member.
+
+    A socket keeps the user it was opened by; staff or active flags may have changed since.
+    NotAnAgent otherwise.
+    """
+    user_id = getattr(user, "pk", None)
+    stored = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
+    if not _is_agent(stored):
+        raise NotAnAgent("Only staff members can work on conversations.")
+    return stored
+
+
+def access_conversation_for_agent(*, user: AnyUser, conversation_id: UUID | str) -> Conversation:
+    """The conversation, when `user` may work on it.
+
+    NotAnAgent for a user who is not an active staff member; ConversationNotFound for an unknown
+    id or a conversation of a tenant the user has no membership of.
+    """
+    if not _is_agent(user):
+        raise NotAnAgent("Only staff members can work on conversations.")
+    conversation_uuid = _parse_uuid(conversation_id)
+    conversations = tenant_rows_for_user(
+        Conversation.objects.select_related("tenant", "assigned_agent"), user=user
+    )
+    conversation = conversations.filter(pk=conversation_uuid).first() if conversation_uuid else None
+    if conversation is None:
+        raise ConversationNotFound("No such conversation.")
+    return conversation
+
+
+# --- messages of a conversation the caller already has access to ------------------------------
+
+
+@dataclass(frozen=True)
+class Transcript:
+    conversation: Conversation  # as stored now, with its assigned agent
+    messages: list[Message]  # every message after the seq asked for, in `seq` order
+
+    @property
+    def settled(self) -> list[Message]:
+        """The messages whose text is final (complete or failed)."""
+        return [m for m in self.messages if m.status != Message.Status.STREAMING]
+
+    @property
+    def streaming(self) -> list[Message]:
+        """Replies still streaming: their text so far is in stream_state, not in the row."""
+        return [m for m in self.messages if m.status == Message.Status.STREAMING]
+
+
+def conversation_transcript(conversation_id: UUID, *, after_seq: int = 0) -> Transcript:
+    """The conversation's messages with `seq > after_seq`, for a socket's catch-up or the admin's
+    transcript. The caller has checked access already (it holds a session or an access_* result).
+    """
+    conversation = Conversation.objects.select_related("assigned_agent").get(pk=conversation_id)
+    messages = list(
+        Message.objects.filter(conversation=conversation, seq__gt=max(after_seq, 0))
+        .select_related("author")
+        .order_by("seq")
+    )
+    return Transcript(conversation=conversation, messages=messages)
+
+
+def message_by_client_id(*, conversation: Conversation, client_id: str) -> Message | None:
+    """The visitor's message sent with `client_id`, when it was stored before (a resend)."""
+    return Message.objects.filter(conversation=conversation, client_id=client_id).first()
