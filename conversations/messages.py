@@ -7,7 +7,7 @@ own transaction.
 
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from conversations import frames

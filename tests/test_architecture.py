@@ -14,6 +14,11 @@ def _graph() -> grimp.ImportGraph:
     return grimp.build_graph(*PACKAGES, include_external_packages=True, cache_dir=None)
 
 
+def _project_imports(graph: grimp.ImportGraph, module: str) -> list[str]:
+    imported = graph.find_modules_directly_imported_by(module)
+    return sorted(m for m in imported if m.split(".")[0] in PACKAGES)
+
+
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
     """Groups of project modules that import each other, directly or not (Tarjan's SCCs)."""
     modules = sorted(m for m in graph.modules if m.split(".")[0] in PACKAGES)
@@ -25,20 +30,18 @@ def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
 
     def visit(root: str) -> None:
         # Iterative DFS: (module, iterator over what it imports).
-        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        work = [(root, iter(_project_imports(graph, root)))]
         index[root] = low[root] = len(index)
         stack.append(root)
         on_stack.add(root)
         while work:
             module, imported = work[-1]
             for other in imported:
-                if other.split(".")[0] not in PACKAGES:
-                    continue
                 if other not in index:
                     index[other] = low[other] = len(index)
                     stack.append(other)
                     on_stack.add(other)
-                    work.append((other, iter(sorted(graph.find_modules_directly_imported_by(other)))))
+                    work.append((other, iter(_project_imports(graph, other))))
                     break
                 if other in on_stack:
                     low[module] = min(low[module], index[other])

@@ -64,3 +64,9 @@ def test_reply_job_answers_with_the_local_model(
     reply = Message.objects.get(conversation=session.conversation, role="assistant")
     assert reply.status == "complete" and reply.text.strip()
     assert reply.completion_tokens and reply.completion_tokens <= 24
+
+
+def test_the_local_model_answers_the_make_run_check(local_model: LocalLLMSpec) -> None:
+    from supportbot.devstack.local_llm import completion_problem
+
+    assert completion_problem(local_model.base_url, local_model.alias) is None

@@ -26,8 +26,8 @@ from typing import Any
 
 from . import REPO_ROOT, STATE_FILE, VAR_DIR, local_llm
 from ._util import DevstackError, atomic_write_json, free_port, port_is_free, say
-from .postgres import EmbeddedPostgres
 from .chromium import ensure_chromium
+from .postgres import EmbeddedPostgres
 from .processes import Child, Supervisor
 from .redis import EmbeddedRedis, flushdb
 
