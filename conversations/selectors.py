@@ -114,6 +114,8 @@ def tenant_rows_for_user(rows: QuerySet[_Row], *, user: AnyUser) -> QuerySet[_Ro
 
     The admin's lists and the agents' access both scope by this one rule.
     """
+    if user is None:
+        return rows.none()
     tenant_ids = tenant_ids_for_user(user)
     if tenant_ids is None:
         return rows
