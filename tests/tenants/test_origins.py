@@ -11,6 +11,8 @@ from supportbot.tenants.origins import normalize_origin, normalize_origins, orig
         ("https://shop.example.com:443/", "https://shop.example.com"),
         ("http://localhost:8001", "http://localhost:8001"),
         ("http://127.0.0.1:80", "http://127.0.0.1"),
+        ("http://[::1]:8001", "http://[::1]:8001"),
+        ("https://xn--bcher-kva.example", "https://xn--bcher-kva.example"),
     ],
 )
 def test_normalize_origin(raw: str, expected: str) -> None:
@@ -27,6 +29,11 @@ def test_normalize_origin(raw: str, expected: str) -> None:
         "javascript:alert(1)",
         "https://user@shop.example.com",
         "https://shop.example.com:99999",
+        # An origin is written into the widget frame's CSP header: nothing that adds directives.
+        "https://shop.example.com;script-src",
+        "https://a.example;%20script-src%20*",
+        "https://shop example.com",
+        "https://shop.example.com'",
     ],
 )
 def test_not_an_origin(raw: str) -> None:
