@@ -47,9 +47,11 @@ class ProviderConfig:
             found.append("model is empty")
         if self.provider == "azure" and not self.base_url:
             found.append("azure needs base_url (the resource endpoint or the v1 base URL)")
-        for name in ("connect_timeout", "read_timeout", "deadline"):
-            if not getattr(self, name) > 0:
-                found.append(f"{name} must be > 0")
+        found.extend(
+            f"{name} must be > 0"
+            for name in ("connect_timeout", "read_timeout", "deadline")
+            if not getattr(self, name) > 0
+        )
         if self.max_retries < 0:
             found.append("max_retries must be >= 0")
         return found

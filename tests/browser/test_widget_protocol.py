@@ -92,7 +92,9 @@ def test_chat_streams_a_reply_and_looks_right(
     expect(button).to_have_accessible_name(LAUNCHER_OPEN)
     # The page's hostile CSS (red 300px buttons, hidden SVGs, Comic Sans) does not reach it.
     box = button.bounding_box()
-    assert box is not None and box["width"] == 60 and box["height"] == 60
+    assert box is not None
+    assert box["width"] == 60
+    assert box["height"] == 60
     assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(67, 56, 202)"
     assert button.locator("svg").evaluate("s => getComputedStyle(s).display") != "none"
 
@@ -136,7 +138,9 @@ def test_chat_streams_a_reply_and_looks_right(
     page.screenshot(path=str(screenshots_dir / "standin-desktop.png"))
 
     hello = standin.frames_received("hello")[0]
-    assert hello["key"] == KEY and hello["visitor_token"] is None and hello["last_seq"] == 0
+    assert hello["key"] == KEY
+    assert hello["visitor_token"] is None
+    assert hello["last_seq"] == 0
     assert standin.connections[0].origin == standin.base_url  # the iframe's own origin
     assert console.csp_violations() == []
     assert console.errors() == []
@@ -185,7 +189,8 @@ def test_narrow_320_layout(
     frame = chat_frame(page)
     assert frame.evaluate("document.documentElement.scrollWidth") <= 320
     send_box = chat.get_by_role("button", name="Send").bounding_box()
-    assert send_box is not None and send_box["x"] + send_box["width"] <= 320
+    assert send_box is not None
+    assert send_box["x"] + send_box["width"] <= 320
 
 
 def test_keyboard_enter_shift_enter_escape_and_focus(
@@ -442,7 +447,8 @@ def test_reload_restores_the_transcript_and_resumes(
     expect(bubbles(chat, "assistant")).to_have_count(1)
     standin.wait_for(lambda: len(standin.frames_received("hello")) == 2, what="the second hello")
     hello = standin.frames_received("hello")[1]
-    assert hello["last_seq"] == 2 and hello["visitor_token"]
+    assert hello["last_seq"] == 2
+    assert hello["visitor_token"]
     assert standin.connections[1].sent[0]["messages"] == []  # nothing missed, nothing re-sent
 
     # An agent joins: a notice and a message that look different from the assistant's.
@@ -802,7 +808,8 @@ def test_sources_are_numbered_safe_links(
     assert dialogs == []
     # One compact line under the answer on a desktop-sized panel, not a tall list.
     box = sources.bounding_box()
-    assert box is not None and box["height"] < 80, box
+    assert box is not None
+    assert box["height"] < 80, box
     _update(standin, language="pt")
     expect(sources.locator(".sb-sources__label")).to_have_text("Fontes:")
 
@@ -820,7 +827,8 @@ def test_a_server_without_the_extensions_gets_no_handoff_button(
     expect(chat.locator(".sb-handoff")).to_be_hidden()
     expect(chat.locator(".sb-banner")).to_be_hidden()
     welcome = standin.connections[0].sent[0]
-    assert welcome["type"] == "welcome" and "conversation" not in welcome
+    assert welcome["type"] == "welcome"
+    assert "conversation" not in welcome
     assert standin.frames_received("handoff.request") == []
     assert console.errors() == []
 

@@ -195,25 +195,29 @@ async def test_takeover_reply_hand_back_and_close(
     assert any(is_notice(f) and "Ana from our team" in f["message"]["text"] for f in own)
     visitor_frames = await receive_until(visitor, is_updated)
     joined = [f["message"] for f in visitor_frames if is_notice(f)]
-    assert joined and joined[-1]["text"] == "Ana from our team has joined the conversation."
+    assert joined
+    assert joined[-1]["text"] == "Ana from our team has joined the conversation."
     assert visitor_frames[-1]["conversation"]["status"] == "with_agent"
     watcher_frames = await receive_until(watcher, is_updated)
     assert watcher_frames[-1]["conversation"]["agent"] == {"name": "Ana"}
     # The colleague cannot take it from Ana, nor answer in her place.
     await watcher.send_json_to({"type": "take_over"})
     error = await watcher.receive_json_from(timeout=5)
-    assert error["type"] == "error" and error["code"] == "assigned_to_other"
+    assert error["type"] == "error"
+    assert error["code"] == "assigned_to_other"
     assert "Ana" in error["detail"]
     await watcher.send_json_to({"type": "reply", "text": "Me too"})
     assert (await watcher.receive_json_from(timeout=5))["code"] == "assigned_to_other"
 
     conversation = await conversation_of(conversation_id)
-    assert conversation.status == "with_agent" and conversation.assigned_agent_id == agent.pk
+    assert conversation.status == "with_agent"
+    assert conversation.assigned_agent_id == agent.pk
 
     # The agent answers; the visitor gets an `agent` message.
     await ws.send_json_to({"type": "reply", "text": "Hi, I'm Ana. Your order ships today."})
     ack = await ws.receive_json_from(timeout=5)
-    assert ack["type"] == "ack" and ack["message"]["role"] == "agent"
+    assert ack["type"] == "ack"
+    assert ack["message"]["role"] == "agent"
     frames = await receive_until(visitor, lambda f: f["type"] == "message")
     assert frames[-1]["message"]["role"] == "agent"
     assert frames[-1]["message"]["text"] == "Hi, I'm Ana. Your order ships today."
@@ -228,7 +232,8 @@ async def test_takeover_reply_hand_back_and_close(
     await visitor.send_json_to({"type": "message", "client_id": "v3", "text": "Thanks!"})
     assert (await visitor.receive_json_from(timeout=5))["type"] == "ack"
     seen = await receive_until(ws, lambda f: f["type"] == "message")
-    assert seen[-1]["message"]["role"] == "user" and seen[-1]["message"]["text"] == "Thanks!"
+    assert seen[-1]["message"]["role"] == "user"
+    assert seen[-1]["message"]["text"] == "Thanks!"
     assert await visitor.receive_nothing(timeout=0.5)
     assert len(llm.chat_requests()) == requests_before
 
@@ -310,9 +315,11 @@ async def test_streaming_reply_is_cancelled_at_once_on_takeover(
     # At once: the reply ends as `failed` with the text shown so far, then the notice.
     frames = await receive_until(visitor, is_final, timeout=5)
     final = frames[-1]["message"]
-    assert final["status"] == "failed" and final["role"] == "assistant", frames
+    assert final["status"] == "failed", frames
+    assert final["role"] == "assistant", frames
     shown = "".join(f["text"] for f in streamed + frames if f["type"] == "reply.delta")
-    assert final["text"].startswith(shown) and "w59" not in final["text"]
+    assert final["text"].startswith(shown)
+    assert "w59" not in final["text"]
     rest = await receive_until(visitor, is_updated, timeout=5)
     assert [f["message"]["role"] for f in rest if f["type"] == "message"] == ["system"]
     # The agent's page: the same ending, and no delta of that reply after it.
@@ -330,7 +337,8 @@ async def test_streaming_reply_is_cancelled_at_once_on_takeover(
     # Whatever the worker still does, the reply stays as the visitor last saw it.
     await wait_for_the_worker(conversation_id)
     reply = await database_sync_to_async(Message.objects.get)(pk=message_id)
-    assert reply.status == "failed" and reply.text == final["text"]
+    assert reply.status == "failed"
+    assert reply.text == final["text"]
     assert (await conversation_of(conversation_id)).status == "with_agent"
     for communicator in (visitor, ws):
         await communicator.disconnect()
@@ -447,7 +455,8 @@ async def test_agent_of_another_tenant_is_refused_and_cannot_post(
     with pytest.raises(ConversationNotFound):
         await database_sync_to_async(post_as_outsider)()
     conversation = await conversation_of(conversation_id)
-    assert conversation.status == "waiting_for_agent" and conversation.assigned_agent_id is None
+    assert conversation.status == "waiting_for_agent"
+    assert conversation.assigned_agent_id is None
     assert await visitor.receive_nothing(timeout=0.5)
     await visitor.disconnect()
 
@@ -521,7 +530,8 @@ async def test_membership_removed_stops_the_next_action(tenant_and_key: Any, age
     await database_sync_to_async(TenantMembership.objects.filter(user=agent).delete)()
     await ws.send_json_to({"type": "take_over"})
     error = await ws.receive_json_from(timeout=5)
-    assert error["type"] == "error" and error["code"] == "forbidden"
+    assert error["type"] == "error"
+    assert error["code"] == "forbidden"
     assert (await conversation_of(conversation_id)).status == "bot"
     for communicator in (visitor, ws):
         await communicator.disconnect()
@@ -557,7 +567,9 @@ def test_services_keep_the_rules(tenant_and_key: Any, agent: Any) -> None:
     notices = list(conversation.messages.filter(role="system").values_list("text", flat=True))
     assert notices == ["Ana, de nuestro equipo, se ha unido a la conversación."]
     message = agent_message_post(conversation=conversation, agent=agent, text="Hola")
-    assert message.role == "agent" and message.author == agent and message.seq == 2
+    assert message.role == "agent"
+    assert message.author == agent
+    assert message.seq == 2
     assert conversation_close(conversation=conversation, agent=agent) is True
     assert conversation_close(conversation=conversation, agent=agent) is False
     conversation.refresh_from_db()
@@ -603,7 +615,8 @@ def test_admin_lists_only_the_agents_tenants(make_tenant: Any) -> None:
     listing = client.get("/admin/conversations/conversation/")
     assert listing.status_code == 200
     body = listing.content.decode()
-    assert str(mine.pk)[:8] in body and str(theirs.pk)[:8] not in body
+    assert str(mine.pk)[:8] in body
+    assert str(theirs.pk)[:8] not in body
     assert "Beta Secret" not in body  # not even in the tenant filter
     assert 'class="status-badge status-waiting_for_agent"' in body
     waiting = client.get("/admin/conversations/conversation/", {"status": "waiting_for_agent"})
@@ -611,13 +624,15 @@ def test_admin_lists_only_the_agents_tenants(make_tenant: Any) -> None:
 
     assert client.get(f"/admin/conversations/conversation/{mine.pk}/change/").status_code == 200
     other = client.get(f"/admin/conversations/conversation/{theirs.pk}/change/", follow=True)
-    assert other.redirect_chain and other.redirect_chain[-1][0] == "/admin/"
+    assert other.redirect_chain
+    assert other.redirect_chain[-1][0] == "/admin/"
     assert "Beta Secret" not in other.content.decode()
     root = get_user_model().objects.create_superuser(username="root", password="pw")
     root_client = Client()
     root_client.force_login(root)
     everything = root_client.get("/admin/conversations/conversation/").content.decode()
-    assert str(mine.pk)[:8] in everything and str(theirs.pk)[:8] in everything
+    assert str(mine.pk)[:8] in everything
+    assert str(theirs.pk)[:8] in everything
 
 
 def test_admin_refuses_staff_without_membership_and_non_staff(make_tenant: Any) -> None:
@@ -650,10 +665,13 @@ def test_admin_conversation_page_has_the_live_panel_and_summary(make_tenant: Any
     body = client.get(f"/admin/conversations/conversation/{conversation.pk}/change/").content
     page = body.decode()
     assert f'data-socket-path="/ws/agent/conversations/{conversation.pk}/"' in page
-    assert 'data-resume-seq="0"' in page and 'data-status="waiting_for_agent"' in page
+    assert 'data-resume-seq="0"' in page
+    assert 'data-status="waiting_for_agent"' in page
     assert "admin_extras/agent.js" in page
-    assert "<script>" not in page and '<script type="module">' not in page
-    assert "Wants a &lt;b&gt;refund&lt;/b&gt;" in page and "Order 42" in page
+    assert "<script>" not in page
+    assert '<script type="module">' not in page
+    assert "Wants a &lt;b&gt;refund&lt;/b&gt;" in page
+    assert "Order 42" in page
     assert "Open questions" not in page
     assert "Waiting for an agent" in page
     empty = _conversation(tenant)

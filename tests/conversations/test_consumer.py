@@ -85,12 +85,15 @@ async def test_message_streams_reply_and_persists_it(tenant_and_key: Any, llm: A
     llm.enqueue(Reply(text="Orders ship in two business days.", token_interval=0.01))
     ws = await connect()
     welcome = await hello(ws, key.public_key)
-    assert welcome["messages"] == [] and welcome["seq"] == 0
+    assert welcome["messages"] == []
+    assert welcome["seq"] == 0
     client_id = str(uuid.uuid4())
     await ws.send_json_to({"type": "message", "client_id": client_id, "text": "When do you ship?"})
     ack = await ws.receive_json_from(timeout=5)
-    assert ack["type"] == "ack" and ack["client_id"] == client_id
-    assert ack["message"]["seq"] == 1 and ack["message"]["role"] == "user"
+    assert ack["type"] == "ack"
+    assert ack["client_id"] == client_id
+    assert ack["message"]["seq"] == 1
+    assert ack["message"]["role"] == "user"
 
     frames = await receive_until(ws, is_final_assistant)
     # The language of the conversation was detected: widgets are told before the reply starts.
@@ -103,7 +106,8 @@ async def test_message_streams_reply_and_persists_it(tenant_and_key: Any, llm: A
     assert [d["index"] for d in deltas] == list(range(len(deltas)))
     assert all(d["message_id"] == start["message_id"] for d in deltas)
     final = frames[-1]["message"]
-    assert final["id"] == start["message_id"] and final["status"] == "complete"
+    assert final["id"] == start["message_id"]
+    assert final["status"] == "complete"
     assert (
         "".join(d["text"] for d in deltas) == final["text"] == "Orders ship in two business days."
     )
@@ -111,9 +115,12 @@ async def test_message_streams_reply_and_persists_it(tenant_and_key: Any, llm: A
     await ws.disconnect()
 
     message = await database_sync_to_async(Message.objects.get)(pk=final["id"])
-    assert message.finish_reason == "stop" and message.completion_tokens
+    assert message.finish_reason == "stop"
+    assert message.completion_tokens
     call = await database_sync_to_async(LLMCall.objects.get)(message=message)
-    assert call.outcome == "ok" and call.prompt_tokens and call.model
+    assert call.outcome == "ok"
+    assert call.prompt_tokens
+    assert call.model
     sent = llm.chat_requests()[-1].json
     assert sent["stream"] is True
     assert sent["messages"][0]["role"] == "system"
@@ -213,7 +220,8 @@ async def test_reconnect_during_stream_gets_text_so_far_then_the_rest(
                 assert frame["index"] == last_index + 1, frames
             last_index = frame["index"]
             text += frame["text"]
-    assert frames[1]["type"] == "reply.delta" and len(frames[1]["text"]) > 0
+    assert frames[1]["type"] == "reply.delta"
+    assert len(frames[1]["text"]) > 0
     assert text == "".join(words) == frames[-1]["message"]["text"]
     await ws.disconnect()
 
@@ -228,11 +236,14 @@ async def test_too_long_message_is_refused_and_socket_stays_usable(
     await hello(ws, key.public_key)
     await ws.send_json_to({"type": "message", "client_id": "long", "text": "x" * 51})
     error = await ws.receive_json_from(timeout=5)
-    assert error["type"] == "error" and error["code"] == "too_long"
-    assert error["client_id"] == "long" and "50 characters" in error["detail"]
+    assert error["type"] == "error"
+    assert error["code"] == "too_long"
+    assert error["client_id"] == "long"
+    assert "50 characters" in error["detail"]
     await ws.send_json_to({"type": "message", "client_id": "ok", "text": "short"})
     ack = await ws.receive_json_from(timeout=5)
-    assert ack["type"] == "ack" and ack["message"]["seq"] == 1
+    assert ack["type"] == "ack"
+    assert ack["message"]["seq"] == 1
     await receive_until(ws, is_final_assistant)
     await ws.disconnect()
     assert not await database_sync_to_async(Message.objects.filter(client_id="long").exists)()
@@ -277,7 +288,8 @@ async def test_rate_limited_visitor_gets_retry_after(
     await ws.send_json_to({"type": "message", "client_id": "two", "text": "second"})
     frames = await receive_until(ws, lambda f: f["type"] == "error")
     error = frames[-1]
-    assert error["code"] == "rate_limited" and error["client_id"] == "two"
+    assert error["code"] == "rate_limited"
+    assert error["client_id"] == "two"
     assert 1 <= error["retry_after"] <= 60
     await ws.disconnect()
 
@@ -435,15 +447,18 @@ async def test_provider_failure_gives_an_honest_reply_and_keeps_the_message(
     await ws.send_json_to({"type": "message", "client_id": "f", "text": "Anyone there?"})
     frames = await receive_until(ws, lambda f: f["type"] == "error")
     error = frames[-1]
-    assert error["code"] == "unavailable" and error["client_id"] == "f"
+    assert error["code"] == "unavailable"
+    assert error["client_id"] == "f"
     final = next(f["message"] for f in frames if is_final_assistant(f))
     # No fallback model and no help-centre article: an honest offer of a person.
-    assert final["status"] == "complete" and "person from our team" in final["text"]
+    assert final["status"] == "complete"
+    assert "person from our team" in final["text"]
     await ws.disconnect()
     job = await database_sync_to_async(ReplyJob.objects.get)(
         conversation_id=welcome["conversation_id"]
     )
-    assert job.state == "done" and job.error_code == "degraded:auth"
+    assert job.state == "done"
+    assert job.error_code == "degraded:auth"
     user_message = await database_sync_to_async(Message.objects.get)(client_id="f")
     assert user_message.text == "Anyone there?"
     assert len(llm.chat_requests()) == 1  # 401 is never retried
@@ -459,7 +474,8 @@ async def test_length_finish_reason_adds_notice(tenant_and_key: Any, llm: Any) -
         ws, lambda f: f["type"] == "message" and f["message"]["role"] == "system"
     )
     final = next(f["message"] for f in frames if is_final_assistant(f))
-    assert final["text"] == "This answer stops" and final["status"] == "complete"
+    assert final["text"] == "This answer stops"
+    assert final["status"] == "complete"
     assert "cut short" in frames[-1]["message"]["text"]
     await ws.disconnect()
 

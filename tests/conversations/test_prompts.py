@@ -27,7 +27,8 @@ def test_latest_visitor_message_is_kept_even_over_budget() -> None:
     prompt = build_reply_prompt(
         persona="p", history=[turn(1, "user", "word " * 2000)], token_budget=50
     )
-    assert prompt[-1]["role"] == "user" and len(prompt) == 2
+    assert prompt[-1]["role"] == "user"
+    assert len(prompt) == 2
 
 
 def test_notices_and_failed_replies_are_not_sent_and_agents_speak_as_assistant() -> None:

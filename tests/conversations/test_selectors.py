@@ -47,7 +47,8 @@ def test_a_visitor_without_a_token_is_new(make_tenant: Any) -> None:
     access = access_conversation_for_visitor(
         tenant=tenant, visitor_token=None, conversation_id=None
     )
-    assert access.contact is None and access.conversation is None
+    assert access.contact is None
+    assert access.conversation is None
     with pytest.raises(VisitorRefused):
         access_conversation_for_visitor(
             tenant=tenant, visitor_token=None, conversation_id=str(uuid.uuid4())
@@ -60,13 +61,15 @@ def test_a_visitor_resumes_their_newest_open_conversation(make_tenant: Any) -> N
     older = Conversation.objects.create(tenant=tenant, contact=contact)
     Conversation.objects.create(tenant=tenant, contact=contact, status="closed")
     access = access_conversation_for_visitor(tenant=tenant, visitor_token=token, conversation_id="")
-    assert access.contact == contact and access.conversation == older
+    assert access.contact == contact
+    assert access.conversation == older
     closed_only, closed_token = _visitor(tenant)
     closed = Conversation.objects.create(tenant=tenant, contact=closed_only, status="closed")
     access = access_conversation_for_visitor(
         tenant=tenant, visitor_token=closed_token, conversation_id=None
     )
-    assert access.contact == closed_only and access.conversation is None
+    assert access.contact == closed_only
+    assert access.conversation is None
     # Asked for by id, a closed conversation is still the visitor's (writing reopens it).
     access = access_conversation_for_visitor(
         tenant=tenant, visitor_token=closed_token, conversation_id=str(closed.pk)
@@ -173,9 +176,11 @@ def test_transcript_splits_out_replies_still_streaming(make_tenant: Any) -> None
     assert [m.seq for m in transcript.streaming] == [4]
     assert transcript.conversation.last_seq == 4
     after = conversation_transcript(conversation.pk, after_seq=2)
-    assert [m.seq for m in after.settled] == [3] and [m.seq for m in after.streaming] == [4]
+    assert [m.seq for m in after.settled] == [3]
+    assert [m.seq for m in after.streaming] == [4]
     assert conversation_transcript(conversation.pk, after_seq=-5).messages == transcript.messages
 
     resent = message_by_client_id(conversation=conversation, client_id="q2")
-    assert resent is not None and resent.seq == 3
+    assert resent is not None
+    assert resent.seq == 3
     assert message_by_client_id(conversation=conversation, client_id="unknown") is None

@@ -44,7 +44,8 @@ def test_postgres_and_redis_keep_data_across_restarts(stack_dir: Path) -> None:
     rd = EmbeddedRedis(stack_dir / "redis")
     database_url = pg.start()
     redis_url = rd.start()
-    assert pg.started_here and rd.started_here
+    assert pg.started_here
+    assert rd.started_here
     assert database_url.startswith("postgres://postgres@127.0.0.1:")
     assert database_url.endswith("/supportbot")
     assert redis_url == f"redis://127.0.0.1:{rd.port}/0"
@@ -63,10 +64,12 @@ def test_postgres_and_redis_keep_data_across_restarts(stack_dir: Path) -> None:
     other_pg, other_rd = EmbeddedPostgres(pg.base_dir), EmbeddedRedis(rd.base_dir)
     assert other_pg.start() == database_url
     assert other_rd.start() == redis_url
-    assert not other_pg.started_here and not other_rd.started_here
+    assert not other_pg.started_here
+    assert not other_rd.started_here
     other_pg.stop()
     other_rd.stop()
-    assert _util.port_accepts(pg.port or 0) and _util.port_accepts(rd.port or 0)
+    assert _util.port_accepts(pg.port or 0)
+    assert _util.port_accepts(rd.port or 0)
 
     # Servers whose owner died (a killed `make run`) are adopted, and stopped by the adopter.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -74,8 +77,10 @@ def test_postgres_and_redis_keep_data_across_restarts(stack_dir: Path) -> None:
     for server in (pg, rd):
         server.owner_file.write_text(f"{dead.pid}\n")
     pg, rd = EmbeddedPostgres(pg.base_dir), EmbeddedRedis(rd.base_dir)
-    assert pg.start() == database_url and rd.start() == redis_url
-    assert pg.started_here and rd.started_here
+    assert pg.start() == database_url
+    assert rd.start() == redis_url
+    assert pg.started_here
+    assert rd.started_here
 
     first_ports = (pg.port, rd.port)
     pg.stop()
@@ -156,7 +161,8 @@ def test_local_model_file_is_found_by_path() -> None:
     from supportbot.devstack import local_llm
 
     gguf = local_llm.find_gguf()
-    assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50_000_000
+    assert gguf.suffix == ".gguf"
+    assert gguf.stat().st_size > 50_000_000
     spec = local_llm.LocalLLMSpec(model_path=gguf, port=12345)
     assert spec.base_url == "http://127.0.0.1:12345/v1"
     assert spec.command[1:3] == ["-m", "llama_cpp.server"]

@@ -76,7 +76,8 @@ def test_reply_streams_through_real_processes(live_stack: LiveStack) -> None:
         say_hello(ws, key)
         send(ws, {"type": "message", "client_id": str(uuid.uuid4()), "text": "Returns?"})
         ack = recv(ws)
-        assert ack["type"] == "ack" and ack["message"]["seq"] == 1
+        assert ack["type"] == "ack"
+        assert ack["message"]["seq"] == 1
         frames = recv_until(ws, final_assistant)
     deltas = [f for f in frames if f["type"] == "reply.delta"]
     assert len(deltas) >= 2
@@ -91,7 +92,8 @@ def test_origin_and_cross_tenant_refusals_over_the_network(live_stack: LiveStack
         send(ws, {"type": "hello", "key": key_b})
         with pytest.raises(ConnectionClosed) as closed:
             recv(ws)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4403
     with open_socket(live_stack) as ws:
         welcome_a = say_hello(ws, key_a)
     with open_socket(live_stack, origin="https://other.example") as ws:
@@ -106,7 +108,8 @@ def test_origin_and_cross_tenant_refusals_over_the_network(live_stack: LiveStack
         )
         with pytest.raises(ConnectionClosed) as closed:
             recv(ws)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4403
 
 
 def test_worker_killed_mid_reply_completes_exactly_once(live_stack: LiveStack) -> None:
@@ -135,7 +138,8 @@ def test_worker_killed_mid_reply_completes_exactly_once(live_stack: LiveStack) -
         assert final["status"] == "complete"
         # The restarted reply begins again under the same message id.
         restarts = [f for f in frames if f["type"] == "reply.start"]
-        assert restarts and restarts[-1]["message_id"] == final["id"]
+        assert restarts
+        assert restarts[-1]["message_id"] == final["id"]
         # Nothing more: no second final reply arrives.
         with pytest.raises(TimeoutError):
             recv(ws, timeout=2)
@@ -145,7 +149,8 @@ def test_worker_killed_mid_reply_completes_exactly_once(live_stack: LiveStack) -
         replies = Message.objects.filter(conversation_id=conversation_id, role="assistant")
         assert [(m.text, m.status) for m in replies] == [("All done after redelivery.", "complete")]
         job = ReplyJob.objects.get(conversation_id=conversation_id)
-        assert job.state == "done" and job.attempts == 2
+        assert job.state == "done"
+        assert job.attempts == 2
         assert LLMCall.objects.filter(conversation_id=conversation_id, outcome="ok").count() == 1
     assert len(live_stack.llm.chat_requests()) - requests_before == 2
 

@@ -115,8 +115,10 @@ def test_pdf_text_is_extracted_and_lines_rejoined_into_paragraphs():
     assert parsed.content_type == "pdf"
     assert [b.text for b in parsed.blocks] == [
         "Warranty terms",
-        "All electronics carry a warranty of two years from the date of purchase. "
-        "Keep your receipt as proof of purchase.",
+        (
+            "All electronics carry a warranty of two years from the date of purchase. "
+            "Keep your receipt as proof of purchase."
+        ),
         "Batteries are covered for six months.",
         "Claims are handled by our service team within ten working days.",
     ]

@@ -11,7 +11,7 @@ MESSAGES = [{"role": "user", "content": "Bonjour"}]
 
 
 def drain(events):
-    return [e for e in events][-1]
+    return list(events)[-1]
 
 
 def test_azure_with_api_version_uses_deployment_path_query_and_api_key_header(server, records):

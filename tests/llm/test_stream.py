@@ -339,10 +339,13 @@ def test_mid_stream_drop_raises_interrupted_with_partial_text_and_no_retry(
     server.enqueue(Reply(text="one two three four five", fail_after_tokens=2), Reply(text="retry"))
     deltas: list[str] = []
 
-    with pytest.raises(StreamInterrupted) as info:
+    def read_stream() -> None:
         for event in stream_chat(make_config(), MESSAGES, on_record=records):
             assert isinstance(event, TextDelta), "no Finished after a broken stream"
             deltas.append(event.text)
+
+    with pytest.raises(StreamInterrupted) as info:
+        read_stream()
 
     assert deltas == ["one", " two"]
     assert info.value.partial_text == "one two"
@@ -416,11 +419,15 @@ def test_cancelled_stops_the_stream(server, make_config, records):
     server.enqueue(Reply(text=" ".join(f"w{i}" for i in range(100)), token_interval=0.02))
     stop = threading.Event()
     deltas: list[str] = []
-    with pytest.raises(LLMError) as info:
+
+    def read_until_cancelled() -> None:
         for event in stream_chat(make_config(), MESSAGES, on_record=records, cancelled=stop.is_set):
             deltas.append(event.text)
             if len(deltas) == 3:
                 stop.set()
+
+    with pytest.raises(LLMError) as info:
+        read_until_cancelled()
     assert info.value.code == "cancelled"
     assert not isinstance(info.value, TransientLLMError)
     assert len(deltas) == 3

@@ -120,9 +120,11 @@ def test_seed_demo_is_idempotent(monkeypatch: Any, settings: Any, tmp_path: Any)
     from knowledge.models import Document
     from knowledge.retrieval import search_knowledge
 
-    assert a["articles"] == 4 and Document.objects.filter(tenant=tenant).count() == 4
+    assert a["articles"] == 4
+    assert Document.objects.filter(tenant=tenant).count() == 4
     passages = search_knowledge(tenant_id=tenant.pk, query="can I return a pitched tent", limit=2)
-    assert passages and passages[0].title == "Returns and refunds"
+    assert passages
+    assert passages[0].title == "Returns and refunds"
 
 
 def test_seed_demo_refuses_production(settings: Any) -> None:
