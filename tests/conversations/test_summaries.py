@@ -289,6 +289,18 @@ def test_task_runs_the_service(conversation: Conversation, llm: Any) -> None:
     assert conversation.summary == FIRST
 
 
+def test_summaries_have_a_queue_of_their_own() -> None:
+    # A summary call may take LLM_DEADLINE (120 s): never on the replies' queue.
+    from supportbot.celery import app
+
+    def queue_of(task_name: str) -> str:
+        return app.amqp.router.route({}, task_name)["queue"].name
+
+    assert queue_of("conversations.summarize_conversation") == "summaries"
+    assert queue_of("conversations.generate_reply") == "replies"
+    assert queue_of("conversations.requeue_stalled_replies") == "default"
+
+
 def test_a_summary_with_turns_left_over_queues_the_next_round_by_name(
     conversation: Conversation, llm: Any, monkeypatch: Any
 ) -> None:
