@@ -330,7 +330,7 @@ def start_stack(
             "supportbot",
             "worker",
             "-Q",
-            "replies,default",
+            "replies,default,summaries",
             "--pool",
             "threads",
             "--concurrency",

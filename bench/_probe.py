@@ -3,11 +3,19 @@
     python -m bench._probe daphne -b 127.0.0.1 -p 8000 supportbot.asgi:application
     python -m bench._probe celery -A supportbot worker ...
 
-runs the named module as `python -m` would, after wrapping a few functions of the application
-(in memory, in that process only) so that each writes `{"e": stage, "k": key, "t": time.time()}`
-lines to $BENCH_TRACE_DIR/<role>-<pid>.jsonl. Keys are conversation ids (before the reply
-exists), job ids (worker start), and reply message ids (from the claim on). `breakdown` lines
-the events up with the client's samples; every process runs on the same machine and clock.
+runs the named module as `python -m` would, after registering callbacks (in that process only)
+that write `{"e": stage, "k": key, "t": time.time()}` lines to $BENCH_TRACE_DIR/<role>-<pid>.jsonl.
+Keys are conversation ids (web side, before the reply exists), job ids (enqueue, worker start,
+provider request), and reply message ids (from the first delta on). `breakdown` lines the events
+up with the client's samples; every process runs on the same machine and clock.
+
+Where the events come from:
+- the reply path's named trace points (`supportbot.trace`, stages `reply.*`) and Celery's own
+  publish signals (`web.enqueue_start` / `web.enqueue_end`): hooks, nothing patched;
+- the widget consumer's public methods `WidgetConsumer.receive` / `.conversation_event` and
+  the `widget_message` it calls (`web.receive`, `web.ack_sent`, `web.sync_*`, `web.event`,
+  `web.delta_sent`), and channels_redis's public `RedisPubSubLoopLayer.group_send`
+  (`worker.published`): wrapped, for want of trace points there.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,6 @@ from typing import Any
 
 _lock = threading.Lock()
 _file: Any = None
-_local = threading.local()
 
 
 def _emit(event: str, key: Any, t: float | None = None) -> None:
@@ -42,8 +48,39 @@ def _emit(event: str, key: Any, t: float | None = None) -> None:
         _file.write(line)
 
 
+def _on_trace(stage: str, key: str) -> None:
+    _emit(stage, key)
+
+
 def _is_first_delta(frame: Any) -> bool:
     return isinstance(frame, dict) and frame.get("type") == "reply.delta" and frame["index"] == 0
+
+
+def _reply_job_of(sender: Any, body: Any) -> Any:
+    """The job id of a `generate_reply` message (protocol 2 body: (args, kwargs, embed))."""
+    if sender != "conversations.generate_reply":
+        return None
+    try:
+        return body[0][0]
+    except (IndexError, KeyError, TypeError):
+        return None
+
+
+def _trace_enqueue() -> None:
+    from celery.signals import after_task_publish, before_task_publish
+
+    def before(sender: Any = None, body: Any = None, **_: Any) -> None:
+        job = _reply_job_of(sender, body)
+        if job is not None:
+            _emit("web.enqueue_start", job)
+
+    def after(sender: Any = None, body: Any = None, **_: Any) -> None:
+        job = _reply_job_of(sender, body)
+        if job is not None:
+            _emit("web.enqueue_end", job)
+
+    before_task_publish.connect(before, weak=False)
+    after_task_publish.connect(after, weak=False)
 
 
 def _patch_web() -> None:
@@ -70,13 +107,11 @@ def _patch_web() -> None:
 
     @functools.wraps(original_widget_message)
     def widget_message(*, session: Any, frame: Any, sender: Any = None) -> Any:
-        _local.conversation = session.conversation.pk
         _emit("web.sync_start", session.conversation.pk)
         try:
             return original_widget_message(session=session, frame=frame, sender=sender)
         finally:
             _emit("web.sync_end", session.conversation.pk)
-            _local.conversation = None
 
     @functools.wraps(original_event)
     async def conversation_event(self: Any, event: dict[str, Any]) -> None:
@@ -91,70 +126,15 @@ def _patch_web() -> None:
     consumer.receive = receive  # type: ignore[method-assign]
     consumer.conversation_event = conversation_event  # type: ignore[method-assign]
     consumers.widget_message = widget_message
-    _patch_celery_publish()
-
-
-def _patch_celery_publish() -> None:
-    from celery.app.task import Task
-
-    original = Task.apply_async
-
-    @functools.wraps(original)
-    def apply_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-        conversation = getattr(_local, "conversation", None)
-        if conversation is None or self.name != "conversations.generate_reply":
-            return original(self, *args, **kwargs)
-        _emit("web.enqueue_start", conversation)
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            _emit("web.enqueue_end", conversation)
-
-    Task.apply_async = apply_async  # type: ignore[method-assign]
+    _trace_enqueue()
 
 
 def _patch_worker() -> None:
     from channels_redis.pubsub import RedisPubSubLoopLayer
 
-    from conversations import replies, tasks
+    from supportbot.trace import trace_callback_add
 
-    original_generate = tasks.reply_generate
-    original_claim = replies._claim
-    original_stream = replies.stream_chat
-    original_broadcast = replies.broadcast_frame
     original_group_send = RedisPubSubLoopLayer.group_send
-
-    @functools.wraps(original_generate)
-    def reply_generate(*, job_id: int) -> None:
-        _emit("worker.task_start", job_id)
-        _local.job = job_id
-        return original_generate(job_id=job_id)
-
-    @functools.wraps(original_claim)
-    def claim(job_id: int) -> Any:
-        result = original_claim(job_id)
-        if result is not None:
-            _local.message = result.reply.pk
-            _emit("worker.claimed", f"{job_id}:{result.conversation.pk}:{result.reply.pk}")
-        return result
-
-    @functools.wraps(original_stream)
-    def stream_chat(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        # Runs on the reply's stream thread: the job id comes with its cancel flag.
-        job = getattr(kwargs.get("cancelled"), "job_id", None)
-        _emit("worker.llm_request", job)
-        first = True
-        for event in original_stream(*args, **kwargs):
-            if first and getattr(event, "text", None):
-                _emit("worker.first_token", job)
-                first = False
-            yield event
-
-    @functools.wraps(original_broadcast)
-    def broadcast_frame(conversation_id: Any, frame: Any, **kwargs: Any) -> None:
-        if _is_first_delta(frame):
-            _emit("worker.delta_queued", frame["message_id"])
-        original_broadcast(conversation_id, frame, **kwargs)
 
     @functools.wraps(original_group_send)
     async def group_send(self: Any, group: str, message: dict[str, Any]) -> None:
@@ -166,10 +146,7 @@ def _patch_worker() -> None:
         if first:
             _emit("worker.published", frame["message_id"])
 
-    tasks.reply_generate = reply_generate
-    replies._claim = claim
-    replies.stream_chat = stream_chat
-    replies.broadcast_frame = broadcast_frame
+    trace_callback_add(_on_trace)
     RedisPubSubLoopLayer.group_send = group_send  # type: ignore[method-assign]
 
 
@@ -196,22 +173,22 @@ STAGES = [
     ("client send -> consumer.receive", "client.sent", "web.receive"),
     ("receive -> sync thread starts (database_sync_to_async)", "web.receive", "web.sync_start"),
     ("checks, INSERTs, COMMIT (widget_message)", "web.sync_start", "web.enqueue_start"),
-    ("Celery publish (generate_reply.delay)", "web.enqueue_start", "web.enqueue_end"),
-    ("publish -> task starts in the worker", "web.enqueue_end", "worker.task_start"),
+    ("Celery publish (jobs.reply_job_enqueue)", "web.enqueue_start", "web.enqueue_end"),
+    ("publish -> task starts in the worker", "web.enqueue_end", "reply.task_start"),
     (
-        "claim up to the request: job lock, language, history, knowledge, prompt",
-        "worker.task_start",
-        "worker.llm_request",
+        "claim up to the request: job read, language, history, knowledge, prompt",
+        "reply.task_start",
+        "reply.llm_request",
     ),
     (
-        "LLM request -> first token (SDK; model 200 ms; reply row written meanwhile)",
-        "worker.llm_request",
-        "worker.first_token",
+        "LLM request -> first token (SDK; model 200 ms; claim's writes meanwhile)",
+        "reply.llm_request",
+        "reply.first_token",
     ),
-    ("first token -> delta queued (snapshot_write)", "worker.first_token", "worker.delta_queued"),
+    ("first token -> delta queued (snapshot_write)", "reply.first_token", "reply.first_delta"),
     (
         "queued -> published (broadcast thread, group_send)",
-        "worker.delta_queued",
+        "reply.first_delta",
         "worker.published",
     ),
     ("published -> consumer gets the event (Redis pub/sub)", "worker.published", "web.event"),
@@ -239,7 +216,7 @@ def breakdown(trace_dir: Path, raw: dict[int, dict[str, list[Any]]]) -> dict[str
     events = _load(trace_dir)
     by_conversation: dict[str, tuple[str, str]] = {}  # conversation -> (job, message)
     for (event, key), _t in events.items():
-        if event == "worker.claimed":
+        if event == "reply.claimed":
             job, conversation, message = key.split(":")
             by_conversation[conversation] = (job, message)
     levels: dict[str, Any] = {}
@@ -257,15 +234,15 @@ def breakdown(trace_dir: Path, raw: dict[int, dict[str, list[Any]]]) -> dict[str
             for event, key in (
                 ("web.receive", sample.conversation_id),
                 ("web.sync_start", sample.conversation_id),
-                ("web.enqueue_start", sample.conversation_id),
-                ("web.enqueue_end", sample.conversation_id),
+                ("web.enqueue_start", job),
+                ("web.enqueue_end", job),
                 ("web.sync_end", sample.conversation_id),
                 ("web.ack_sent", sample.conversation_id),
-                ("worker.task_start", job),
-                ("worker.claimed", f"{job}:{sample.conversation_id}:{message}"),
-                ("worker.llm_request", job),
-                ("worker.first_token", job),
-                ("worker.delta_queued", message),
+                ("reply.task_start", job),
+                ("reply.claimed", f"{job}:{sample.conversation_id}:{message}"),
+                ("reply.llm_request", job),
+                ("reply.first_token", job),
+                ("reply.first_delta", message),
                 ("worker.published", message),
                 ("web.event", message),
                 ("web.delta_sent", message),

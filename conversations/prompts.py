@@ -5,13 +5,15 @@ numbered knowledge-base context, and the rolling summary of older turns. Then th
 (after the summary) that fit the token budget, oldest dropped first.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from conversations.models import Message
 from supportbot.llm import count_message_tokens
 
-_ROLE_FOR_MODEL: dict[str, str] = {
+# The turns the model sees: the visitor speaks as "user"; the assistant and agents are the
+# assistant's side. Notices (system messages) are not turns.
+TURN_ROLES: dict[str, str] = {
     Message.Role.USER: "user",
     Message.Role.ASSISTANT: "assistant",
     Message.Role.AGENT: "assistant",
@@ -29,6 +31,21 @@ CONTEXT_GUIDE = (
 )
 
 
+def is_turn(message: Message) -> bool:
+    """True for a message the model is shown: a visitor's, assistant's or agent's words (not a
+    notice, not empty, not a failed reply)."""
+    return (
+        message.role in TURN_ROLES
+        and bool(message.text)
+        and message.status != Message.Status.FAILED
+    )
+
+
+def model_turn(message: Message) -> dict[str, str]:
+    """The chat message for a turn (see `is_turn`)."""
+    return {"role": TURN_ROLES[message.role], "content": message.text}
+
+
 @dataclass
 class PromptParts:
     persona: str
@@ -36,7 +53,6 @@ class PromptParts:
     knowledge_context: str = ""
     summary_text: str = ""
     tools_guide: str = ""
-    extra: list[str] = field(default_factory=list)
 
     def system_text(self) -> str:
         parts = [self.persona.strip()]
@@ -48,7 +64,6 @@ class PromptParts:
             parts.append(f"{CONTEXT_GUIDE}\n\n{self.knowledge_context}")
         if self.summary_text:
             parts.append(self.summary_text)
-        parts.extend(self.extra)
         return "\n\n".join(part for part in parts if part)
 
 
@@ -63,11 +78,7 @@ def build_reply_prompt(
     """
     parts = persona if isinstance(persona, PromptParts) else PromptParts(persona=persona)
     system = {"role": "system", "content": parts.system_text()}
-    turns = [
-        {"role": _ROLE_FOR_MODEL[m.role], "content": m.text}
-        for m in history
-        if m.role in _ROLE_FOR_MODEL and m.text and m.status != Message.Status.FAILED
-    ]
+    turns = [model_turn(m) for m in history if is_turn(m)]
     kept: list[dict[str, Any]] = []
     used = count_message_tokens([system])
     for turn in reversed(turns):

@@ -26,10 +26,12 @@ from django.utils import timezone
 
 from conversations import jobs
 from conversations.models import Conversation, LLMCall, Message
+from conversations.prompts import is_turn, model_turn
 from supportbot.llm import (
     CallRecord,
     ChatParams,
     LLMError,
+    ProviderConfig,
     TransientLLMError,
     complete_chat,
     count_message_tokens,
@@ -52,11 +54,6 @@ PENDING_SECONDS = 60  # a burst of messages enqueues one task
 FAILURE_BACKOFF_SECONDS = 300  # after a failed summary, wait this long before trying again
 INVALID_OUTPUT = "invalid_output"
 
-_TURN_ROLES: dict[str, str] = {
-    Message.Role.USER: "user",
-    Message.Role.ASSISTANT: "assistant",
-    Message.Role.AGENT: "assistant",
-}
 _SPEAKERS: dict[str, str] = {
     Message.Role.USER: "Visitor",
     Message.Role.ASSISTANT: "Assistant",
@@ -107,20 +104,8 @@ SYSTEM_PROMPT = (
 )
 
 
-def _is_turn(message: Message) -> bool:
-    return (
-        message.role in _TURN_ROLES
-        and bool(message.text)
-        and message.status != Message.Status.FAILED
-    )
-
-
-def _turn(message: Message) -> dict[str, str]:
-    return {"role": _TURN_ROLES[message.role], "content": message.text}
-
-
 def _tokens(message: Message) -> int:
-    return count_message_tokens([_turn(message)])
+    return count_message_tokens([model_turn(message)])
 
 
 # -- the prompt side -------------------------------------------------------------------------
@@ -158,7 +143,7 @@ def summary_needed(
     turn, so when this is False no unsummarised turn is dropped from the prompt. `history` is in
     `seq` order (messages at or before `summary_seq` are ignored).
     """
-    turns = [m for m in history if m.seq > conversation.summary_seq and _is_turn(m)]
+    turns = [m for m in history if m.seq > conversation.summary_seq and is_turn(m)]
     if len(turns) < 2:
         return False  # the newest turn is always sent: nothing older to summarise
     system = "\n\n".join(
@@ -234,7 +219,7 @@ def _plan(conversation: Conversation, token_budget: int) -> _Plan | None:
     kept: list[Message] = []
     used = 0
     for message in messages.order_by("-seq").only("seq", "role", "text", "status")[:500]:
-        if not _is_turn(message):
+        if not is_turn(message):
             continue
         cost = _tokens(message)
         if kept and used + cost > half:
@@ -253,7 +238,7 @@ def _plan(conversation: Conversation, token_budget: int) -> _Plan | None:
         for m in messages.filter(seq__lt=boundary)
         .order_by("seq")
         .only("seq", "role", "text", "status")[:1000]
-        if _is_turn(m)
+        if is_turn(m)
     ]
     if not older:
         return None
@@ -394,47 +379,9 @@ def conversation_summarize(*, conversation_id: str | UUID) -> bool:
         plan = _plan(conversation, conversation.tenant.history_token_budget)
         if plan is None or plan.covers_seq <= conversation.summary_seq:
             return False
-        calls: list[LLMCall] = []
-        try:
-            finished = complete_chat(
-                config,
-                _request(conversation.summary, plan.to_summarise),
-                _params(conversation),
-                on_record=lambda record: calls.append(_record(conversation, record)),
-            )
-        except TransientLLMError:
-            raise
-        except LLMError as exc:
-            logger.warning("summary of conversation %s failed: %s", key, exc.code)
-            _back_off(key)
+        summary = _summary_ask(conversation, plan, config)
+        if summary is None or not _summary_store(conversation, plan, summary):
             return False
-        summary = parse_summary(finished.text)
-        if summary is None:
-            logger.warning(
-                "summary of conversation %s: the model's answer is not a valid summary "
-                "(finish reason %s); the previous summary is kept",
-                key,
-                finished.finish_reason,
-            )
-            LLMCall.objects.filter(pk__in=[c.pk for c in calls]).update(
-                outcome="error", error_code=INVALID_OUTPUT
-            )
-            _back_off(key)
-            return False
-        with transaction.atomic():
-            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            if locked.summary_seq >= plan.covers_seq:
-                return False
-            locked.summary = summary
-            locked.summary_seq = plan.covers_seq
-            locked.summary_updated_at = timezone.now()
-            locked.save(update_fields=["summary", "summary_seq", "summary_updated_at"])
-        logger.info(
-            "conversation %s summarised up to seq %d (%d turns)",
-            key,
-            plan.covers_seq,
-            len(plan.to_summarise),
-        )
         _after_success(key, more=plan.more)
         return True
     finally:
@@ -444,6 +391,59 @@ def conversation_summarize(*, conversation_id: str | UUID) -> bool:
             logger.warning("summary lock of conversation %s had expired", key)
 
 
+def _summary_ask(
+    conversation: Conversation, plan: _Plan, config: ProviderConfig
+) -> dict[str, Any] | None:
+    """The model's new summary, validated; None (and a back-off) when it gave none."""
+    key = str(conversation.pk)
+    calls: list[LLMCall] = []
+    try:
+        finished = complete_chat(
+            config,
+            _request(conversation.summary, plan.to_summarise),
+            _params(conversation),
+            on_record=lambda record: calls.append(_record(conversation, record)),
+        )
+    except TransientLLMError:
+        raise
+    except LLMError as exc:
+        logger.warning("summary of conversation %s failed: %s", key, exc.code)
+        _back_off(key)
+        return None
+    summary = parse_summary(finished.text)
+    if summary is None:
+        logger.warning(
+            "summary of conversation %s: the model's answer is not a valid summary "
+            "(finish reason %s); the previous summary is kept",
+            key,
+            finished.finish_reason,
+        )
+        LLMCall.objects.filter(pk__in=[c.pk for c in calls]).update(
+            outcome="error", error_code=INVALID_OUTPUT
+        )
+        _back_off(key)
+    return summary
+
+
+def _summary_store(conversation: Conversation, plan: _Plan, summary: dict[str, Any]) -> bool:
+    """Replace the stored summary, unless one covering these turns was stored meanwhile."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if locked.summary_seq >= plan.covers_seq:
+            return False
+        locked.summary = summary
+        locked.summary_seq = plan.covers_seq
+        locked.summary_updated_at = timezone.now()
+        locked.save(update_fields=["summary", "summary_seq", "summary_updated_at"])
+    logger.info(
+        "conversation %s summarised up to seq %d (%d turns)",
+        conversation.pk,
+        plan.covers_seq,
+        len(plan.to_summarise),
+    )
+    return True
+
+
 def _after_success(conversation_id: str, *, more: bool) -> None:
     """Clear the de-duplication key; queue the next round when turns were left out."""
     try:
@@ -451,9 +451,7 @@ def _after_success(conversation_id: str, *, more: bool) -> None:
     except redis.RedisError:
         return
     if more:
-        from conversations.tasks import summarize_conversation
-
         try:
-            summarize_conversation.delay(conversation_id)
+            jobs.summary_enqueue(conversation_id)
         except Exception:
             logger.exception("could not enqueue the next summary of %s", conversation_id)

@@ -7,7 +7,8 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from conversations.replies import LeaseHeld, reply_generate, reply_jobs_requeue_stalled
+from conversations.reply.claim import LeaseHeld
+from conversations.reply.generate import reply_generate, reply_jobs_requeue_stalled
 from conversations.summaries import conversation_summarize
 from supportbot.llm import TransientLLMError
 

@@ -110,10 +110,14 @@ def fuse(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
     return scores
 
 
-def format_context(passages: Sequence[Passage]) -> str:
-    """Numbered passages for a prompt: "[1] Title — heading\\ntext", separated by blank lines."""
+def format_context(passages: Sequence[Passage], *, start: int = 1) -> str:
+    """Numbered passages for a prompt: "[1] Title — heading\\ntext", separated by blank lines.
+
+    The heading is left out when it only repeats the title. `start` is the first number: passages
+    found later in a reply continue the numbering of those the model already has.
+    """
     blocks = []
-    for number, passage in enumerate(passages, start=1):
+    for number, passage in enumerate(passages, start=start):
         head = passage.title
         if passage.heading and passage.heading != passage.title:
             head = f"{head} — {passage.heading}" if head else passage.heading

@@ -1,4 +1,5 @@
-"""The Celery application: reply generation on its own queue, everything else on `default`."""
+"""The Celery application: replies and summaries on queues of their own (`CELERY_TASK_ROUTES`),
+everything else on `default`."""
 
 import os
 

@@ -143,7 +143,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"conversations.generate_reply": {"queue": "replies"}}
+# Queues by workload, each consumed by a worker of its own (Procfile, docker-compose.yml,
+# `make run`): replies are short and latency-bound; a summary call may take up to
+# LLM_DEADLINE and must never delay a reply.
+CELERY_TASK_ROUTES = {
+    "conversations.generate_reply": {"queue": "replies"},
+    "conversations.summarize_conversation": {"queue": "summaries"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged job (its worker died) is handed to another worker once it is older than
 # the visibility timeout; workers look for such jobs every restore interval.

@@ -47,7 +47,7 @@ def test_reply_job_answers_with_the_local_model(
     local_model: LocalLLMSpec, make_tenant: Any, monkeypatch: Any
 ) -> None:
     from conversations.models import Message, ReplyJob
-    from conversations.replies import reply_generate
+    from conversations.reply.generate import reply_generate
     from conversations.services import message_post_from_visitor, visitor_session_open
 
     monkeypatch.setattr("conversations.jobs.reply_job_enqueue", lambda job_id: None)

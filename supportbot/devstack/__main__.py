@@ -2,7 +2,7 @@
 
 run       embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), the local model
           (unless an LLM is configured), migrate, collectstatic, seed the demo tenant, then Daphne,
-          a Celery worker, Celery beat and the demo customer site, until Ctrl-C.
+          the Celery workers (replies, summaries), Celery beat and the demo site, until Ctrl-C.
 services  only the embedded servers (and with --llm the local model), until Ctrl-C.
 test      the embedded servers where the variables are unset, then pytest with the given args.
 exec      the same, then any one command (``exec manage.py makemigrations --check``).
@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,31 @@ def _prepare_local_model() -> tuple[local_llm.LocalLLMSpec, str | None]:
         return local_llm.LocalLLMSpec(model_path=Path(), port=free_port()), str(exc)
 
 
+# Celery workers of `make run`, one per workload: (child name, queues, concurrency variable and
+# default). Replies keep a worker of their own, so a long summary call never delays one.
+CELERY_WORKERS: list[tuple[str, str, str, str]] = [
+    ("worker", "replies,default", "CELERY_CONCURRENCY", "8"),
+    ("summaries", "summaries", "CELERY_SUMMARY_CONCURRENCY", "2"),
+]
+
+
+def celery_processes(python: str, env: Mapping[str, str]) -> list[tuple[str, list[str]]]:
+    """(name, command) of each Celery process `make run` starts: the workers, then beat."""
+    celery = [python, "-m", "celery", "-A", "supportbot.celery:app"]
+    processes: list[tuple[str, list[str]]] = []
+    for name, queues, concurrency_variable, concurrency in CELERY_WORKERS:
+        worker = [*celery, "worker", "-Q", queues, "-l", "info"]
+        worker += ["--pool", env.get("CELERY_POOL", "threads")]
+        worker += ["--concurrency", env.get(concurrency_variable, concurrency)]
+        worker += ["--prefetch-multiplier", "1", "--hostname", f"devstack-{name}@%h"]
+        processes.append((name, worker))
+    schedule = VAR_DIR / "celerybeat-schedule"
+    processes.append(
+        ("beat", [*celery, "beat", "-l", "info", "--schedule", str(schedule), "--pidfile="])
+    )
+    return processes
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     port = int(os.environ.get("PORT") or args.port)
     site_port = port + 1
@@ -258,21 +284,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         seeding = _manage_start(["seed_demo", "--json"], env, capture=True)
 
         python = sys.executable
-        celery = [python, "-m", "celery", "-A", "supportbot.celery:app"]
-        schedule = VAR_DIR / "celerybeat-schedule"
         supervisor.start(
             "web",
             [python, "-m", "daphne", "-b", host, "-p", str(port), "supportbot.asgi:application"],
             env=env,
             cwd=REPO_ROOT,
         )
-        worker = [*celery, "worker", "-Q", "replies,default", "-l", "info"]
-        worker += ["--pool", os.environ.get("CELERY_POOL", "threads")]
-        worker += ["--concurrency", os.environ.get("CELERY_CONCURRENCY", "8")]
-        worker += ["--prefetch-multiplier", "1", "--hostname", "devstack@%h"]
-        supervisor.start("worker", worker, env=env, cwd=REPO_ROOT)
-        beat = [*celery, "beat", "-l", "info", "--schedule", str(schedule), "--pidfile="]
-        supervisor.start("beat", beat, env=env, cwd=REPO_ROOT)
+        for name, command in celery_processes(python, env):
+            supervisor.start(name, command, env=env, cwd=REPO_ROOT)
         try:
             _manage_wait(static)
             seed = _parse_seed(_manage_wait(seeding))

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from conversations.models import Conversation, Message, ReplyJob, ToolInvocation
-from conversations.replies import MAX_TOOL_STEPS, reply_generate
+from conversations.reply.answer import MAX_TOOL_STEPS
+from conversations.reply.generate import reply_generate
 from conversations.services import message_post_from_visitor, visitor_session_open
 from knowledge.ingestion import document_ingest, source_get_or_create
 from tests.support.llm_server import Reply

@@ -1,14 +1,22 @@
-"""Reply jobs called directly: idempotency, leases, persisted usage, recovery of stalled jobs."""
+"""Reply jobs called directly: idempotency, leases, the claim and its row lock, persisted usage,
+recovery of stalled jobs, trace points."""
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from conversations.handoff import conversation_request_agent
 from conversations.models import LLMCall, Message, ReplyJob
-from conversations.replies import LeaseHeld, reply_generate, reply_jobs_requeue_stalled
+from conversations.reply.claim import LeaseHeld
+from conversations.reply.generate import reply_generate, reply_jobs_requeue_stalled
 from conversations.services import message_post_from_visitor, visitor_session_open
+from supportbot.trace import trace_callback_add, trace_callback_remove
 from tests.support.llm_server import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,3 +139,90 @@ def test_history_from_another_conversation_is_never_sent(
     reply_generate(job_id=ReplyJob.objects.get(trigger=posted).pk)
     sent = llm.chat_requests()[-1].json["messages"]
     assert all("OTHER TENANT SECRET" not in m["content"] for m in sent)
+
+
+def _job_row_locked(job_id: int) -> bool:
+    """Whether another transaction holds the job's row lock (asked from another connection)."""
+
+    def try_lock() -> bool:
+        try:
+            with transaction.atomic():
+                ReplyJob.objects.select_for_update(nowait=True).filter(pk=job_id).first()
+        except DatabaseError:
+            return True
+        finally:
+            connection.close()
+        return False
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(try_lock).result(timeout=10)
+
+
+def test_the_knowledge_search_runs_without_the_job_row_lock(
+    posted: Message, llm: Any, monkeypatch: Any
+) -> None:
+    # A takeover locks the job row: it must never wait behind a search (seconds when hybrid).
+    job = ReplyJob.objects.get(trigger=posted)
+    locked_during_search: list[bool] = []
+
+    def search(*args: Any, **kwargs: Any) -> list[Any]:
+        locked_during_search.append(_job_row_locked(job.pk))
+        return []
+
+    monkeypatch.setattr("conversations.reply.context.knowledge_search", search)
+    llm.enqueue(Reply(text="It ships tomorrow."))
+    reply_generate(job_id=job.pk)
+    assert locked_during_search == [False]
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.reply.text) == ("done", 1, "It ships tomorrow.")
+
+
+def test_a_job_cancelled_while_its_context_is_built_is_not_claimed(
+    posted: Message, llm: Any, monkeypatch: Any
+) -> None:
+    job = ReplyJob.objects.get(trigger=posted)
+
+    def search_while_an_agent_takes_over(*args: Any, **kwargs: Any) -> list[Any]:
+        conversation_request_agent(conversation_id=posted.conversation_id, reason="Takeover.")
+        return []
+
+    monkeypatch.setattr(
+        "conversations.reply.context.knowledge_search", search_while_an_agent_takes_over
+    )
+    llm.enqueue(Reply(tokens=["Too "] * 40, token_interval=0.1))
+    reply_generate(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.reply_id) == ("cancelled", 0, None)
+    assert not Message.objects.filter(conversation=posted.conversation, role="assistant").exists()
+    # The request started early for it is given up at once, not streamed for 4 seconds.
+    deadline = time.monotonic() + 2
+    while any(t.name == f"reply-{job.pk}" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the provider request of an unclaimed job still runs"
+        time.sleep(0.05)
+    reply_generate(job_id=job.pk)  # redelivered: still nothing
+    assert not Message.objects.filter(conversation=posted.conversation, role="assistant").exists()
+
+
+def test_the_reply_path_reports_its_stages_to_trace_callbacks(posted: Message, llm: Any) -> None:
+    llm.enqueue(Reply(text="On its way."))
+    job = ReplyJob.objects.get(trigger=posted)
+    seen: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def callback(stage: str, key: str) -> None:
+        with lock:
+            seen.setdefault(stage, key)
+
+    trace_callback_add(callback)
+    try:
+        reply_generate(job_id=job.pk)
+    finally:
+        trace_callback_remove(callback)
+    reply = Message.objects.get(conversation=posted.conversation, role="assistant")
+    assert seen == {
+        "reply.task_start": str(job.pk),
+        "reply.claimed": f"{job.pk}:{posted.conversation_id}:{reply.pk}",
+        "reply.llm_request": str(job.pk),
+        "reply.first_token": str(job.pk),
+        "reply.first_delta": str(reply.pk),
+    }

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from conversations import jobs
-from conversations.models import Conversation, LLMCall, Message
 from conversations.messages import message_append
+from conversations.models import Conversation, LLMCall, Message
 from conversations.services import visitor_session_open
 from conversations.summaries import (
     MAX_FACTS,
@@ -21,7 +21,7 @@ from conversations.summaries import (
 )
 from conversations.tasks import summarize_conversation
 from supportbot.llm import TransientLLMError, count_message_tokens
-from supportbot.redis_store import get_redis
+from supportbot.redis_store import get_redis, redis_key
 from tests.support.llm_server import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -219,7 +219,7 @@ def test_another_worker_holding_the_lock_means_no_call(
     conversation: Conversation, llm: Any
 ) -> None:
     _talk(conversation, 8)
-    lock = get_redis().lock(f"summary:lock:{conversation.pk}", timeout=30)
+    lock = get_redis().lock(redis_key("summary-lock", conversation.pk), timeout=30)
     assert lock.acquire(blocking=False)
     try:
         assert conversation_summarize(conversation_id=conversation.pk) is False
@@ -287,6 +287,30 @@ def test_task_runs_the_service(conversation: Conversation, llm: Any) -> None:
     summarize_conversation(str(conversation.pk))
     conversation.refresh_from_db()
     assert conversation.summary == FIRST
+
+
+def test_summaries_have_a_queue_of_their_own() -> None:
+    # A summary call may take LLM_DEADLINE (120 s): never on the replies' queue.
+    from supportbot.celery import app
+
+    def queue_of(task_name: str) -> str:
+        return app.amqp.router.route({}, task_name)["queue"].name
+
+    assert queue_of("conversations.summarize_conversation") == "summaries"
+    assert queue_of("conversations.generate_reply") == "replies"
+    assert queue_of("conversations.requeue_stalled_replies") == "default"
+
+
+def test_a_summary_with_turns_left_over_queues_the_next_round_by_name(
+    conversation: Conversation, llm: Any, monkeypatch: Any
+) -> None:
+    queued: list[str] = []
+    monkeypatch.setattr(jobs, "summary_enqueue", queued.append)
+    monkeypatch.setattr("conversations.summaries.TRANSCRIPT_MAX_TOKENS", 120)
+    _talk(conversation, 8)
+    llm.enqueue(Reply(text=json.dumps(FIRST)))
+    assert conversation_summarize(conversation_id=conversation.pk)
+    assert queued == [str(conversation.pk)]
 
 
 def test_summary_system_text() -> None:

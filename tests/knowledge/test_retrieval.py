@@ -238,6 +238,17 @@ def test_format_context_numbers_passages():
     assert format_context([]) == ""
 
 
+def test_format_context_numbers_on_and_leaves_out_a_heading_that_repeats_the_title():
+    passages = [
+        Passage(3, 12, "Warranty", "https://a/w", "Warranty", "Zips are covered.", 1),
+        Passage(4, 13, "", "", "Care", "Wash cold.", 0.5),
+    ]
+    # Passages a search finds later in a reply continue the numbering the model already has.
+    assert format_context(passages, start=3) == (
+        "[3] Warranty\nZips are covered.\n\n[4] Care\nWash cold."
+    )
+
+
 def test_fuse_is_reciprocal_rank_fusion():
     scores = fuse([[1, 2, 3], [3, 4]])
     assert scores[1] == pytest.approx(1 / (RRF_K + 1))

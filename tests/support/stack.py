@@ -173,7 +173,7 @@ class LiveStack:
                 "supportbot",
                 "worker",
                 "-Q",
-                "replies,default",
+                "replies,default,summaries",
                 "--pool",
                 "threads",
                 "--concurrency",
@@ -281,7 +281,7 @@ def celery_worker(django_db_blocker: Any) -> Iterator[Any]:
         pool="threads",
         concurrency=4,
         perform_ping_check=False,
-        queues=["replies", "default"],
+        queues=["replies", "default", "summaries"],
         shutdown_timeout=10,
     ) as worker:
         yield worker

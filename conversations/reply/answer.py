@@ -1,0 +1,106 @@
+"""One model's answer to a claimed reply job: each step streamed to the sockets, the tools it
+asks for run between steps, at most MAX_TOOL_STEPS rounds of tools (then it must answer)."""
+
+from dataclasses import replace
+from typing import Any
+
+from conversations.models import LLMCall
+from conversations.reply.claim import Claim, LeaseKeeper
+from conversations.reply.delivery import ReplyDelivery
+from conversations.reply.finish import Outcome
+from conversations.reply.passages import sources_cited
+from conversations.reply.provider_stream import ProviderStream
+from conversations.reply.tools import ToolTurn, tool_call_run
+from supportbot.llm import CallRecord, Finished, ProviderConfig, TextDelta
+
+MAX_TOOL_STEPS = 3
+
+
+def _calls_record(claim: Claim, records: list[CallRecord]) -> None:
+    LLMCall.objects.bulk_create(
+        LLMCall.from_record(
+            record,
+            tenant_id=claim.tenant.pk,
+            purpose="reply",
+            conversation_id=claim.conversation.pk,
+            message_id=claim.reply.pk,
+        )
+        for record in records
+    )
+    records.clear()
+
+
+def _step(
+    claim: Claim, stream: ProviderStream, delivery: ReplyDelivery, lease: LeaseKeeper
+) -> Finished:
+    """Stream one request's text to the sockets; its `Finished`. Its call is recorded."""
+    finished: Finished | None = None
+    try:
+        for event in stream:
+            if isinstance(event, TextDelta):
+                delivery.add(event.text)
+                lease.tick()
+            else:
+                finished = event
+    finally:
+        _calls_record(claim, stream.records)
+    assert finished is not None, "stream_chat ends with Finished"
+    return finished
+
+
+def _tool_request(finished: Finished) -> dict[str, Any]:
+    """The assistant's turn that asked for tools, for the next request."""
+    return {
+        "role": "assistant",
+        "content": finished.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in finished.tool_calls
+        ],
+    }
+
+
+def reply_answer(
+    claim: Claim, delivery: ReplyDelivery, config: ProviderConfig, first: ProviderStream | None
+) -> Outcome:
+    """The tool loop with model `config`; `first` is the request already on its way, if any.
+
+    Raises the provider's LLMError, and LeaseLost when another worker took the job over.
+    """
+    messages = list(claim.context.messages)
+    turn = ToolTurn(
+        tenant=claim.tenant,
+        conversation_id=claim.conversation.pk,
+        job_id=claim.job_id,
+        reply_id=claim.reply.pk,
+        language=claim.language,
+        passages=list(claim.context.passages),
+    )
+    lease = LeaseKeeper(claim)
+    stream = first
+    for step in range(MAX_TOOL_STEPS + 1):
+        if stream is None:
+            params = claim.context.params
+            if step == MAX_TOOL_STEPS:
+                params = replace(params, tool_choice="none")  # answer now
+            stream = ProviderStream(
+                config=config, messages=messages, params=params, cancel=claim.cancel
+            )
+        finished = _step(claim, stream, delivery, lease)
+        stream = None
+        if not finished.tool_calls or step == MAX_TOOL_STEPS:
+            delivery.flush()
+            text = delivery.all_text
+            return Outcome(text=text, finished=finished, sources=sources_cited(turn.passages, text))
+        messages.append(_tool_request(finished))
+        for call in finished.tool_calls:
+            result = tool_call_run(turn, call, step=step)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+        if turn.handed_off:
+            delivery.flush()
+            return Outcome(text=delivery.all_text, finished=finished, handed_off=True)
+    raise AssertionError("unreachable")

@@ -1,0 +1,235 @@
+"""Claiming a reply job, and the lease that keeps it ours while the reply streams.
+
+The `ReplyJob` row decides who generates a reply: a finished job is a no-op; a running job
+whose lease is still renewed is left to its worker (`LeaseHeld`); a running job whose lease
+lapsed is taken over, and its reply is generated again from the start under the same message.
+
+Nothing slow runs under the job's row lock. A claim reads the job, decides the language, reads
+the history, searches the help centre and writes the prompt without a lock (`context.py`),
+starts the provider request, and only then locks the job row to check its state again and make
+the writes: the reply message, the language, state "running" with a new lease. A job cancelled
+(an agent took over) or claimed by another worker meanwhile is not claimed, and its request is
+cancelled. Locks are taken jobs first, then the conversation, like every other writer.
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from conversations.language import conversation_language_store
+from conversations.messages import conversation_changed, message_append
+from conversations.models import Conversation, Message, ReplyJob
+from conversations.reply.context import ReplyContext, reply_context_build
+from conversations.reply.provider_stream import CancelFlag, ProviderStream
+from supportbot.tenants.models import Tenant
+from supportbot.trace import trace
+
+FINAL_STATES = (ReplyJob.State.DONE, ReplyJob.State.FAILED, ReplyJob.State.CANCELLED)
+
+
+class LeaseHeld(Exception):
+    """Another worker is generating this reply; try again when its lease may have lapsed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"reply lease held for {seconds:.1f}s more")
+        self.seconds = seconds
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over."""
+
+
+def lease_seconds() -> float:
+    return float(settings.REPLY_LEASE_SECONDS)
+
+
+@dataclass
+class Claim:
+    """A reply job this worker holds, and what its reply is generated from."""
+
+    job_id: int
+    attempt: int  # the job's `attempts` once claimed: only this attempt may write the reply
+    conversation: Conversation
+    reply: Message
+    trigger: Message
+    context: ReplyContext
+    cancel: CancelFlag
+    provider_stream: ProviderStream  # the first request, started before the claim's writes
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.conversation.tenant
+
+    @property
+    def language(self) -> str:
+        return self.context.language
+
+
+def _job(job_id: int, *, lock: bool) -> ReplyJob | None:
+    jobs = ReplyJob.objects.select_related("conversation__tenant", "trigger", "reply")
+    if lock:
+        jobs = jobs.select_for_update(of=("self",))
+    return jobs.filter(pk=job_id).first()
+
+
+def _claimable(job: ReplyJob | None, now: datetime) -> ReplyJob | None:
+    """`job` when it may be claimed now; None when it is finished (or gone). Raises LeaseHeld
+    while another worker holds it."""
+    if job is None or job.state in FINAL_STATES:
+        return None
+    if job.state == ReplyJob.State.RUNNING and job.lease_expires_at and job.lease_expires_at > now:
+        raise LeaseHeld((job.lease_expires_at - now).total_seconds())
+    return job
+
+
+def _job_lock(job_id: int, *, attempts: int) -> ReplyJob | None:
+    """The job, locked, when it is still ours to claim (inside a transaction).
+
+    None when it finished or was cancelled meanwhile, or when its conversation is no longer
+    with the bot (the job is cancelled then). `attempts` is what the unlocked read saw: a job
+    claimed by another worker since then is theirs (LeaseHeld).
+    """
+    now = timezone.now()
+    job = _claimable(_job(job_id, lock=True), now)
+    if job is None:
+        return None
+    if job.attempts != attempts:
+        raise LeaseHeld(0.0)  # claimed and given back meanwhile: start again
+    if job.conversation.status != Conversation.Status.BOT:
+        job.state = ReplyJob.State.CANCELLED
+        job.save(update_fields=["state", "updated_at"])
+        return None
+    return job
+
+
+def _reply_reset(job: ReplyJob) -> Message:
+    """The job's reply message, empty and streaming (appended on the first attempt)."""
+    if job.reply is None:
+        return message_append(
+            conversation=job.conversation,
+            role=Message.Role.ASSISTANT,
+            text="",
+            status=Message.Status.STREAMING,
+            broadcast=False,
+        )
+    job.reply.text = ""
+    job.reply.status = Message.Status.STREAMING
+    job.reply.save(update_fields=["text", "status"])
+    return job.reply
+
+
+def _claim_writes(job_id: int, *, attempts: int, context: ReplyContext) -> ReplyJob | None:
+    """Lock the job, check it again, and mark it ours: reply message, language, lease."""
+    with transaction.atomic():
+        job = _job_lock(job_id, attempts=attempts)
+        if job is None:
+            return None
+        conversation = job.conversation
+        job.reply = _reply_reset(job)
+        if conversation_language_store(
+            conversation=conversation,
+            message=job.trigger,
+            detected=context.detected,
+            reply_language=context.language,
+        ):
+            conversation_changed(conversation)
+        job.state = ReplyJob.State.RUNNING
+        job.attempts += 1
+        job.lease_expires_at = timezone.now() + timedelta(seconds=lease_seconds())
+        job.save(update_fields=["state", "attempts", "lease_expires_at", "reply", "updated_at"])
+    return job
+
+
+def reply_job_claim(job_id: int) -> Claim | None:
+    """Claim a reply job for this worker, with its first provider request already on its way.
+
+    None when there is nothing to do (finished, cancelled, or the conversation left the bot);
+    raises LeaseHeld while another worker holds the job.
+    """
+    job = _claimable(_job(job_id, lock=False), timezone.now())
+    if job is None:
+        return None
+    if job.conversation.status != Conversation.Status.BOT:
+        with transaction.atomic():
+            _job_lock(job_id, attempts=job.attempts)  # cancels it
+        return None
+    context = reply_context_build(job)
+    cancel = CancelFlag(job_id=job.pk)
+    # The request goes out now; the claim's writes happen while the model thinks.
+    stream = ProviderStream(
+        config=context.config, messages=context.messages, params=context.params, cancel=cancel
+    )
+    try:
+        claimed = _claim_writes(job.pk, attempts=job.attempts, context=context)
+    except BaseException:
+        cancel.cancelled = True
+        raise
+    if claimed is None or claimed.reply is None:
+        cancel.cancelled = True
+        return None
+    trace("reply.claimed", f"{claimed.pk}:{claimed.conversation_id}:{claimed.reply.pk}")
+    return Claim(
+        job_id=claimed.pk,
+        attempt=claimed.attempts,
+        conversation=claimed.conversation,
+        reply=claimed.reply,
+        trigger=claimed.trigger,
+        context=context,
+        cancel=cancel,
+        provider_stream=stream,
+    )
+
+
+def lease_renew(claim: Claim) -> bool:
+    """Extend our lease; False when another worker has taken the job over."""
+    return bool(
+        ReplyJob.objects.filter(
+            pk=claim.job_id, attempts=claim.attempt, state=ReplyJob.State.RUNNING
+        ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()))
+    )
+
+
+class LeaseKeeper:
+    """Renews a claim's lease about three times per lease while its reply streams."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.every = lease_seconds() / 3
+        self.renewed_at = time.monotonic()
+
+    def tick(self) -> None:
+        """Renew when due (raises LeaseLost when the job was taken over), then give the
+        database connection back until the next renewal."""
+        now = time.monotonic()
+        if now - self.renewed_at >= self.every:
+            if not lease_renew(self.claim):
+                raise LeaseLost()
+            connection_release()
+            self.renewed_at = now
+
+
+def claim_release(claim: Claim) -> None:
+    """Give the job back after an unexpected error, so a retry can claim it at once."""
+    ReplyJob.objects.filter(
+        pk=claim.job_id, attempts=claim.attempt, state=ReplyJob.State.RUNNING
+    ).update(lease_expires_at=timezone.now())
+
+
+def own_job_lock(claim: Claim) -> ReplyJob | None:
+    """Lock the claim's job (inside a transaction) if it is still this attempt's, else None."""
+    job = ReplyJob.objects.select_for_update().filter(pk=claim.job_id).first()
+    if job is None or job.attempts != claim.attempt or job.state != ReplyJob.State.RUNNING:
+        return None
+    return job
+
+
+def connection_release() -> None:
+    """Give the pooled database connection back while the model streams (seconds with no
+    query but a lease renewal): a worker thread holding it would cap concurrent replies at
+    the pool's size. The next query takes one from the pool again."""
+    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
+        connection.close()

@@ -1,0 +1,82 @@
+"""Persisting a reply: once (only the job's current attempt may), with the notices it needs,
+and broadcast on commit."""
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from conversations import frames
+from conversations.broadcast import broadcast_on_commit
+from conversations.messages import message_append
+from conversations.models import Message, ReplyJob
+from conversations.notices import notice
+from conversations.reply.claim import Claim, own_job_lock
+from conversations.stream_state import snapshot_clear
+from supportbot.llm import Finished
+
+
+@dataclass
+class Outcome:
+    """How a reply ended: its text, and the model's `Finished` (None when degraded)."""
+
+    text: str
+    finished: Finished | None
+    sources: list[dict[str, str]] = field(default_factory=list)
+    handed_off: bool = False
+
+
+def _settle(reply: Message, outcome: Outcome, language: str) -> list[str]:
+    """Set the reply's text, status and sources; the notices to append after it."""
+    finished = outcome.finished
+    reply.text = outcome.text
+    reply.status = Message.Status.COMPLETE
+    reply.sources = outcome.sources
+    reply.language = language
+    if outcome.handed_off:
+        if outcome.text.strip():
+            return [notice("handoff", language)]
+        # Nothing was said: the reply becomes the notice that a person was asked.
+        reply.role = Message.Role.SYSTEM
+        reply.text = notice("handoff", language)
+        reply.sources = []
+        return []
+    if finished is not None and finished.finish_reason in ("length", "content_filter"):
+        return [notice(finished.finish_reason, language)]
+    if not outcome.text.strip():
+        reply.status = Message.Status.FAILED
+        return [notice("unavailable", language)]
+    return []
+
+
+def _record_model(reply: Message, finished: Finished | None) -> None:
+    if finished is None:
+        reply.finish_reason = "degraded"
+        return
+    reply.finish_reason = finished.finish_reason or ""
+    reply.model = finished.model or ""
+    if finished.usage is not None:
+        reply.prompt_tokens = finished.usage.prompt_tokens
+        reply.completion_tokens = finished.usage.completion_tokens
+    reply.latency_ms = finished.latency_ms
+
+
+def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
+    """Store the reply and end its job (error code `degraded`); a no-op when the job is no
+    longer this attempt's (taken over, cancelled, finished already)."""
+    reply = claim.reply
+    with transaction.atomic():
+        job = own_job_lock(claim)
+        if job is None:
+            return
+        notices = _settle(reply, outcome, claim.language)
+        _record_model(reply, outcome.finished)
+        reply.completed_at = timezone.now()
+        reply.save()
+        job.state = ReplyJob.State.DONE
+        job.error_code = degraded[:40]
+        job.save(update_fields=["state", "error_code", "updated_at"])
+        broadcast_on_commit(claim.conversation.pk, frames.message_frame(reply))
+        for text in notices:
+            message_append(conversation=claim.conversation, role=Message.Role.SYSTEM, text=text)
+    snapshot_clear(reply.pk)
