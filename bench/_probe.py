@@ -215,7 +215,7 @@ def breakdown(trace_dir: Path, raw: dict[int, dict[str, list[Any]]]) -> dict[str
 
     events = _load(trace_dir)
     by_conversation: dict[str, tuple[str, str]] = {}  # conversation -> (job, message)
-    for (event, key), _t in events.items():
+    for event, key in events:
         if event == "reply.claimed":
             job, conversation, message = key.split(":")
             by_conversation[conversation] = (job, message)

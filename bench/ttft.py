@@ -297,9 +297,11 @@ def summarize(
 
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| conversations | samples | TTFT baseline median / p95 (ms) | TTFT stack median / p95 "
-        "(ms) | overhead median / p95 (ms) | ratio median / p95 | complete reply baseline / "
-        "stack median (ms) | tokens delivered / expected |",
+        (
+            "| conversations | samples | TTFT baseline median / p95 (ms) | TTFT stack median / p95 "
+            "(ms) | overhead median / p95 (ms) | ratio median / p95 | complete reply baseline / "
+            "stack median (ms) | tokens delivered / expected |"
+        ),
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:

@@ -1,13 +1,19 @@
 """The shape of the code, checked like behaviour: no import cycles between the project's modules
 (imports inside functions count: a lazy import does not hide a cycle), and the openai SDK only
-behind `supportbot/llm/`. The layers themselves are import-linter contracts (pyproject.toml,
+behind `supportbot/llm/`; small functions in `conversations/` and small modules in its `reply/`
+package. The layers themselves are import-linter contracts (pyproject.toml,
 `make imports`)."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import grimp
 
 PACKAGES = ("conversations", "knowledge", "supportbot")
+MAX_FUNCTION_LINES = 60
+MAX_REPLY_MODULE_LINES = 300
 
 
 def _graph() -> grimp.ImportGraph:
@@ -91,3 +97,26 @@ def test_only_the_llm_layer_imports_openai() -> None:
     }
     assert importers, "the LLM layer is expected to import openai"
     assert {m for m in importers if not m.startswith("supportbot.llm")} == set()
+
+
+def _python_files(package: str) -> list[Path]:
+    root = Path(__file__).resolve().parents[1] / package
+    return sorted(p for p in root.rglob("*.py") if "migrations" not in p.parts)
+
+
+def test_conversations_functions_fit_on_a_screen() -> None:
+    """No function in conversations/ is over 60 lines: a longer one holds several concerns."""
+    too_long = []
+    for path in _python_files("conversations"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    assert too_long == []
+
+
+def test_reply_modules_stay_small() -> None:
+    sizes = {p.name: len(p.read_text().splitlines()) for p in _python_files("conversations/reply")}
+    assert sizes, "conversations/reply/ holds the reply path"
+    assert {name: n for name, n in sizes.items() if n >= MAX_REPLY_MODULE_LINES} == {}

@@ -36,10 +36,12 @@ def test_stream_from_the_real_local_model(local_model: LocalLLMSpec) -> None:
     deltas = [e for e in events if isinstance(e, TextDelta)]
     finished = events[-1]
     assert isinstance(finished, Finished)
-    assert deltas and finished.text == "".join(d.text for d in deltas)
+    assert deltas
+    assert finished.text == "".join(d.text for d in deltas)
     assert finished.text.strip()
     assert finished.finish_reason in {"stop", "length"}
-    assert len(records) == 1 and records[0].outcome == "ok"
+    assert len(records) == 1
+    assert records[0].outcome == "ok"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -62,8 +64,10 @@ def test_reply_job_answers_with_the_local_model(
     posted = message_post_from_visitor(conversation=session.conversation, client_id="l", text="Hi!")
     reply_generate(job_id=ReplyJob.objects.get(trigger=posted.message).pk)
     reply = Message.objects.get(conversation=session.conversation, role="assistant")
-    assert reply.status == "complete" and reply.text.strip()
-    assert reply.completion_tokens and reply.completion_tokens <= 24
+    assert reply.status == "complete"
+    assert reply.text.strip()
+    assert reply.completion_tokens
+    assert reply.completion_tokens <= 24
 
 
 def test_the_local_model_answers_the_make_run_check(local_model: LocalLLMSpec) -> None:

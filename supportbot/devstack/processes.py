@@ -99,7 +99,7 @@ class Supervisor:
             env=child_env,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_child_setup,
+            preexec_fn=_child_setup,  # noqa: PLW1509 - one prctl call, no locks taken
         )
         reader = threading.Thread(
             target=self._pump, args=(name, process.stdout), name=f"out-{name}", daemon=True

@@ -114,14 +114,16 @@ def test_answers_are_grounded_in_the_tenants_own_articles_and_cite_them(
     llm.enqueue(Reply(text="You have 30 days to return a product [1]."))
     reply = answer(ask(acme, "How many days do I have to return a product?"))
     prompt = system_prompt(llm)
-    assert "30 days" in prompt and "90 days" not in prompt
+    assert "30 days" in prompt
+    assert "90 days" not in prompt
     assert "[1] Acme returns" in prompt
     assert reply.sources == [{"title": "Acme returns", "url": "https://acme.example/returns"}]
 
     llm.enqueue(Reply(text="You have 90 days [1]."))
     reply = answer(ask(globex, "How many days do I have to return a product?"))
     prompt = system_prompt(llm)
-    assert "90 days" in prompt and "30 days" not in prompt
+    assert "90 days" in prompt
+    assert "30 days" not in prompt
     assert reply.sources == [{"title": "Globex returns", "url": "https://globex.example/returns"}]
 
 
@@ -177,7 +179,8 @@ def test_tool_search_with_malformed_arguments_is_refused_then_answered(
     ]
     second, third = llm.chat_requests()[1].json, llm.chat_requests()[2].json
     tool_message = second["messages"][-1]
-    assert tool_message["role"] == "tool" and "Invalid arguments" in tool_message["content"]
+    assert tool_message["role"] == "tool"
+    assert "Invalid arguments" in tool_message["content"]
     assert second["messages"][-2]["tool_calls"][0]["function"]["name"] == "search_knowledge"
     assert "Zips are covered for life." in third["messages"][-1]["content"]
 
@@ -230,7 +233,8 @@ def test_model_handoff_moves_the_conversation_to_a_person_and_the_bot_stays_quie
     conversation = Conversation.objects.get(pk=message.conversation_id)
     assert conversation.status == "waiting_for_agent"
     assert conversation.handoff_reason == "refund dispute"
-    assert notice.role == "system" and "person from our team" in notice.text
+    assert notice.role == "system"
+    assert "person from our team" in notice.text
     assert len(llm.chat_requests()) == 1
     # The bot stays quiet afterwards: no reply job for the next message.
     later = ask(tenant, "Hello?", client_id="c2", conversation=conversation)
@@ -252,7 +256,8 @@ def test_fallback_model_answers_when_the_main_one_fails(make_tenant: Any, llm: A
     failing = Reply(status=500, error_body={"error": {"message": "boom", "type": "server_error"}})
     llm.enqueue(failing, failing, Reply(text="Answer from the backup."))
     reply = answer(ask(tenant, "Are you open on Sunday?"))
-    assert reply.text == "Answer from the backup." and reply.status == "complete"
+    assert reply.text == "Answer from the backup."
+    assert reply.status == "complete"
     assert [r.json["model"] for r in llm.chat_requests()] == [
         "scripted-model",
         "scripted-model",

@@ -55,9 +55,11 @@ def test_reply_is_generated_once_even_when_the_job_runs_twice(posted: Message, l
     body = llm.chat_requests()[0].json
     assert body["model"] == "scripted-model"
     assert (body["max_tokens"] if "max_tokens" in body else body.get("max_completion_tokens")) == 64
-    assert body["temperature"] == 0.2 and body["seed"] == 7
+    assert body["temperature"] == 0.2
+    assert body["seed"] == 7
     system = body["messages"][0]
-    assert system["role"] == "system" and system["content"].startswith("You are Acme's assistant.")
+    assert system["role"] == "system"
+    assert system["content"].startswith("You are Acme's assistant.")
     assert "Reply in English." in system["content"]
     assert [t["function"]["name"] for t in body["tools"]] == [
         "search_knowledge",
@@ -71,7 +73,8 @@ def test_reply_is_generated_once_even_when_the_job_runs_twice(posted: Message, l
         posted.tenant_id,
     )
     job.refresh_from_db()
-    assert job.state == "done" and job.attempts == 1
+    assert job.state == "done"
+    assert job.attempts == 1
 
 
 def test_running_job_with_live_lease_is_left_alone(posted: Message) -> None:
@@ -114,9 +117,11 @@ def test_mid_stream_failure_degrades_to_an_honest_offer(posted: Message, llm: An
     job = ReplyJob.objects.get(trigger=posted)
     reply_generate(job_id=job.pk)
     reply = Message.objects.get(conversation=posted.conversation, role="assistant")
-    assert reply.status == "complete" and "person from our team" in reply.text
+    assert reply.status == "complete"
+    assert "person from our team" in reply.text
     job.refresh_from_db()
-    assert job.state == "done" and job.error_code == "degraded:interrupted"
+    assert job.state == "done"
+    assert job.error_code == "degraded:interrupted"
     # Not retried after text was shown: one request only.
     assert len(llm.chat_requests()) == 1
 

@@ -109,13 +109,15 @@ def test_long_conversation_is_summarised_with_structured_output(
     body = request.json
     assert body["response_format"]["type"] == "json_schema"
     schema = body["response_format"]["json_schema"]
-    assert schema["name"] == "conversation_summary" and schema["strict"] is True
+    assert schema["name"] == "conversation_summary"
+    assert schema["strict"] is True
     assert set(schema["schema"]["required"]) == {"summary", "facts", "open_questions"}
     assert schema["schema"]["properties"]["facts"]["type"] == "array"
     assert "stream" not in body or body["stream"] is False
     transcript = _transcript(body)
     covered = next(m for m in history if m.seq == conversation.summary_seq)
-    assert "Question 0:" in transcript and covered.text in transcript
+    assert "Question 0:" in transcript
+    assert covered.text in transcript
     assert all(m.text not in transcript for m in rest)
     assert "Previous summary:\n(none)" in transcript
 
@@ -125,7 +127,8 @@ def test_long_conversation_is_summarised_with_structured_output(
         conversation.tenant_id,
         "ok",
     )
-    assert call.message_id is None and call.model == "scripted-model"
+    assert call.message_id is None
+    assert call.model == "scripted-model"
 
 
 def test_summary_is_replaced_not_appended(conversation: Conversation, llm: Any) -> None:
@@ -143,7 +146,8 @@ def test_summary_is_replaced_not_appended(conversation: Conversation, llm: Any) 
     assert conversation.summary == SECOND
     assert conversation.summary_seq > first_seq
     second = _transcript(llm.chat_requests()[-1].json)
-    assert FIRST["summary"] in second and "Order number 4411" in second
+    assert FIRST["summary"] in second
+    assert "Order number 4411" in second
     # Only the turns after the first summary are sent again.
     first_covered = Message.objects.get(conversation=conversation, seq=first_seq)
     assert first_covered.text not in second
@@ -201,7 +205,8 @@ def test_lengths_are_capped(conversation: Conversation, llm: Any) -> None:
     conversation.refresh_from_db()
     stored = conversation.summary
     assert set(stored) == {"summary", "facts", "open_questions"}
-    assert len(stored["summary"]) <= SUMMARY_MAX_CHARS and stored["summary"].endswith("…")
+    assert len(stored["summary"]) <= SUMMARY_MAX_CHARS
+    assert stored["summary"].endswith("…")
     assert stored["facts"] == [f"Fact {n}" for n in range(MAX_FACTS)]
     assert len(stored["open_questions"]) == MAX_OPEN_QUESTIONS
     assert all(len(q) <= 300 for q in stored["open_questions"])
@@ -280,7 +285,8 @@ def test_a_burst_of_messages_enqueues_one_task(
 
 def test_task_runs_the_service(conversation: Conversation, llm: Any) -> None:
     assert summarize_conversation.name == "conversations.summarize_conversation"
-    assert summarize_conversation.acks_late and summarize_conversation.ignore_result
+    assert summarize_conversation.acks_late
+    assert summarize_conversation.ignore_result
     assert summarize_conversation.max_retries == 3
     _talk(conversation, 8)
     llm.enqueue(Reply(text=json.dumps(FIRST)))

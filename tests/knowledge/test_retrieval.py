@@ -64,10 +64,12 @@ def two_shops(make_tenant, ingest):
 def test_each_tenant_finds_only_its_own_facts(two_shops, query):
     a, b = two_shops
     found_a = search_knowledge(tenant_id=a.id, query=query)
-    assert "90 days" not in texts(found_a) and "Biscuit" not in texts(found_a)
+    assert "90 days" not in texts(found_a)
+    assert "Biscuit" not in texts(found_a)
     assert {p.url for p in found_a} <= {"https://a.example/returns", ""}
     found_b = search_knowledge(tenant_id=b.id, query=query)
-    assert "30 days" not in texts(found_b) and "European Union" not in texts(found_b)
+    assert "30 days" not in texts(found_b)
+    assert "European Union" not in texts(found_b)
     all_a = set(Chunk.objects.filter(tenant=a).values_list("id", flat=True))
     assert {p.chunk_id for p in found_a} <= all_a
     assert not {p.chunk_id for p in found_b} & all_a
@@ -77,8 +79,10 @@ def test_conflicting_facts_each_tenant_gets_its_own_answer(two_shops):
     a, b = two_shops
     (top_a, *_) = search_knowledge(tenant_id=a.id, query="How long do I have to return an item?")
     (top_b, *_) = search_knowledge(tenant_id=b.id, query="How long do I have to return an item?")
-    assert "within 30 days" in top_a.text and top_a.url == "https://a.example/returns"
-    assert "within 90 days" in top_b.text and top_b.url == "https://b.example/returns"
+    assert "within 30 days" in top_a.text
+    assert top_a.url == "https://a.example/returns"
+    assert "within 90 days" in top_b.text
+    assert top_b.url == "https://b.example/returns"
     assert (top_a.title, top_a.heading) == ("Returns policy", "Returns policy")
 
 
@@ -124,7 +128,8 @@ def test_when_not_every_word_matches_any_word_will_do(two_shops):
     a, _ = two_shops
     # "unicorn" is nowhere: the all-words query finds nothing, the any-word fallback does
     found = search_knowledge(tenant_id=a.id, query="unicorn express delivery")
-    assert found and found[0].title == "Shipping"
+    assert found
+    assert found[0].title == "Shipping"
     assert search_knowledge(tenant_id=a.id, query="unicorn zeppelin") == []
 
 
@@ -203,7 +208,8 @@ def test_any_word_search_leaves_out_words_that_are_everywhere(make_tenant, inges
     assert [p.title for p in found] == ["Refunds"]
     # every word common: the rarest is kept, and at most CANDIDATES_MAX chunks are ranked
     found = search_knowledge(tenant_id=tenant.id, query="order ships unicorn")
-    assert 0 < len(found) <= 4 and all(p.title.startswith("Orders") for p in found)
+    assert 0 < len(found) <= 4
+    assert all(p.title.startswith("Orders") for p in found)
     monkeypatch.setattr(retrieval, "CANDIDATES_MAX", 2)
     assert len(search_knowledge(tenant_id=tenant.id, query="every order ships")) == 2
     retrieval._stats.clear()
@@ -300,7 +306,8 @@ def test_hybrid_finds_by_meaning_what_full_text_misses(make_tenant, ingest, embe
     ingest(other, "membership.md", MEMBERSHIP.replace("account page", "Lisbon office"))
     assert result.embedded == result.chunks == 1
     requests = embeddings_on.embedding_requests()
-    assert len(requests) == 3 and requests[0].json["model"] == "scripted-embedding"
+    assert len(requests) == 3
+    assert requests[0].json["model"] == "scripted-embedding"
     assert requests[0].json["input"][0].startswith("Memberships")  # title and heading included
     with connection.cursor() as cursor:
         cursor.execute(
