@@ -65,3 +65,13 @@ def test_profiles_are_loaded_once_under_concurrent_first_use(monkeypatch) -> Non
         thread.join(timeout=30)
     assert answers == ["es"] * 4
     assert len(loads) == 1
+
+
+def test_a_starting_worker_loads_the_profiles(monkeypatch) -> None:
+    from celery.signals import worker_init
+
+    from supportbot import language_detection
+
+    monkeypatch.setattr(language_detection, "_factory", None)
+    worker_init.send(sender=None)
+    assert language_detection._factory is not None
