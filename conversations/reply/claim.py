@@ -69,11 +69,13 @@ class Claim:
         return self.context.language
 
 
-def _job(job_id: int, *, lock: bool) -> ReplyJob | None:
-    jobs = ReplyJob.objects.select_related("conversation__tenant", "trigger", "reply")
-    if lock:
-        jobs = jobs.select_for_update(of=("self",))
-    return jobs.filter(pk=job_id).first()
+def _job(job_id: int) -> ReplyJob | None:
+    """The job with all a claim reads: conversation, tenant, trigger, reply (no lock)."""
+    return (
+        ReplyJob.objects.select_related("conversation__tenant", "trigger", "reply")
+        .filter(pk=job_id)
+        .first()
+    )
 
 
 def _claimable(job: ReplyJob | None, now: datetime) -> ReplyJob | None:
@@ -86,24 +88,34 @@ def _claimable(job: ReplyJob | None, now: datetime) -> ReplyJob | None:
     return job
 
 
-def _job_lock(job_id: int, *, attempts: int) -> ReplyJob | None:
-    """The job, locked, when it is still ours to claim (inside a transaction).
+def _job_lock(job: ReplyJob) -> bool:
+    """Lock the row of `job` (read without a lock) and check it is still ours to claim, inside
+    a transaction. `job` is refreshed with what the lock saw.
 
-    None when it finished or was cancelled meanwhile, or when its conversation is no longer
-    with the bot (the job is cancelled then). `attempts` is what the unlocked read saw: a job
-    claimed by another worker since then is theirs (LeaseHeld).
+    False when it finished or was cancelled meanwhile, or when its conversation is no longer
+    with the bot (the job is cancelled then). A job claimed by another worker since it was read
+    is theirs (LeaseHeld). Only the state is read again: a lean query, as the provider request
+    is starting on another thread meanwhile.
     """
     now = timezone.now()
-    job = _claimable(_job(job_id, lock=True), now)
-    if job is None:
-        return None
-    if job.attempts != attempts:
+    row = (
+        ReplyJob.objects.select_for_update(of=("self",))
+        .filter(pk=job.pk)
+        .values_list("state", "attempts", "lease_expires_at", "conversation__status")
+        .first()
+    )
+    if row is None:
+        return False
+    job.state, attempts, job.lease_expires_at, job.conversation.status = row
+    if _claimable(job, now) is None:
+        return False
+    if attempts != job.attempts:
         raise LeaseHeld(0.0)  # claimed and given back meanwhile: start again
     if job.conversation.status != Conversation.Status.BOT:
         job.state = ReplyJob.State.CANCELLED
         job.save(update_fields=["state", "updated_at"])
-        return None
-    return job
+        return False
+    return True
 
 
 def _reply_reset(job: ReplyJob) -> Message:
@@ -122,14 +134,14 @@ def _reply_reset(job: ReplyJob) -> Message:
     return job.reply
 
 
-def _claim_writes(job_id: int, *, attempts: int, context: ReplyContext) -> ReplyJob | None:
-    """Lock the job, check it again, and mark it ours: reply message, language, lease."""
+def _claim_writes(job: ReplyJob, context: ReplyContext) -> Message | None:
+    """Lock the job, check it again, and mark it ours: reply message, language, lease. The
+    reply message, or None when the job is not ours to claim."""
     with transaction.atomic():
-        job = _job_lock(job_id, attempts=attempts)
-        if job is None:
+        if not _job_lock(job):
             return None
         conversation = job.conversation
-        job.reply = _reply_reset(job)
+        job.reply = reply = _reply_reset(job)
         if conversation_language_store(
             conversation=conversation,
             message=job.trigger,
@@ -141,7 +153,7 @@ def _claim_writes(job_id: int, *, attempts: int, context: ReplyContext) -> Reply
         job.attempts += 1
         job.lease_expires_at = timezone.now() + timedelta(seconds=lease_seconds())
         job.save(update_fields=["state", "attempts", "lease_expires_at", "reply", "updated_at"])
-    return job
+    return reply
 
 
 def reply_job_claim(job_id: int) -> Claim | None:
@@ -150,13 +162,13 @@ def reply_job_claim(job_id: int) -> Claim | None:
     None when there is nothing to do (finished, cancelled, or the conversation left the bot);
     raises LeaseHeld while another worker holds the job.
     """
-    job = _claimable(_job(job_id, lock=False), timezone.now())
+    job = _claimable(_job(job_id), timezone.now())
     if job is None:
         return None
     if job.conversation.status != Conversation.Status.BOT:
         with transaction.atomic():
-            _job_lock(job_id, attempts=job.attempts)  # cancels it
-        return None
+            if not _job_lock(job):  # cancels it, unless back with the bot meanwhile
+                return None
     context = reply_context_build(job)
     cancel = CancelFlag(job_id=job.pk)
     # The request goes out now; the claim's writes happen while the model thinks.
@@ -164,20 +176,20 @@ def reply_job_claim(job_id: int) -> Claim | None:
         config=context.config, messages=context.messages, params=context.params, cancel=cancel
     )
     try:
-        claimed = _claim_writes(job.pk, attempts=job.attempts, context=context)
+        reply = _claim_writes(job, context)
     except BaseException:
         cancel.cancelled = True
         raise
-    if claimed is None or claimed.reply is None:
+    if reply is None:
         cancel.cancelled = True
         return None
-    trace("reply.claimed", f"{claimed.pk}:{claimed.conversation_id}:{claimed.reply.pk}")
+    trace("reply.claimed", f"{job.pk}:{job.conversation_id}:{reply.pk}")
     return Claim(
-        job_id=claimed.pk,
-        attempt=claimed.attempts,
-        conversation=claimed.conversation,
-        reply=claimed.reply,
-        trigger=claimed.trigger,
+        job_id=job.pk,
+        attempt=job.attempts,
+        conversation=job.conversation,
+        reply=reply,
+        trigger=job.trigger,
         context=context,
         cancel=cancel,
         provider_stream=stream,
