@@ -9,18 +9,14 @@ Keys are conversation ids (web side, before the reply exists), job ids (enqueue,
 provider request), and reply message ids (from the first delta on). `breakdown` lines the events
 up with the client's samples; every process runs on the same machine and clock.
 
-Where the events come from:
-- the reply path's named trace points (`supportbot.trace`, stages `reply.*`) and Celery's own
-  publish signals (`web.enqueue_start` / `web.enqueue_end`): hooks, nothing patched;
-- the widget consumer's public methods `WidgetConsumer.receive` / `.conversation_event` and
-  the `widget_message` it calls (`web.receive`, `web.ack_sent`, `web.sync_*`, `web.event`,
-  `web.delta_sent`), and channels_redis's public `RedisPubSubLoopLayer.group_send`
-  (`worker.published`): wrapped, for want of trace points there.
+Where the events come from: the named trace points of `supportbot.trace` (the widget consumer
+`web.receive` / `web.ack_sent`, `widget_message` `web.sync_start`, a socket's first delta
+`web.event` / `web.delta_sent`, the reply path `reply.*`, the broadcaster `worker.published`)
+and Celery's own publish signals (`web.enqueue_start` / `web.enqueue_end`). Nothing is patched.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import runpy
@@ -52,10 +48,6 @@ def _on_trace(stage: str, key: str) -> None:
     _emit(stage, key)
 
 
-def _is_first_delta(frame: Any) -> bool:
-    return isinstance(frame, dict) and frame.get("type") == "reply.delta" and frame["index"] == 0
-
-
 def _reply_job_of(sender: Any, body: Any) -> Any:
     """The job id of a `generate_reply` message (protocol 2 body: (args, kwargs, embed))."""
     if sender != "conversations.generate_reply":
@@ -83,71 +75,17 @@ def _trace_enqueue() -> None:
     after_task_publish.connect(after, weak=False)
 
 
-def _patch_web() -> None:
-    from conversations import consumers
+def _trace_web() -> None:
+    from supportbot.trace import trace_callback_add
 
-    consumer = consumers.WidgetConsumer
-    original_receive = consumer.receive
-    original_event = consumer.conversation_event
-    original_widget_message = consumers.widget_message
-
-    @functools.wraps(original_receive)
-    async def receive(self: Any, text_data: str | None = None, bytes_data: bytes | None = None):  # type: ignore[no-untyped-def]
-        t = time.time()
-        is_message = (
-            self.session is not None
-            and text_data is not None
-            and text_data.startswith('{"type": "message"')
-        )
-        if is_message:
-            _emit("web.receive", self.session.conversation.pk, t)
-        await original_receive(self, text_data=text_data, bytes_data=bytes_data)
-        if is_message:
-            _emit("web.ack_sent", self.session.conversation.pk)
-
-    @functools.wraps(original_widget_message)
-    def widget_message(*, session: Any, frame: Any, sender: Any = None) -> Any:
-        _emit("web.sync_start", session.conversation.pk)
-        try:
-            return original_widget_message(session=session, frame=frame, sender=sender)
-        finally:
-            _emit("web.sync_end", session.conversation.pk)
-
-    @functools.wraps(original_event)
-    async def conversation_event(self: Any, event: dict[str, Any]) -> None:
-        frame = event.get("frame")
-        first = _is_first_delta(frame)
-        if first:
-            _emit("web.event", frame["message_id"])
-        await original_event(self, event)
-        if first:
-            _emit("web.delta_sent", frame["message_id"])
-
-    consumer.receive = receive  # type: ignore[method-assign]
-    consumer.conversation_event = conversation_event  # type: ignore[method-assign]
-    consumers.widget_message = widget_message
+    trace_callback_add(_on_trace)
     _trace_enqueue()
 
 
-def _patch_worker() -> None:
-    from channels_redis.pubsub import RedisPubSubLoopLayer
-
+def _trace_worker() -> None:
     from supportbot.trace import trace_callback_add
 
-    original_group_send = RedisPubSubLoopLayer.group_send
-
-    @functools.wraps(original_group_send)
-    async def group_send(self: Any, group: str, message: dict[str, Any]) -> None:
-        frame = message.get("frame")
-        first = _is_first_delta(frame)
-        if first:
-            _emit("worker.publish_start", frame["message_id"])
-        await original_group_send(self, group, message)
-        if first:
-            _emit("worker.published", frame["message_id"])
-
     trace_callback_add(_on_trace)
-    RedisPubSubLoopLayer.group_send = group_send  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -158,10 +96,10 @@ def main() -> None:
     django.setup()
     if module == "daphne":
         os.environ["BENCH_TRACE_ROLE"] = "web"
-        _patch_web()
+        _trace_web()
     elif module == "celery":
         os.environ["BENCH_TRACE_ROLE"] = "worker"
-        _patch_worker()
+        _trace_worker()
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
@@ -236,7 +174,6 @@ def breakdown(trace_dir: Path, raw: dict[int, dict[str, list[Any]]]) -> dict[str
                 ("web.sync_start", sample.conversation_id),
                 ("web.enqueue_start", job),
                 ("web.enqueue_end", job),
-                ("web.sync_end", sample.conversation_id),
                 ("web.ack_sent", sample.conversation_id),
                 ("reply.task_start", job),
                 ("reply.claimed", f"{job}:{sample.conversation_id}:{message}"),

@@ -16,6 +16,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from conversations.groups import conversation_group
+from conversations.stream_filter import is_first_delta
+from supportbot.trace import trace
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class _Broadcaster:
                 await layer.group_send(group, event)
             except Exception:  # a lost frame is recovered by resume; never kill the sender
                 logger.exception("broadcast to %s failed", group)
+            else:
+                if is_first_delta(event["frame"]):
+                    trace("worker.published", event["frame"]["message_id"])
 
     def send(self, group: str, event: dict[str, Any]) -> None:
         loop = self._ensure_started()

@@ -19,6 +19,7 @@ from conversations.limits import connection_slot_acquire, connection_slot_releas
 from conversations.refusals import CloseCode, SocketRefused
 from conversations.services import VisitorSession
 from conversations.sockets import ConversationSocket, NotJSON
+from supportbot.trace import trace
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,13 @@ class WidgetConsumer(ConversationSocket):
                 return
             await self._hello(frame)
         elif kind == "message":
+            conversation_id = self.session.conversation.pk
+            trace("web.receive", conversation_id)
             reply = await database_sync_to_async(widget_message)(
                 session=self.session, frame=frame, sender=self.channel_name
             )
             await self.send_frame(reply)
+            trace("web.ack_sent", conversation_id)
         elif kind == "handoff.request":
             await database_sync_to_async(widget_handoff_request)(session=self.session)
         elif kind == "hello":

@@ -12,7 +12,8 @@ from django.conf import settings
 from conversations import frames
 from conversations.catch_up import CatchUp
 from conversations.groups import conversation_group
-from conversations.stream_filter import ReplyStreamFilter
+from conversations.stream_filter import ReplyStreamFilter, is_first_delta
+from supportbot.trace import trace
 
 
 class NotJSON(ValueError):
@@ -83,5 +84,10 @@ class ConversationSocket(AsyncWebsocketConsumer):
         if event.get("sender") and event["sender"] == self.channel_name:
             return
         frame = event["frame"]
+        first_delta = is_first_delta(frame)
+        if first_delta:
+            trace("web.event", frame["message_id"])
         if self.stream_filter.admit(frame):
             await self.send_frame(frame)
+        if first_delta:
+            trace("web.delta_sent", frame["message_id"])

@@ -37,3 +37,10 @@ class ReplyStreamFilter:
                 if len(self._finished) > _FINISHED_MEMORY:
                     del self._finished[next(iter(self._finished))]
         return True
+
+
+def is_first_delta(frame: object) -> bool:
+    """The first `reply.delta` of a reply: where a trace times the stream's first token."""
+    return (
+        isinstance(frame, dict) and frame.get("type") == "reply.delta" and frame.get("index") == 0
+    )

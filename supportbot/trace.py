@@ -7,11 +7,18 @@ the stage, so it must be quick and thread-safe, and must not raise.
 
 Stages (the key in brackets):
 
+    web.receive        the widget consumer got a `message` frame (conversation id)
+    web.sync_start     widget_message starts on the database thread (conversation id)
+    web.ack_sent       the consumer sent the `ack` (conversation id)
+
     reply.task_start   a worker starts a reply job (job id)
     reply.claimed      the job is claimed ("<job id>:<conversation id>:<reply message id>")
     reply.llm_request  the provider request starts, on its own thread (job id)
     reply.first_token  the provider's first text arrives (job id)
     reply.first_delta  the reply's first delta goes to the broadcaster (reply message id)
+    worker.published   the broadcaster handed that delta to the channel layer (reply message id)
+    web.event          a socket got that delta from the channel layer (reply message id)
+    web.delta_sent     the socket wrote it to its client (reply message id)
 """
 
 from collections.abc import Callable

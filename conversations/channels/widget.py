@@ -16,6 +16,7 @@ from conversations.selectors import VisitorRefused, message_by_client_id
 from conversations.services import VisitorSession, message_post_from_visitor, visitor_session_open
 from supportbot.tenants.origins import origin_allowed
 from supportbot.tenants.selectors import access_widget_key_by_public_key
+from supportbot.trace import trace
 
 MAX_CLIENT_ID_CHARS = 64
 
@@ -59,6 +60,7 @@ def widget_message(
     *, session: VisitorSession, frame: dict[str, Any], sender: str | None = None
 ) -> dict[str, Any]:
     """Handle a `message` frame: the `ack`, or an `error` frame; the socket stays open."""
+    trace("web.sync_start", session.conversation.pk)
     client_id = frame.get("client_id")
     text = frame.get("text")
     if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS:

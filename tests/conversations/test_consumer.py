@@ -14,6 +14,7 @@ from channels.testing import WebsocketCommunicator
 from conversations.models import Conversation, LLMCall, Message, ReplyJob
 from conversations.refusals import CloseCode
 from supportbot.asgi import application
+from supportbot.trace import trace_callback_add, trace_callback_remove
 from tests.support.llm_server import Reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
@@ -495,3 +496,36 @@ async def test_other_visitors_do_not_receive_this_conversation(
     await ws_b.disconnect()
     conversations = await database_sync_to_async(Conversation.objects.count)()
     assert conversations == 2
+
+
+async def test_the_web_side_reports_its_stages_to_trace_callbacks(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="Traced.", token_interval=0.01))
+    seen: list[tuple[str, str]] = []
+
+    def callback(stage: str, key: str) -> None:
+        seen.append((stage, key))
+
+    trace_callback_add(callback)
+    try:
+        ws = await connect()
+        welcome = await hello(ws, key.public_key)
+        await ws.send_json_to({"type": "message", "client_id": "t-1", "text": "Trace me"})
+        frames = await receive_until(ws, is_final_assistant)
+        await ws.disconnect()
+    finally:
+        trace_callback_remove(callback)
+    conversation = welcome["conversation_id"]
+    reply = frames[-1]["message"]["id"]
+    for stage, expected in [
+        ("web.receive", conversation),
+        ("web.sync_start", conversation),
+        ("web.ack_sent", conversation),
+        ("worker.published", reply),
+        ("web.event", reply),
+        ("web.delta_sent", reply),
+    ]:
+        assert (stage, expected) in seen, (stage, seen)
+    assert [stage for stage, _ in seen].count("web.event") == 1  # the first delta only

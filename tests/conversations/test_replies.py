@@ -224,7 +224,8 @@ def test_the_reply_path_reports_its_stages_to_trace_callbacks(posted: Message, l
     finally:
         trace_callback_remove(callback)
     reply = Message.objects.get(conversation=posted.conversation, role="assistant")
-    assert seen == {
+    # (the broadcaster's `worker.published` may come on its own thread, later)
+    assert {stage: key for stage, key in seen.items() if stage.startswith("reply.")} == {
         "reply.task_start": str(job.pk),
         "reply.claimed": f"{job.pk}:{posted.conversation_id}:{reply.pk}",
         "reply.llm_request": str(job.pk),
