@@ -15,9 +15,59 @@ from conversations.groups import conversation_group
 from conversations.stream_filter import ReplyStreamFilter, is_first_delta
 from supportbot.trace import trace
 
+# Protocol frames nest two or three levels; anything far deeper is abuse, not a client.
+MAX_FRAME_DEPTH = 32
+
 
 class NotJSON(ValueError):
     """A text frame that is not JSON at all."""
+
+
+def frame_text_problem(value: object) -> str | None:
+    """What makes a parsed frame unusable, or None: nesting deeper than MAX_FRAME_DEPTH, or a
+    string (key or value) holding NUL or a lone surrogate, which Postgres and UTF-8 refuse.
+
+    Iterative, so a deep value cannot exhaust the stack here either.
+    """
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if _unstorable(item):
+                return "Strings may not contain NUL or unpaired surrogate characters."
+        elif isinstance(item, dict | list):
+            if depth > MAX_FRAME_DEPTH:
+                return f"Frames nest at most {MAX_FRAME_DEPTH} levels deep."
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return None
+
+
+def parse_frame_text(text: str) -> dict[str, Any] | str:
+    """The frame in `text`, or what is wrong with it (for a `bad_request`); NotJSON for text
+    that is not JSON at all."""
+    try:
+        frame = json.loads(text)
+    except RecursionError:
+        return f"Frames nest at most {MAX_FRAME_DEPTH} levels deep."
+    except ValueError as exc:
+        raise NotJSON() from exc
+    problem = frame_text_problem(frame)
+    if problem is not None:
+        return problem
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        return "A frame is a JSON object with a string `type`."
+    return frame
+
+
+def _unstorable(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class ConversationSocket(AsyncWebsocketConsumer):
@@ -45,19 +95,14 @@ class ConversationSocket(AsyncWebsocketConsumer):
         if text_data is None:
             await self.send_frame(frames.error_frame("bad_request", "Send JSON text frames."))
             return None
-        if len(text_data.encode("utf-8")) > settings.WIDGET_MAX_FRAME_BYTES:
+        if len(text_data.encode("utf-8", "surrogatepass")) > settings.WIDGET_MAX_FRAME_BYTES:
             await self.send_frame(
                 frames.error_frame("bad_request", "Frames are limited to 64 KiB.")
             )
             return None
-        try:
-            frame = json.loads(text_data)
-        except ValueError as exc:
-            raise NotJSON() from exc
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            await self.send_frame(
-                frames.error_frame("bad_request", "A frame is a JSON object with a string `type`.")
-            )
+        frame = parse_frame_text(text_data)
+        if isinstance(frame, str):
+            await self.send_frame(frames.error_frame("bad_request", frame))
             return None
         return frame
 

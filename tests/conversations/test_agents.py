@@ -33,6 +33,7 @@ from conversations.selectors import (
 from supportbot.asgi import application
 from supportbot.tenants.models import TenantMembership
 from tests.conversations.test_consumer import (
+    DEEP_JSON,
     SHOP,
     assert_closed_with,
     hello,
@@ -426,6 +427,44 @@ async def test_bad_agent_frames_get_errors_and_the_socket_stays(
         Message.objects.filter(conversation_id=conversation_id, role="agent").count
     )()
     assert count == 1
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        DEEP_JSON,
+        '{"type": "reply", "text": ' + DEEP_JSON + "}",
+        '{"type": "reply", "text": "a\\u0000b"}',
+        '{"type": "reply", "text": "a\\ud800b"}',
+        '{"type": "reply", "text": "a\ud800b"}',
+        '{"type": "take_over", "\\udc00": "x"}',
+    ],
+)
+async def test_malformed_agent_frames_get_bad_request_and_the_socket_stays(
+    tenant_and_key: Any, agent: Any, raw: str
+) -> None:
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    await ws.send_json_to({"type": "take_over"})
+    await receive_each(ws, is_updated, is_notice)
+    await ws.send_to(text_data=raw)
+    error = await ws.receive_json_from(timeout=5)
+    assert (error["type"], error["code"]) == ("error", "bad_request"), error
+    await ws.send_json_to({"type": "reply", "text": "Hello from Ana"})
+    ack = (await receive_until(ws, lambda f: f["type"] == "ack"))[-1]
+    assert ack["message"]["text"] == "Hello from Ana"
+    texts = await database_sync_to_async(
+        lambda: list(
+            Message.objects.filter(conversation_id=conversation_id, role="agent").values_list(
+                "text", flat=True
+            )
+        )
+    )()
+    assert texts == ["Hello from Ana"]
     for communicator in (visitor, ws):
         await communicator.disconnect()
 

@@ -529,3 +529,71 @@ async def test_the_web_side_reports_its_stages_to_trace_callbacks(
     ]:
         assert (stage, expected) in seen, (stage, seen)
     assert [stage for stage, _ in seen].count("web.event") == 1  # the first delta only
+
+
+# --- malformed frames -------------------------------------------------------------------------
+
+DEEP_JSON = "[" * 30000 + "]" * 30000  # under 64 KiB, far past the parser's recursion limit
+
+
+def malformed_frames() -> list[tuple[str, str]]:
+    """(name, raw text frame) of frames that parse, or nearly, yet no handler may see."""
+    return [
+        ("deep array", DEEP_JSON),
+        ("deep field", '{"type": "message", "client_id": "d", "text": ' + DEEP_JSON + "}"),
+        ("NUL in text", '{"type": "message", "client_id": "n", "text": "a\\u0000b"}'),
+        ("NUL in client_id", '{"type": "message", "client_id": "n\\u0000", "text": "hi"}'),
+        ("lone surrogate", '{"type": "message", "client_id": "s", "text": "a\\ud800b"}'),
+        ("lone surrogate key", '{"type": "message", "client_id": "k", "\\udfff": 1, "text": "x"}'),
+        ("raw surrogate", '{"type": "message", "client_id": "r", "text": "a\ud800"}'),
+    ]
+
+
+@pytest.mark.parametrize(("name", "raw"), malformed_frames())
+async def test_malformed_frame_before_hello_closes_4400(
+    tenant_and_key: Any, name: str, raw: str
+) -> None:
+    ws = await connect()
+    await ws.send_to(text_data=raw)
+    await assert_closed_with(ws, 4400)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"type": "hello", "key": "wk_\\u0000"}',
+        '{"type": "hello", "key": "wk_x", "locale": "en\\ud800"}',
+        '{"type": "hello", "key": "wk_x", "visitor_token": "\\u0000"}',
+    ],
+)
+async def test_hello_with_unstorable_strings_closes_4400(tenant_and_key: Any, raw: str) -> None:
+    ws = await connect()
+    await ws.send_to(text_data=raw)
+    await assert_closed_with(ws, 4400)
+
+
+async def test_malformed_frames_get_bad_request_and_the_socket_stays_usable(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    _, key = tenant_and_key
+    llm.enqueue(Reply(text="Still here."))
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    for name, raw in malformed_frames():
+        await ws.send_to(text_data=raw)
+        error = await ws.receive_json_from(timeout=5)
+        assert error["type"] == "error", name
+        assert error["code"] == "bad_request", (name, error)
+        assert "client_id" not in error, name
+    await ws.send_json_to({"type": "message", "client_id": "fine", "text": "still usable?"})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "ack"
+    await receive_until(ws, is_final_assistant)
+    await ws.disconnect()
+    texts = await database_sync_to_async(
+        lambda: list(
+            Message.objects.filter(conversation_id=welcome["conversation_id"]).values_list(
+                "text", flat=True
+            )
+        )
+    )()
+    assert texts == ["still usable?", "Still here."]
