@@ -11,7 +11,7 @@ class CloseCode(IntEnum):
 
     BAD_HELLO = 4400  # no valid `hello` in time, or a frame that is not JSON
     FORBIDDEN = 4403  # unknown key, origin not allowed, forged token, someone else's conversation
-    TOO_MANY = 4429  # too many connections from one client
+    TOO_MANY = 4429  # too many connections from one client, or too many frames on one socket
 
 
 class SocketRefused(Exception):

@@ -2,6 +2,7 @@
 conversation's group with a catch-up, and the broadcast frames they pass on."""
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -12,8 +13,12 @@ from django.conf import settings
 from conversations import frames
 from conversations.catch_up import CatchUp
 from conversations.groups import conversation_group
+from conversations.refusals import CloseCode
+from conversations.socket_throttle import FrameBucket, socket_frame_bucket
 from conversations.stream_filter import ReplyStreamFilter, is_first_delta
 from supportbot.trace import trace
+
+logger = logging.getLogger(__name__)
 
 # Protocol frames nest two or three levels; anything far deeper is abuse, not a client.
 MAX_FRAME_DEPTH = 32
@@ -73,10 +78,25 @@ def _unstorable(text: str) -> bool:
 class ConversationSocket(AsyncWebsocketConsumer):
     group: str | None = None
     stream_filter: ReplyStreamFilter
+    frame_bucket: FrameBucket
+    flooded = False
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         self.stream_filter = ReplyStreamFilter()
+        self.frame_bucket = socket_frame_bucket()
         await super().websocket_connect(message)
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        """Each client frame takes a token before anything reads it. A socket out of tokens is
+        closed with 4429, and what it sent after that is dropped unread."""
+        if self.flooded:
+            return
+        if not self.frame_bucket.take():
+            self.flooded = True
+            logger.info("socket closed for flooding: %s", self.scope.get("path"))
+            await self.close(code=CloseCode.TOO_MANY.value)
+            return
+        await super().websocket_receive(message)
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope.get("headers", []):

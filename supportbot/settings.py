@@ -198,6 +198,12 @@ WIDGET_HELLO_TIMEOUT = env.float("WIDGET_HELLO_TIMEOUT", default=5.0)
 WIDGET_MAX_CONNECTIONS_PER_CLIENT = env.int("WIDGET_MAX_CONNECTIONS_PER_CLIENT", default=20)
 WIDGET_MESSAGES_PER_MINUTE = env.int("WIDGET_MESSAGES_PER_MINUTE", default=20)
 
+# --- Websocket frames (widget and agent sockets) -----------------------------------------------
+# Each socket's frame throttle: a token bucket of SOCKET_FRAME_BURST frames refilled at
+# SOCKET_FRAMES_PER_SECOND; a socket that floods past it is closed with 4429.
+SOCKET_FRAME_BURST = env.int("SOCKET_FRAME_BURST", default=20)
+SOCKET_FRAMES_PER_SECOND = env.float("SOCKET_FRAMES_PER_SECOND", default=5.0)
+
 # --- Auth, i18n, static -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

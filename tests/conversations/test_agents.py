@@ -469,6 +469,33 @@ async def test_malformed_agent_frames_get_bad_request_and_the_socket_stays(
         await communicator.disconnect()
 
 
+async def test_an_agent_frame_flood_is_closed_4429_past_the_limit(
+    tenant_and_key: Any, agent: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conversations.agent_consumer
+
+    _, key = tenant_and_key
+    settings.SOCKET_FRAME_BURST = 3
+    settings.SOCKET_FRAMES_PER_SECOND = 0.01  # no refill within the test
+    handled: list[object] = []
+    real = conversations.agent_consumer.agent_frame
+
+    def counting(**kwargs: Any) -> list[dict[str, Any]]:
+        handled.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(conversations.agent_consumer, "agent_frame", counting)
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    for _ in range(100):
+        await ws.send_json_to({"type": "take_over"})
+    await assert_closed_with(ws, 4429)
+    assert len(handled) == 3
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
 # --- who may connect --------------------------------------------------------------------------
 
 

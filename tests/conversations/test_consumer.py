@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 
 from conversations.models import Conversation, LLMCall, Message, ReplyJob
 from conversations.refusals import CloseCode
+from conversations.socket_throttle import FrameBucket
 from supportbot.asgi import application
 from supportbot.trace import trace_callback_add, trace_callback_remove
 from tests.support.llm_server import Reply
@@ -597,3 +598,95 @@ async def test_malformed_frames_get_bad_request_and_the_socket_stays_usable(
         )
     )()
     assert texts == ["still usable?", "Still here."]
+
+
+# --- the per-socket frame throttle --------------------------------------------------------------
+
+
+def test_frame_bucket_allows_a_burst_then_its_rate() -> None:
+    now = [100.0]
+    bucket = FrameBucket(burst=3, rate=2.0, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 0.25  # half a frame's worth
+    assert not bucket.take()
+    now[0] += 0.25
+    assert bucket.take()
+    assert not bucket.take()
+    now[0] += 60  # a long pause refills up to the burst, no more
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+async def test_a_normal_conversation_never_meets_the_frame_throttle(
+    tenant_and_key: Any, llm: Any
+) -> None:
+    """Default settings: a visitor chatting, then a reconnect that resends a full outbox."""
+    _, key = tenant_and_key
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    for turn in range(6):
+        await ws.send_json_to({"type": "message", "client_id": f"turn-{turn}", "text": "Hi"})
+        await receive_until(ws, is_final_assistant)
+    await ws.disconnect()
+    ws = await connect()
+    resumed = {
+        "type": "hello",
+        "key": key.public_key,
+        "visitor_token": welcome["visitor_token"],
+        "conversation_id": welcome["conversation_id"],
+        "last_seq": 12,
+    }
+    await ws.send_json_to(resumed)
+    outbox = [f"queued-{n}" for n in range(12)]
+    for client_id in outbox:  # the widget resends its outbox at once after `welcome`
+        await ws.send_json_to({"type": "message", "client_id": client_id, "text": "Still there?"})
+    await ws.send_json_to({"type": "handoff.request"})
+    frames = await receive_until(
+        ws,
+        lambda f: (
+            f["type"] == "conversation.updated"
+            and f["conversation"]["agent"] is None
+            and f["conversation"]["status"] == "waiting_for_agent"
+        ),
+        timeout=20,
+    )
+    assert frames[0]["type"] == "welcome"
+    assert {f["client_id"] for f in frames if f["type"] == "ack"} == set(outbox)
+    assert not [f for f in frames if f["type"] == "error"]
+    await ws.disconnect()
+
+
+async def test_a_frame_flood_is_closed_4429_and_reaches_no_service_past_the_limit(
+    tenant_and_key: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conversations.consumers
+
+    _, key = tenant_and_key
+    settings.SOCKET_FRAME_BURST = 5
+    settings.SOCKET_FRAMES_PER_SECOND = 0.01  # no refill within the test
+    handled: list[object] = []
+    real = conversations.consumers.widget_handoff_request
+
+    def counting(**kwargs: Any) -> None:
+        handled.append(kwargs)
+        real(**kwargs)
+
+    monkeypatch.setattr(conversations.consumers, "widget_handoff_request", counting)
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)  # the hello takes the first token
+    for _ in range(200):
+        await ws.send_json_to({"type": "handoff.request"})
+    await assert_closed_with(ws, 4429)
+    assert len(handled) == 4
+    conversation = await database_sync_to_async(Conversation.objects.get)(
+        pk=welcome["conversation_id"]
+    )
+    assert conversation.status == "waiting_for_agent"
+    # Another socket of the same visitor has its own bucket.
+    other = await connect()
+    await hello(
+        other,
+        key.public_key,
+        visitor_token=welcome["visitor_token"],
+        conversation_id=welcome["conversation_id"],
+    )
+    await other.disconnect()
