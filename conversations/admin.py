@@ -7,6 +7,7 @@ A membership is what lets a staff user view conversations: no model permission i
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
@@ -15,7 +16,11 @@ from django.utils.html import format_html, format_html_join
 
 from conversations.agent_socket import agent_socket_path
 from conversations.models import Contact, Conversation, LLMCall
-from conversations.selectors import conversation_transcript, tenant_rows_for_user
+from conversations.selectors import (
+    conversation_resume_seq,
+    conversation_transcript_page,
+    tenant_rows_for_user,
+)
 from supportbot.tenants.selectors import tenant_ids_for_user
 
 
@@ -157,20 +162,23 @@ class ConversationAdmin(TenantScopedAdmin):
         extra_context = extra_context or {}
         conversation = self.get_object(request, unquote(object_id)) if object_id else None
         if conversation is not None and self.has_view_permission(request, conversation):
-            transcript = conversation_transcript(conversation.pk)
-            streaming = [m.seq for m in transcript.streaming]
-            # The live panel resumes from below any reply still streaming (its final text
-            # arrives later); messages already shown are matched by id.
-            resume_seq = (min(streaming) - 1) if streaming else transcript.conversation.last_seq
-            extra_context["transcript"] = transcript.messages
+            page = conversation_transcript_page(
+                conversation,
+                page=request.GET.get("transcript_page"),
+                per_page=settings.ADMIN_TRANSCRIPT_PAGE_SIZE,
+            )
+            extra_context["transcript"] = page.messages
+            extra_context["transcript_page"] = page
             extra_context["llm_calls"] = LLMCall.objects.filter(conversation=conversation).order_by(
                 "-created_at"
             )[:50]
-            extra_context["agent_panel"] = {
-                "socket_path": agent_socket_path(conversation.pk),
-                "resume_seq": resume_seq,
-                "status": conversation.status,
-            }
+            if page.newer is None:
+                # The live panel adds to the newest page only.
+                extra_context["agent_panel"] = {
+                    "socket_path": agent_socket_path(conversation.pk),
+                    "resume_seq": conversation_resume_seq(conversation),
+                    "status": conversation.status,
+                }
         return super().change_view(request, object_id, form_url, extra_context)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeGuard, TypeVar
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 
 from conversations.models import Contact, Conversation, Message
@@ -156,10 +157,16 @@ def access_conversation_for_agent(*, user: AnyUser, conversation_id: UUID | str)
 # --- messages of a conversation the caller already has access to ------------------------------
 
 
+# The highest `seq` a row can hold (PositiveIntegerField): a client's larger `last_seq` means
+# "nothing missed", never an out-of-range query.
+_MAX_SEQ = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Transcript:
     conversation: Conversation  # as stored now, with its assigned agent
-    messages: list[Message]  # every message after the seq asked for, in `seq` order
+    messages: list[Message]  # the messages after the seq asked for (the newest `limit`), by seq
+    truncated: bool = False  # older messages after the seq asked for were left out (the limit)
 
     @property
     def settled(self) -> list[Message]:
@@ -172,17 +179,73 @@ class Transcript:
         return [m for m in self.messages if m.status == Message.Status.STREAMING]
 
 
-def conversation_transcript(conversation_id: UUID, *, after_seq: int = 0) -> Transcript:
-    """The conversation's messages with `seq > after_seq`, for a socket's catch-up or the admin's
-    transcript. The caller has checked access already (it holds a session or an access_* result).
+def conversation_transcript(
+    conversation_id: UUID, *, after_seq: int = 0, limit: int | None = None
+) -> Transcript:
+    """The conversation's messages with `seq > after_seq`, for a socket's catch-up: with a
+    `limit`, only the newest `limit` of them (`truncated` says whether older ones were left out).
+    The caller has checked access already (it holds a session or an access_* result).
     """
     conversation = Conversation.objects.select_related("assigned_agent").get(pk=conversation_id)
-    messages = list(
-        Message.objects.filter(conversation=conversation, seq__gt=max(after_seq, 0))
-        .select_related("author")
-        .order_by("seq")
+    rows = Message.objects.filter(
+        conversation=conversation, seq__gt=min(max(after_seq, 0), _MAX_SEQ)
+    ).select_related("author")
+    if limit is None:
+        return Transcript(conversation=conversation, messages=list(rows.order_by("seq")))
+    newest = list(rows.order_by("-seq")[: max(limit, 0) + 1])
+    return Transcript(
+        conversation=conversation,
+        messages=newest[:limit][::-1],
+        truncated=len(newest) > limit,
     )
-    return Transcript(conversation=conversation, messages=messages)
+
+
+@dataclass(frozen=True)
+class TranscriptPage:
+    """One page of a conversation's transcript for the admin; page 1 holds the newest messages."""
+
+    messages: list[Message]  # in `seq` order
+    number: int
+    pages: int
+
+    @property
+    def older(self) -> int | None:
+        """The number of the page of older messages, if there is one."""
+        return self.number + 1 if self.number < self.pages else None
+
+    @property
+    def newer(self) -> int | None:
+        """The number of the page of newer messages, if there is one."""
+        return self.number - 1 if self.number > 1 else None
+
+
+def conversation_transcript_page(
+    conversation: Conversation, *, page: int | str | None, per_page: int
+) -> TranscriptPage:
+    """Page `page` (1: the newest; a missing or invalid number reads as 1, one past the end as
+    the last) of the conversation's messages, `per_page` to a page."""
+    rows = Message.objects.filter(conversation=conversation).select_related("author")
+    paginator = Paginator(rows.order_by("-seq"), max(per_page, 1), allow_empty_first_page=True)
+    current = paginator.get_page(page)
+    return TranscriptPage(
+        messages=list(current.object_list)[::-1],
+        number=current.number,
+        pages=paginator.num_pages,
+    )
+
+
+def conversation_resume_seq(conversation: Conversation) -> int:
+    """Where a live view that shows every settled message resumes from: below the oldest reply
+    still streaming (its final text arrives later), else the conversation's last `seq`."""
+    oldest_streaming = (
+        Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if oldest_streaming is None:
+        return conversation.last_seq
+    return oldest_streaming - 1
 
 
 def message_by_client_id(*, conversation: Conversation, client_id: str) -> Message | None:

@@ -203,6 +203,10 @@ WIDGET_MESSAGES_PER_MINUTE = env.int("WIDGET_MESSAGES_PER_MINUTE", default=20)
 # SOCKET_FRAMES_PER_SECOND; a socket that floods past it is closed with 4429.
 SOCKET_FRAME_BURST = env.int("SOCKET_FRAME_BURST", default=20)
 SOCKET_FRAMES_PER_SECOND = env.float("SOCKET_FRAMES_PER_SECOND", default=5.0)
+# A socket's catch-up (`welcome.messages`, widget and agent) holds at most the newest
+# CATCH_UP_MAX_MESSAGES messages; the admin transcript shows ADMIN_TRANSCRIPT_PAGE_SIZE a page.
+CATCH_UP_MAX_MESSAGES = env.int("CATCH_UP_MAX_MESSAGES", default=200)
+ADMIN_TRANSCRIPT_PAGE_SIZE = env.int("ADMIN_TRANSCRIPT_PAGE_SIZE", default=100)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

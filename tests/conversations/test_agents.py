@@ -6,6 +6,7 @@ real Celery worker, the scripted provider.
 """
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from supportbot.tenants.models import TenantMembership
 from tests.conversations.test_consumer import (
     DEEP_JSON,
     SHOP,
+    add_messages,
     assert_closed_with,
     hello,
     is_final_assistant,
@@ -618,6 +620,26 @@ async def test_reconnecting_agent_gets_what_it_missed(
         await communicator.disconnect()
 
 
+async def test_agent_catch_up_is_capped_like_the_visitors(
+    tenant_and_key: Any, agent: Any, settings: Any
+) -> None:
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    await database_sync_to_async(add_messages)(conversation_id, 30)
+    settings.CATCH_UP_MAX_MESSAGES = 10
+    ws = await connect_agent(conversation_id, agent)
+    welcome = await agent_welcome(ws)
+    assert [m["seq"] for m in welcome["messages"]] == list(range(21, 31))
+    assert (welcome["truncated"], welcome["first_seq"]) == (True, 21)
+    await ws.disconnect()
+    ws = await connect_agent(conversation_id, agent, last_seq=25)
+    welcome = await agent_welcome(ws)
+    assert [m["seq"] for m in welcome["messages"]] == list(range(26, 31))
+    assert "truncated" not in welcome
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
 # --- services directly ------------------------------------------------------------------------
 
 
@@ -743,3 +765,37 @@ def test_admin_conversation_page_has_the_live_panel_and_summary(make_tenant: Any
     empty = _conversation(tenant)
     page = client.get(f"/admin/conversations/conversation/{empty.pk}/change/").content.decode()
     assert "No summary yet." in page
+
+
+def test_admin_transcript_is_paginated_newest_first(make_tenant: Any, settings: Any) -> None:
+    settings.ADMIN_TRANSCRIPT_PAGE_SIZE = 4
+    tenant, _ = make_tenant()
+    conversation = _conversation(tenant)
+    add_messages(str(conversation.pk), 10)
+    client = Client()
+    client.force_login(make_user("ana", tenant=tenant))
+    url = f"/admin/conversations/conversation/{conversation.pk}/change/"
+
+    def seqs(page: str) -> list[int]:
+        return [int(seq) for seq in re.findall(r'data-seq="(\d+)"', page)]
+
+    newest = client.get(url).content.decode()
+    assert seqs(newest) == [7, 8, 9, 10]
+    assert "Page 1 of 3" in newest
+    assert 'href="?transcript_page=2"' in newest
+    assert "Newer messages" not in newest
+    assert 'data-resume-seq="10"' in newest  # the live panel is on the newest page
+    middle = client.get(url, {"transcript_page": "2"}).content.decode()
+    assert seqs(middle) == [3, 4, 5, 6]
+    assert 'href="?transcript_page=3"' in middle
+    assert 'href="?transcript_page=1"' in middle
+    assert "data-resume-seq" not in middle
+    oldest = client.get(url, {"transcript_page": "3"}).content.decode()
+    assert seqs(oldest) == [1, 2]
+    assert "Older messages" not in oldest
+    assert seqs(client.get(url, {"transcript_page": "nonsense"}).content.decode()) == [7, 8, 9, 10]
+    short = _conversation(tenant)
+    add_messages(str(short.pk), 3)
+    page = client.get(f"/admin/conversations/conversation/{short.pk}/change/").content.decode()
+    assert seqs(page) == [1, 2, 3]
+    assert "transcript-pages" not in page

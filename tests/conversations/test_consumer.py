@@ -690,3 +690,64 @@ async def test_a_frame_flood_is_closed_4429_and_reaches_no_service_past_the_limi
         conversation_id=welcome["conversation_id"],
     )
     await other.disconnect()
+
+
+# --- a capped catch-up ------------------------------------------------------------------------
+
+
+def add_messages(conversation_id: str, count: int) -> None:
+    """Append `count` settled messages to a conversation, as if it had gone on for long."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    first = conversation.last_seq + 1
+    Message.objects.bulk_create(
+        Message(
+            tenant_id=conversation.tenant_id,
+            conversation=conversation,
+            seq=seq,
+            role="user" if seq % 2 else "assistant",
+            text=f"text {seq}",
+        )
+        for seq in range(first, first + count)
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(last_seq=first + count - 1)
+
+
+async def test_welcome_holds_the_newest_messages_and_marks_the_rest(
+    tenant_and_key: Any, settings: Any
+) -> None:
+    _, key = tenant_and_key
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    await ws.disconnect()
+    await database_sync_to_async(add_messages)(welcome["conversation_id"], 250)
+    session = {
+        "visitor_token": welcome["visitor_token"],
+        "conversation_id": welcome["conversation_id"],
+    }
+
+    ws = await connect()
+    full = await hello(ws, key.public_key, **session, last_seq=0)
+    await ws.disconnect()
+    assert [m["seq"] for m in full["messages"]] == list(range(51, 251))  # the default: 200
+    assert full["truncated"] is True
+    assert full["first_seq"] == 51
+    assert full["seq"] == 250
+
+    settings.CATCH_UP_MAX_MESSAGES = 20
+    ws = await connect()
+    capped = await hello(ws, key.public_key, **session, last_seq=100)
+    await ws.disconnect()
+    assert [m["seq"] for m in capped["messages"]] == list(range(231, 251))
+    assert (capped["truncated"], capped["first_seq"]) == (True, 231)
+
+    ws = await connect()
+    short = await hello(ws, key.public_key, **session, last_seq=230)
+    await ws.disconnect()
+    assert len(short["messages"]) == 20
+    assert "truncated" not in short
+    assert "first_seq" not in short
+
+    ws = await connect()
+    beyond = await hello(ws, key.public_key, **session, last_seq=10**30)
+    assert beyond["messages"] == []
+    await ws.disconnect()

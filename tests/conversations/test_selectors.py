@@ -15,7 +15,9 @@ from conversations.selectors import (
     access_agent,
     access_conversation_for_agent,
     access_conversation_for_visitor,
+    conversation_resume_seq,
     conversation_transcript,
+    conversation_transcript_page,
     message_by_client_id,
     tenant_rows_for_user,
 )
@@ -184,3 +186,65 @@ def test_transcript_splits_out_replies_still_streaming(make_tenant: Any) -> None
     assert resent is not None
     assert resent.seq == 3
     assert message_by_client_id(conversation=conversation, client_id="unknown") is None
+
+
+def _conversation_with_messages(tenant: Any, count: int, *, streaming: int = 0) -> Conversation:
+    """A conversation of `count` messages, the last `streaming` of them replies still streaming."""
+    conversation = Conversation.objects.create(tenant=tenant, contact=_visitor(tenant)[0])
+    Message.objects.bulk_create(
+        Message(
+            tenant=tenant,
+            conversation=conversation,
+            seq=seq,
+            role="user" if seq % 2 else "assistant",
+            status="streaming" if seq > count - streaming else "complete",
+            text=f"text {seq}",
+        )
+        for seq in range(1, count + 1)
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(last_seq=count)
+    conversation.refresh_from_db()
+    return conversation
+
+
+def test_transcript_with_a_limit_keeps_the_newest_and_says_so(make_tenant: Any) -> None:
+    tenant, _ = make_tenant()
+    conversation = _conversation_with_messages(tenant, 10, streaming=1)
+    capped = conversation_transcript(conversation.pk, limit=4)
+    assert [m.seq for m in capped.messages] == [7, 8, 9, 10]
+    assert capped.truncated
+    assert [m.seq for m in capped.streaming] == [10]
+    exactly = conversation_transcript(conversation.pk, after_seq=6, limit=4)
+    assert [m.seq for m in exactly.messages] == [7, 8, 9, 10]
+    assert not exactly.truncated
+    assert not conversation_transcript(conversation.pk, after_seq=8, limit=4).truncated
+    everything = conversation_transcript(conversation.pk)
+    assert len(everything.messages) == 10
+    assert not everything.truncated
+    # A client's absurd last_seq is "nothing missed", not a query Postgres refuses.
+    assert conversation_transcript(conversation.pk, after_seq=10**30, limit=4).messages == []
+
+
+def test_transcript_pages_start_from_the_newest(make_tenant: Any) -> None:
+    tenant, _ = make_tenant()
+    conversation = _conversation_with_messages(tenant, 7)
+    newest = conversation_transcript_page(conversation, page=None, per_page=3)
+    assert [m.seq for m in newest.messages] == [5, 6, 7]
+    assert (newest.number, newest.pages, newest.newer, newest.older) == (1, 3, None, 2)
+    middle = conversation_transcript_page(conversation, page="2", per_page=3)
+    assert [m.seq for m in middle.messages] == [2, 3, 4]
+    assert (middle.newer, middle.older) == (1, 3)
+    oldest = conversation_transcript_page(conversation, page=3, per_page=3)
+    assert [m.seq for m in oldest.messages] == [1]
+    assert (oldest.newer, oldest.older) == (2, None)
+    assert conversation_transcript_page(conversation, page="x", per_page=3).number == 1
+    assert conversation_transcript_page(conversation, page=99, per_page=3).number == 3
+    empty = Conversation.objects.create(tenant=tenant, contact=_visitor(tenant)[0])
+    nothing = conversation_transcript_page(empty, page=None, per_page=3)
+    assert (nothing.messages, nothing.pages, nothing.older) == ([], 1, None)
+
+
+def test_resume_seq_is_below_the_oldest_reply_still_streaming(make_tenant: Any) -> None:
+    tenant, _ = make_tenant()
+    assert conversation_resume_seq(_conversation_with_messages(tenant, 5)) == 5
+    assert conversation_resume_seq(_conversation_with_messages(tenant, 6, streaming=2)) == 4
