@@ -74,6 +74,9 @@ async def assert_closed_with(communicator: WebsocketCommunicator, code: int) -> 
     while output["type"] == "websocket.send":
         output = await communicator.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": code}
+    # What the server does once the socket is closed: the consumer's disconnect() runs (and
+    # gives back its connection slot).
+    await communicator.disconnect()
 
 
 @pytest.fixture
