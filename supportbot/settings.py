@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from supportbot.client_address import trusted_networks_parse
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -196,6 +198,9 @@ HISTORY_TOKEN_BUDGET = env.int("HISTORY_TOKEN_BUDGET", default=3000)
 WIDGET_MAX_FRAME_BYTES = 64 * 1024
 WIDGET_HELLO_TIMEOUT = env.float("WIDGET_HELLO_TIMEOUT", default=5.0)
 WIDGET_MAX_CONNECTIONS_PER_CLIENT = env.int("WIDGET_MAX_CONNECTIONS_PER_CLIENT", default=20)
+# Each open socket renews its place in the count this often (seconds); a socket not renewed
+# for three intervals (its process crashed or was killed) no longer counts.
+WIDGET_CONNECTION_HEARTBEAT = env.float("WIDGET_CONNECTION_HEARTBEAT", default=30.0)
 WIDGET_MESSAGES_PER_MINUTE = env.int("WIDGET_MESSAGES_PER_MINUTE", default=20)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
@@ -232,9 +237,16 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDRs or
+# addresses; empty: nobody's). supportbot.client_address resolves the client and the scheme
+# from them; Django's SECURE_PROXY_SSL_HEADER stays unset, as the scheme is already resolved.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+try:
+    trusted_networks_parse(TRUSTED_PROXIES)
+except ValueError as exc:
+    raise environ.ImproperlyConfigured(str(exc)) from exc
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
