@@ -32,14 +32,37 @@ SUPPORTBOT_ENV = env.str("SUPPORTBOT_ENV", default="development")
 if SUPPORTBOT_ENV not in {"development", "production"}:
     raise environ.ImproperlyConfigured("SUPPORTBOT_ENV must be 'development' or 'production'.")
 PRODUCTION = SUPPORTBOT_ENV == "production"
+# Development by default; set explicitly, it says "this is a development server on purpose".
+SUPPORTBOT_ENV_EXPLICIT = "SUPPORTBOT_ENV" in env.ENVIRON
+
+# The key every checkout shares: public, so never for a server others can reach.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-never-use-in-production"  # noqa: S105
 
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 if PRODUCTION:
+    if DEBUG:
+        raise environ.ImproperlyConfigured(
+            "DEBUG is on with SUPPORTBOT_ENV=production: debug pages show settings and code to "
+            "anyone. Unset DEBUG."
+        )
     SECRET_KEY = env.str("SECRET_KEY")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+        raise environ.ImproperlyConfigured(
+            "SECRET_KEY is the public development key: set a long random one."
+        )
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 else:
-    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-never-use-in-production")
+    SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+# A development server running on defaults nobody chose (SUPPORTBOT_ENV unset, with DEBUG on
+# or the development key) answers connections made to a loopback address only
+# (supportbot.development_guard); anything else is refused. `make run` binds to loopback.
+SERVE_LOOPBACK_ONLY = (
+    not PRODUCTION
+    and not SUPPORTBOT_ENV_EXPLICIT
+    and (DEBUG or SECRET_KEY == DEVELOPMENT_SECRET_KEY)
+)
 
 # Key for encrypting secrets stored in the database (provider API keys). A comma-separated
 # list of Fernet keys: the first encrypts, all decrypt (rotation). Derived from SECRET_KEY
@@ -253,6 +276,10 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+
+# Error reports (DEBUG pages, mails to admins) hide secrets: Django's names plus every *_URL
+# setting, and the password of any URL inside a setting (CACHES, CHANNEL_LAYERS...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "supportbot.error_reports.SettingsRedactingFilter"
 
 LOGGING = {
     "version": 1,
