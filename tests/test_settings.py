@@ -81,6 +81,22 @@ def test_production_settings_fail_closed() -> None:
     assert production["TRUSTED_PROXIES"] == []
 
 
+def test_hsts_preload_is_an_opt_in_and_documented_as_one() -> None:
+    production = loaded(SUPPORTBOT_ENV="production", **PRODUCTION_SECRETS)
+    assert production["SECURE_HSTS_PRELOAD"] is False
+    # check --deploy's reminder about preloading is silenced only while it is off.
+    assert production["SILENCED_SYSTEM_CHECKS"] == ["security.W021"]
+    preloaded = loaded(
+        SUPPORTBOT_ENV="production", SECURE_HSTS_PRELOAD="true", **PRODUCTION_SECRETS
+    )
+    assert preloaded["SECURE_HSTS_PRELOAD"] is True
+    assert preloaded["SILENCED_SYSTEM_CHECKS"] == []
+    for document in ("README.md", "docs/operations.md"):
+        text = (REPO / document).read_text()
+        row = next(line for line in text.splitlines() if "`SECURE_HSTS_PRELOAD`" in line)
+        assert row.rstrip(" |").endswith("off"), (document, row)
+
+
 def test_development_on_defaults_nobody_chose_serves_loopback_only() -> None:
     assert loaded()["SERVE_LOOPBACK_ONLY"] is True  # no configuration at all (a bare Procfile)
     assert loaded(SECRET_KEY="a-key-of-my-own")["SERVE_LOOPBACK_ONLY"] is True  # DEBUG is on
