@@ -37,9 +37,11 @@ RUN SECRET_KEY=build-only-not-secret \
 USER app
 EXPOSE 8000
 
-# /healthz answers 200 once the database, Redis and the provider are reachable. The request
-# names the first allowed host and says it came through TLS, as the reverse proxy would.
+# /healthz answers 200 once the database and Redis are reachable (it is exempt from the HTTPS
+# redirect). The request names the first allowed host.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-  CMD python -c "import os, urllib.request as u; h = (os.environ.get('ALLOWED_HOSTS') or 'localhost').split(',')[0].strip().lstrip('.'); h = 'localhost' if h in ('', '*') else h; u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), headers={'Host': h, 'X-Forwarded-Proto': 'https'}), timeout=4)"
+  CMD python -c "import os, urllib.request as u; h = (os.environ.get('ALLOWED_HOSTS') or 'localhost').split(',')[0].strip().lstrip('.'); h = 'localhost' if h in ('', '*') else h; u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), headers={'Host': h}), timeout=4)"
 
-CMD ["sh", "-c", "exec daphne -b 0.0.0.0 -p \"$PORT\" --proxy-headers supportbot.asgi:application"]
+# No --proxy-headers: the client address and scheme come from forwarding headers of
+# TRUSTED_PROXIES only (supportbot.client_address).
+CMD ["sh", "-c", "exec daphne -b 0.0.0.0 -p \"$PORT\" supportbot.asgi:application"]

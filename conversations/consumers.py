@@ -15,10 +15,11 @@ from conversations.channels.widget import (
     widget_hello,
     widget_message,
 )
-from conversations.limits import connection_slot_acquire, connection_slot_release
+from conversations.limits import ConnectionSlot
 from conversations.refusals import CloseCode, SocketRefused
 from conversations.services import VisitorSession
 from conversations.sockets import ConversationSocket, NotJSON
+from supportbot.client_address import client_bucket, scope_client_address
 from supportbot.trace import trace
 
 logger = logging.getLogger(__name__)
@@ -26,16 +27,18 @@ logger = logging.getLogger(__name__)
 
 class WidgetConsumer(ConversationSocket):
     session: VisitorSession | None = None
-    client_key: str | None = None
+    connection_slot: ConnectionSlot | None = None
     hello_timer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        client = self.scope.get("client") or ("unknown", 0)
+        # The client as resolved through TRUSTED_PROXIES (supportbot.client_address), counted
+        # per address (an IPv6 client: its /64).
+        slot = ConnectionSlot(client_bucket(scope_client_address(self.scope)))
         await self.accept()
-        if not await database_sync_to_async(connection_slot_acquire)(str(client[0])):
+        if not await slot.acquire():
             await self.close(code=CloseCode.TOO_MANY.value)
             return
-        self.client_key = str(client[0])
+        self.connection_slot = slot
         self.hello_timer = asyncio.create_task(self._close_without_hello())
 
     async def _close_without_hello(self) -> None:
@@ -47,9 +50,9 @@ class WidgetConsumer(ConversationSocket):
         if self.hello_timer is not None:
             self.hello_timer.cancel()
         await self.leave_conversation()
-        if self.client_key is not None:
-            await database_sync_to_async(connection_slot_release)(self.client_key)
-            self.client_key = None
+        if self.connection_slot is not None:
+            await self.connection_slot.release()
+            self.connection_slot = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -1,35 +1,118 @@
 """Edge limits for the widget: connections per client and messages per visitor."""
 
+import asyncio
+import logging
+import math
 import time
+import uuid
 
+import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from supportbot.redis_store import get_redis, redis_key
 
-_CONNECTIONS_TTL = 3600
+logger = logging.getLogger(__name__)
+
+# A socket that has not renewed its place for this many heartbeats no longer counts.
+CONNECTION_EXPIRY_HEARTBEATS = 3
+
+# Open sockets of one client: a sorted set, a member per socket scored by its last heartbeat.
+# Stale members are trimmed first; a refused attempt writes nothing and extends nothing.
+_ACQUIRE = """
+local cutoff = tonumber(ARGV[1]) - tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 
 
 def _connections_key(client: str) -> str:
-    return redis_key("widget-connections", client)
+    return redis_key("widget-sockets", client)
 
 
-def connection_slot_acquire(client: str) -> bool:
-    """Count one more open socket for `client` (an IP address); False when over the cap."""
+def connection_expiry() -> float:
+    """Seconds after its last heartbeat when a socket stops counting."""
+    return settings.WIDGET_CONNECTION_HEARTBEAT * CONNECTION_EXPIRY_HEARTBEATS
+
+
+def _expiry_ms() -> int:
+    return math.ceil(connection_expiry() * 1000)
+
+
+def connection_slot_acquire(client: str, socket_id: str, *, now: float | None = None) -> bool:
+    """Count the socket `socket_id` for `client` (an address or /64); False when the client
+    already has its cap of live sockets."""
+    now = time.time() if now is None else now
+    acquired = get_redis().eval(
+        _ACQUIRE,
+        1,
+        _connections_key(client),
+        repr(now),
+        repr(connection_expiry()),
+        settings.WIDGET_MAX_CONNECTIONS_PER_CLIENT,
+        socket_id,
+        _expiry_ms(),
+    )
+    return bool(acquired)
+
+
+def connection_slot_refresh(client: str, socket_id: str, *, now: float | None = None) -> None:
+    """The socket is still open: its heartbeat."""
+    now = time.time() if now is None else now
     key = _connections_key(client)
-    pipe = get_redis().pipeline()
-    pipe.incr(key)
-    pipe.expire(key, _CONNECTIONS_TTL)
-    count, _ = pipe.execute()
-    if int(count) > settings.WIDGET_MAX_CONNECTIONS_PER_CLIENT:
-        get_redis().decr(key)
-        return False
-    return True
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.zadd(key, {socket_id: now})
+    pipe.pexpire(key, _expiry_ms())
+    pipe.execute()
 
 
-def connection_slot_release(client: str) -> None:
-    key = _connections_key(client)
-    if int(get_redis().decr(key)) < 0:
-        get_redis().delete(key)
+def connection_slot_release(client: str, socket_id: str) -> None:
+    get_redis().zrem(_connections_key(client), socket_id)
+
+
+def connection_slots_live(client: str, *, now: float | None = None) -> int:
+    """How many sockets of `client` count now."""
+    now = time.time() if now is None else now
+    return int(get_redis().zcount(_connections_key(client), now - connection_expiry(), "+inf"))
+
+
+class ConnectionSlot:
+    """One socket's place in its client's count, renewed by a heartbeat while the socket is
+    open. Redis is called off the event loop, never on the thread the database uses."""
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self.socket_id = uuid.uuid4().hex
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> bool:
+        acquire = sync_to_async(connection_slot_acquire, thread_sensitive=False)
+        if not await acquire(self.client, self.socket_id):
+            return False
+        self._heartbeat = asyncio.create_task(self._beat())
+        return True
+
+    async def _beat(self) -> None:
+        refresh = sync_to_async(connection_slot_refresh, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(settings.WIDGET_CONNECTION_HEARTBEAT)
+            try:
+                await refresh(self.client, self.socket_id)
+            except redis.RedisError:
+                logger.warning("socket heartbeat failed", exc_info=True)
+
+    async def release(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        await sync_to_async(connection_slot_release, thread_sensitive=False)(
+            self.client, self.socket_id
+        )
 
 
 def visitor_message_retry_after(contact_id: str) -> int | None:

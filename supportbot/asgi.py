@@ -10,6 +10,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from supportbot.client_address import ForwardedClientMiddleware  # noqa: E402
+from supportbot.development_guard import LoopbackOnlyMiddleware  # noqa: E402
 from supportbot.routing import websocket_urlpatterns  # noqa: E402
 
 # No blanket origin validator wraps the websocket router: the widget's origins are checked per
@@ -17,9 +19,17 @@ from supportbot.routing import websocket_urlpatterns  # noqa: E402
 # sites included), and the session-authenticated agent socket admits only the service's own
 # origin (conversations.agent_socket.agent_origin_allowed). The session and user are resolved for
 # every socket; only the agent socket reads them.
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-    }
+#
+# Outermost: a development server on defaults answers loopback only; then the client address
+# and scheme are resolved from forwarding headers of trusted proxies (Daphne runs without
+# --proxy-headers), so every request and socket sees `scope["client"]` as the real client.
+application = LoopbackOnlyMiddleware(
+    ForwardedClientMiddleware(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+            }
+        )
+    )
 )

@@ -1,4 +1,9 @@
-"""`GET /healthz`: can this process serve? Database, Redis and the LLM provider, each checked."""
+"""`GET /healthz`: can this process serve? Database, Redis and the LLM provider, each checked.
+
+The public answer is the status alone (200 `ok` or 503 `unavailable`): which dependency is
+down, or whether a provider is configured, is for staff. `GET /healthz/details` gives each
+check's result to a signed-in staff user, and 404 to anyone else.
+"""
 
 import time
 from typing import Any
@@ -6,7 +11,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from supportbot.redis_store import get_redis
@@ -48,14 +53,22 @@ def _check_llm() -> str:
     return value
 
 
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
+def _serving() -> tuple[bool, dict[str, str]]:
     database, redis_state = _check_database(), _check_redis()
     ok = database == "ok" and redis_state == "ok"
-    body = {
-        "status": "ok" if ok else "unavailable",
-        "database": database,
-        "redis": redis_state,
-        "llm": _check_llm(),
-    }
+    return ok, {"database": database, "redis": redis_state}
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    ok, _ = _serving()
+    return JsonResponse({"status": "ok" if ok else "unavailable"}, status=200 if ok else 503)
+
+
+@require_GET
+def healthz_details(request: HttpRequest) -> JsonResponse:
+    if not (request.user.is_authenticated and request.user.is_active and request.user.is_staff):
+        raise Http404()
+    ok, checks = _serving()
+    body = {"status": "ok" if ok else "unavailable", **checks, "llm": _check_llm()}
     return JsonResponse(body, status=200 if ok else 503)

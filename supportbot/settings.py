@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from supportbot.client_address import trusted_networks_parse
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -30,14 +32,37 @@ SUPPORTBOT_ENV = env.str("SUPPORTBOT_ENV", default="development")
 if SUPPORTBOT_ENV not in {"development", "production"}:
     raise environ.ImproperlyConfigured("SUPPORTBOT_ENV must be 'development' or 'production'.")
 PRODUCTION = SUPPORTBOT_ENV == "production"
+# Development by default; set explicitly, it says "this is a development server on purpose".
+SUPPORTBOT_ENV_EXPLICIT = "SUPPORTBOT_ENV" in env.ENVIRON
+
+# The key every checkout shares: public, so never for a server others can reach.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-never-use-in-production"  # noqa: S105
 
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 if PRODUCTION:
+    if DEBUG:
+        raise environ.ImproperlyConfigured(
+            "DEBUG is on with SUPPORTBOT_ENV=production: debug pages show settings and code to "
+            "anyone. Unset DEBUG."
+        )
     SECRET_KEY = env.str("SECRET_KEY")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+        raise environ.ImproperlyConfigured(
+            "SECRET_KEY is the public development key: set a long random one."
+        )
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 else:
-    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-never-use-in-production")
+    SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+# A development server running on defaults nobody chose (SUPPORTBOT_ENV unset, with DEBUG on
+# or the development key) answers connections made to a loopback address only
+# (supportbot.development_guard); anything else is refused. `make run` binds to loopback.
+SERVE_LOOPBACK_ONLY = (
+    not PRODUCTION
+    and not SUPPORTBOT_ENV_EXPLICIT
+    and (DEBUG or SECRET_KEY == DEVELOPMENT_SECRET_KEY)
+)
 
 # Key for encrypting secrets stored in the database (provider API keys). A comma-separated
 # list of Fernet keys: the first encrypts, all decrypt (rotation). Derived from SECRET_KEY
@@ -196,6 +221,9 @@ HISTORY_TOKEN_BUDGET = env.int("HISTORY_TOKEN_BUDGET", default=3000)
 WIDGET_MAX_FRAME_BYTES = 64 * 1024
 WIDGET_HELLO_TIMEOUT = env.float("WIDGET_HELLO_TIMEOUT", default=5.0)
 WIDGET_MAX_CONNECTIONS_PER_CLIENT = env.int("WIDGET_MAX_CONNECTIONS_PER_CLIENT", default=20)
+# Each open socket renews its place in the count this often (seconds); a socket not renewed
+# for three intervals (its process crashed or was killed) no longer counts.
+WIDGET_CONNECTION_HEARTBEAT = env.float("WIDGET_CONNECTION_HEARTBEAT", default=30.0)
 WIDGET_MESSAGES_PER_MINUTE = env.int("WIDGET_MESSAGES_PER_MINUTE", default=20)
 
 # --- Websocket frames (widget and agent sockets) -----------------------------------------------
@@ -242,15 +270,29 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDRs or
+# addresses; empty: nobody's). supportbot.client_address resolves the client and the scheme
+# from them; Django's SECURE_PROXY_SSL_HEADER stays unset, as the scheme is already resolved.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+try:
+    trusted_networks_parse(TRUSTED_PROXIES)
+except ValueError as exc:
+    raise environ.ImproperlyConfigured(str(exc)) from exc
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    # Preloading is a commitment browsers ship (removal takes months): the operator opts in.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]  # "SECURE_HSTS_PRELOAD is not True"
+
+# Error reports (DEBUG pages, mails to admins) hide secrets: Django's names plus every *_URL
+# setting, and the password of any URL inside a setting (CACHES, CHANNEL_LAYERS...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "supportbot.error_reports.SettingsRedactingFilter"
 
 LOGGING = {
     "version": 1,

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.llm_server import ScriptedLLMServer
 
-pytest_plugins = ["tests.support.stack", "tests.support.run_rules"]
+pytest_plugins = ["tests.support.stack", "tests.support.run_rules", "pytester"]
 
 
 def _close_connection_pools() -> None:

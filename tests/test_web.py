@@ -11,13 +11,32 @@ from django.test import Client
 
 from conversations.messages import message_append
 from conversations.services import visitor_session_open
+from supportbot import health
 
 pytestmark = pytest.mark.django_db
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_healthz(client: Client, llm: Any) -> None:
+def test_healthz_tells_the_public_the_status_only(
+    client: Client, llm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    monkeypatch.setattr(health, "_check_redis", lambda: "unavailable")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable"}
+
+
+def test_healthz_details_are_for_staff(
+    client: Client, admin_client: Client, llm: Any, django_user_model: Any
+) -> None:
+    assert client.get("/healthz/details").status_code == 404
+    django_user_model.objects.create_user(username="visitor", password="pw-visitor-1")
+    client.login(username="visitor", password="pw-visitor-1")
+    assert client.get("/healthz/details").status_code == 404
+    response = admin_client.get("/healthz/details")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "redis": "ok", "llm": "ok"}
 

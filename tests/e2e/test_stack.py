@@ -64,9 +64,9 @@ def say_hello(ws: ClientConnection, key: str, **fields: Any) -> dict[str, Any]:
     return welcome
 
 
-def test_healthz_reports_each_dependency(live_stack: LiveStack) -> None:
+def test_healthz_answers_with_the_status(live_stack: LiveStack) -> None:
     body = httpx.get(live_stack.base_url + "/healthz", timeout=5).json()
-    assert body == {"status": "ok", "database": "ok", "redis": "ok", "llm": "ok"}
+    assert body == {"status": "ok"}
 
 
 def test_reply_streams_through_real_processes(live_stack: LiveStack) -> None:
