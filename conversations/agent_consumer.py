@@ -31,6 +31,11 @@ def _last_seq(scope: dict[str, Any]) -> int:
         return 0
 
 
+def _session_key(scope: dict[str, Any]) -> str | None:
+    session = scope.get("session")
+    return getattr(session, "session_key", None) if session is not None else None
+
+
 class AgentConsumer(ConversationSocket):
     session: AgentSession | None = None
 
@@ -42,6 +47,7 @@ class AgentConsumer(ConversationSocket):
                 conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"],
                 origin=self.header(b"origin"),
                 host=self.header(b"host"),
+                session_key=_session_key(self.scope),
             )
         except SocketRefused as refused:
             logger.info("agent socket refused: %s", refused)

@@ -42,6 +42,7 @@ _DEADLOCK = "40P01"  # Postgres: deadlock_detected
 class AgentSession:
     agent: User  # as the socket was opened; every action reads the user again
     conversation_id: UUID
+    session_key: str | None = None  # the login session; every action checks it still exists
 
 
 def agent_socket_path(conversation_id: UUID | str) -> str:
@@ -72,16 +73,17 @@ def agent_socket_open(
     conversation_id: UUID | str,
     origin: str | None,
     host: str | None,
+    session_key: str | None = None,
 ) -> AgentSession:
     """Check who opens an agent socket and from where; SocketRefused otherwise."""
     if not agent_origin_allowed(origin, host):
         raise SocketRefused(CloseCode.FORBIDDEN, "origin not allowed")
     try:
-        agent = access_agent(user)
+        agent = access_agent(user, session_key=session_key)
         conversation = access_conversation_for_agent(user=agent, conversation_id=conversation_id)
     except AccessRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc) or "forbidden") from exc
-    return AgentSession(agent=agent, conversation_id=conversation.pk)
+    return AgentSession(agent=agent, conversation_id=conversation.pk, session_key=session_key)
 
 
 def agent_catch_up(*, session: AgentSession, last_seq: int) -> CatchUp:
@@ -108,7 +110,7 @@ def agent_frame(
     if kind not in (*_ACTIONS, "reply"):
         return [frames.error_frame("bad_request", f"Unknown frame type {kind!r}.")]
     try:
-        agent = access_agent(session.agent)
+        agent = access_agent(session.agent, session_key=session.session_key)
         conversation = access_conversation_for_agent(
             user=agent, conversation_id=session.conversation_id
         )

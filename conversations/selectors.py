@@ -9,10 +9,12 @@ whether another tenant's ids exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, TypeGuard, TypeVar
 from uuid import UUID
 
-from django.contrib.auth import get_user_model
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 
@@ -123,17 +125,28 @@ def tenant_rows_for_user(rows: QuerySet[_Row], *, user: AnyUser) -> QuerySet[_Ro
     return rows.filter(tenant_id__in=tenant_ids)
 
 
-def access_agent(user: AnyUser) -> User:
+def access_agent(user: AnyUser, *, session_key: str | None = None) -> User:
     """The user as the database has them now, when they are an active staff member.
 
-    A socket keeps the user it was opened by; staff or active flags may have changed since.
-    NotAnAgent otherwise.
+    A socket keeps the user it was opened by; staff or active flags may have changed since, and
+    with `session_key` (the login session the socket was opened with) the user may have logged
+    out since. NotAnAgent otherwise.
     """
     user_id = getattr(user, "pk", None)
     stored = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
     if not _is_agent(stored):
         raise NotAnAgent("Only staff members can work on conversations.")
+    if session_key is not None and not _session_is_users(session_key, stored):
+        raise NotAnAgent("The login session has ended.")
     return stored
+
+
+def _session_is_users(session_key: str, user: User) -> bool:
+    """True while the login session `session_key` exists and is still `user`'s."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if not store.exists(session_key):
+        return False
+    return str(store.get(SESSION_KEY)) == str(user.pk)
 
 
 def access_conversation_for_agent(*, user: AnyUser, conversation_id: UUID | str) -> Conversation:

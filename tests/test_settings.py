@@ -209,3 +209,9 @@ def test_error_reports_hide_the_passwords_in_urls(settings: Any) -> None:
     assert "redis://default:********************@redis:6379/0" in text
     assert PASSWORD not in text
     assert PASSWORD not in html
+
+
+def test_a_staff_login_lasts_a_working_day() -> None:
+    from django.conf import settings
+
+    assert settings.SESSION_COOKIE_AGE == 8 * 3600

@@ -605,6 +605,24 @@ async def test_membership_removed_stops_the_next_action(tenant_and_key: Any, age
         await communicator.disconnect()
 
 
+async def test_logging_out_stops_the_next_action(tenant_and_key: Any, agent: Any) -> None:
+    from django.contrib.sessions.models import Session
+
+    _, key = tenant_and_key
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    # Logging out deletes the session (what `logout()` does to the stored session).
+    await database_sync_to_async(Session.objects.all().delete)()
+    await ws.send_json_to({"type": "take_over"})
+    error = await ws.receive_json_from(timeout=5)
+    assert error["type"] == "error"
+    assert error["code"] == "forbidden"
+    assert (await conversation_of(conversation_id)).status == "bot"
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
 async def test_reconnecting_agent_gets_what_it_missed(
     tenant_and_key: Any, agent: Any, llm: Any
 ) -> None:
