@@ -310,12 +310,21 @@ def _validated(data: Any) -> dict[str, Any] | None:
     return {"summary": summary, "facts": facts, "open_questions": questions}
 
 
+def _unfenced(text: str) -> str:
+    r"""The inside of a Markdown code fence ("```json ... ```"), else `text`.
+
+    String tests, not the pattern r"```(?:json)?\s*(.*?)\s*```": on a fence left open with a run
+    of spaces after it, that backtracks in cubic time, and the model's answer is steerable.
+    """
+    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
+        return text
+    inner = text[3:-3]
+    return inner.removeprefix("json").strip()
+
+
 def parse_summary(text: str) -> dict[str, Any] | None:
     """The model's answer as a summary, or None when it is not valid JSON of the schema."""
-    text = (text or "").strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
-    if fenced:
-        text = fenced.group(1)
+    text = _unfenced((text or "").strip())
     try:
         data = json.loads(text)
     except ValueError:

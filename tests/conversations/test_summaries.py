@@ -1,6 +1,7 @@
 """Rolling summaries: when one is needed, the structured request, validation, replacement."""
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -335,4 +336,16 @@ def test_summary_system_text() -> None:
 
 def test_parse_summary_accepts_a_fenced_answer() -> None:
     assert parse_summary("```json\n" + json.dumps(FIRST) + "\n```") == FIRST
+    assert parse_summary("```" + json.dumps(FIRST) + "```") == FIRST
+    assert parse_summary("`````") is None
+
+
+@pytest.mark.parametrize(
+    "text", ["```" + " " * 2_000 + "x", "```json" + "\n" * 2_000, "```" + " \n" * 1_000 + "`"]
+)
+def test_parse_summary_reads_an_open_fence_in_linear_time(text: str) -> None:
+    # The fence pattern r"```(?:json)?\s*(.*?)\s*```" took 2 to 3 s of CPU on each of these.
+    started = time.process_time()
+    assert parse_summary(text) is None
+    assert time.process_time() - started < 1.0
     assert parse_summary("") is None
