@@ -501,8 +501,8 @@ def _parse_pdf(content: bytes, limits: ParseLimits) -> tuple[str, list[Block]]:
             )
         pages: list[str] = []
         chars = 0
-        for page in reader.pages:
-            pages.append(page.extract_text() or "")
+        for pdf_page in reader.pages:
+            pages.append(pdf_page.extract_text() or "")
             chars += len(pages[-1])
             _check_text_chars(chars, limits)  # before the next page is read
     except ParseError:
