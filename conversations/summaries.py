@@ -1,4 +1,4 @@
-"""Rolling summaries of long conversations, for the system prompt.
+"""Rolling summaries of long conversations, for the reply prompt's reference data.
 
 When a conversation's turns after `summary_seq` no longer fit the tenant's history budget, a task
 asks the tenant's model for a structured summary (summary, facts, open questions) of the older
@@ -37,6 +37,7 @@ from supportbot.llm import (
     count_message_tokens,
     count_tokens,
 )
+from supportbot.llm.data_blocks import data_block, data_section
 from supportbot.redis_store import get_redis, redis_key
 from supportbot.tenants.selectors import tenant_chat_params, tenant_provider_config
 
@@ -117,8 +118,9 @@ def _strings(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str) and v.strip()]
 
 
-def summary_system_text(summary: dict[str, Any]) -> str:
-    """The paragraph for the system prompt; "" when there is no (usable) summary."""
+def summary_prompt_text(summary: dict[str, Any]) -> str:
+    """The summary as text for the reply prompt's `<conversation_summary>` block (it is
+    untrusted: the visitor's words steered it); "" when there is no (usable) summary."""
     if not isinstance(summary, dict):
         return ""
     text = summary.get("summary")
@@ -146,9 +148,9 @@ def summary_needed(
     turns = [m for m in history if m.seq > conversation.summary_seq and is_turn(m)]
     if len(turns) < 2:
         return False  # the newest turn is always sent: nothing older to summarise
-    system = "\n\n".join(
+    system = "\n\n".join(  # the persona, and the summary's block in the newest turn
         part
-        for part in (conversation.tenant.persona, summary_system_text(conversation.summary))
+        for part in (conversation.tenant.persona, summary_prompt_text(conversation.summary))
         if part
     )
     used = count_message_tokens([{"role": "system", "content": system}])
@@ -245,7 +247,7 @@ def _plan(conversation: Conversation, token_budget: int) -> _Plan | None:
     chosen: list[Message] = []
     used = 0
     for message in older:
-        cost = count_tokens(message.text[:TURN_MAX_CHARS]) + 4
+        cost = count_tokens(message.text[:TURN_MAX_CHARS]) + 14  # with its <turn> tags
         if chosen and used + cost > TRANSCRIPT_MAX_TOKENS:
             break
         chosen.append(message)
@@ -254,22 +256,24 @@ def _plan(conversation: Conversation, token_budget: int) -> _Plan | None:
 
 
 def _request(previous: dict[str, Any], turns: list[Message]) -> list[dict[str, str]]:
-    lines = []
+    """The summary request: the previous summary and the transcript as data blocks, each turn
+    its own block, so no message can close the transcript or pose as another speaker."""
+    blocks = []
     for message in turns:
         text = message.text[:TURN_MAX_CHARS]
         if len(message.text) > TURN_MAX_CHARS:
             text += " [...]"
-        lines.append(f"{_SPEAKERS[message.role]}: {text}")
+        blocks.append(data_block("turn", text, speaker=_SPEAKERS[message.role]))
     previous_text = (
         json.dumps(previous, ensure_ascii=False, indent=1)
         if _validated(previous) is not None
         else "(none)"
     )
     user = (
-        f"Previous summary:\n{previous_text}\n\n"
-        "The conversation since then, between <transcript> and </transcript>:\n"
-        "<transcript>\n" + "\n".join(lines) + "\n</transcript>\n\n"
-        "Return the new summary as JSON."
+        data_block("previous_summary", previous_text)
+        + "\n\n"
+        + data_section("transcript", "\n".join(blocks))
+        + "\n\nReturn the new summary as JSON."
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
@@ -310,12 +314,21 @@ def _validated(data: Any) -> dict[str, Any] | None:
     return {"summary": summary, "facts": facts, "open_questions": questions}
 
 
+def _unfenced(text: str) -> str:
+    r"""The inside of a Markdown code fence ("```json ... ```"), else `text`.
+
+    String tests, not the pattern r"```(?:json)?\s*(.*?)\s*```": on a fence left open with a run
+    of spaces after it, that backtracks in cubic time, and the model's answer is steerable.
+    """
+    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
+        return text
+    inner = text[3:-3]
+    return inner.removeprefix("json").strip()
+
+
 def parse_summary(text: str) -> dict[str, Any] | None:
     """The model's answer as a summary, or None when it is not valid JSON of the schema."""
-    text = (text or "").strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
-    if fenced:
-        text = fenced.group(1)
+    text = _unfenced((text or "").strip())
     try:
         data = json.loads(text)
     except ValueError:

@@ -34,7 +34,8 @@ _MAX_URL = 1000
 
 
 class IngestError(ValueError):
-    """The file was refused: unsupported, too large, unreadable or without text."""
+    """The file was refused: unsupported, too large, over a parsing cap, unreadable or without
+    text."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def document_ingest(
         return IngestResult(existing, UNCHANGED, existing.chunks.count(), embedded)
 
     try:
-        parsed = parse_document(filename, content)
+        parsed = parse_document(filename, content, conf.parse_limits())
     except ParseError as exc:
         raise IngestError(str(exc)) from None
     drafts = chunk_blocks(parsed.blocks)

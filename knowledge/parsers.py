@@ -3,6 +3,12 @@
 `parse_document(filename, content)` picks the parser by the file's extension and returns a
 `ParsedDocument`: a title and a list of `Block`s (a heading with its level, or a paragraph).
 Anything unreadable raises `ParseError` with a message fit for the person who sent the file.
+
+Uploads are untrusted, and parsing runs in the request that received them, so every pattern
+here scans in linear time (no two unbounded quantifiers compete for the same characters, and a
+scan that starts at "[" or "<" stops at the next one), and `ParseLimits` caps what a file may
+make us do: the longest line of Markdown or text, the pages of a PDF and the characters of text
+extracted. A file over a cap is refused (`ParseError` naming the cap), never cut short.
 """
 
 from __future__ import annotations
@@ -33,7 +39,16 @@ _MAX_TITLE = 300
 
 
 class ParseError(ValueError):
-    """The file cannot be turned into text (unsupported, damaged, encrypted, empty)."""
+    """The file cannot be turned into text (unsupported, damaged, encrypted, empty, over a cap)."""
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """What one file may cost (settings KNOWLEDGE_MAX_LINE_CHARS, _PDF_PAGES, _TEXT_CHARS)."""
+
+    max_line_chars: int = 20_000  # the longest line of a Markdown or text file
+    max_pdf_pages: int = 500
+    max_text_chars: int = 2_000_000  # text in a file, or extracted from an HTML page or a PDF
 
 
 @dataclass(frozen=True)
@@ -62,21 +77,28 @@ def content_type_for(filename: str) -> str | None:
     return EXTENSIONS.get(PurePath(filename).suffix.lower())
 
 
-def parse_document(filename: str, content: bytes) -> ParsedDocument:
+def parse_document(
+    filename: str, content: bytes, limits: ParseLimits | None = None
+) -> ParsedDocument:
+    """The headings and paragraphs of a file; ParseError when it is refused (see ParseLimits)."""
+    limits = limits or ParseLimits()
     kind = content_type_for(filename)
     if kind is None:
         supported = ", ".join(sorted(EXTENSIONS))
         raise ParseError(f"unsupported file type (supported: {supported})")
     if kind == PDF:
-        title, blocks = _parse_pdf(content)
+        title, blocks = _parse_pdf(content, limits)
     else:
         text = decode_text(content, html=kind == HTML)
-        if kind == MARKDOWN:
-            title, blocks = _parse_markdown(text)
-        elif kind == HTML:
+        if kind == HTML:
             title, blocks = _parse_html(text)
+            _check_text_chars(sum(len(b.text) for b in blocks), limits)
         else:
-            title, blocks = "", _paragraphs(text)
+            text = _lines_checked(text, limits)
+            if kind == MARKDOWN:
+                title, blocks = _parse_markdown(text)
+            else:
+                title, blocks = "", _paragraphs(text)
     blocks = [b for b in blocks if b.text.strip()]
     if not any(not b.is_heading for b in blocks):
         raise ParseError("no text found in the file")
@@ -96,9 +118,38 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+# -- limits ----------------------------------------------------------------------------------------
+
+
+def _check_text_chars(chars: int, limits: ParseLimits) -> None:
+    if chars > limits.max_text_chars:
+        raise ParseError(
+            f"the file has more than {limits.max_text_chars:,} characters of text, the most "
+            "accepted (KNOWLEDGE_MAX_TEXT_CHARS): split it into smaller files"
+        )
+
+
+def _lines_checked(text: str, limits: ParseLimits) -> str:
+    """Markdown or plain text with "\n" line ends, refused when over a cap."""
+    _check_text_chars(len(text), limits)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    start = 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        if end - start > limits.max_line_chars:
+            line = text.count("\n", 0, start) + 1
+            raise ParseError(
+                f"line {line} is longer than {limits.max_line_chars:,} characters, the most "
+                "accepted (KNOWLEDGE_MAX_LINE_CHARS): is this really a Markdown or text file?"
+            )
+        start = end + 1
+    return text
+
+
 # -- decoding --------------------------------------------------------------------------------------
 
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
+_META_CHARSET = re.compile(rb"""<meta[^<>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
 
 
 def decode_text(content: bytes, *, html: bool = False) -> str:
@@ -144,18 +195,18 @@ def _paragraphs(text: str) -> list[Block]:
 
 # -- Markdown --------------------------------------------------------------------------------------
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_ATX_OPEN = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _RULE = re.compile(r"^ {0,3}([-*_])([ \t]*\1){2,}[ \t]*$")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-_LINK_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s+\S+")
-_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]+)\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)")
-_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
-_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_TABLE_CELL = re.compile(r":?-{2,}:?")
+_LINK_DEF = re.compile(r"^ {0,3}\[[^\[\]]+\]:[ \t]+\S")
+# Inline images and links. A scan that starts at "[" stops at the next "[" (no class below
+# takes "["), so each character is read by one attempt at most: linear in the paragraph.
+_IMAGE = re.compile(r"!\[([^\[\]]*)\]\((?:[^()\[\]]|\([^()\[\]]*\))*\)")
+_LINK = re.compile(r"\[([^\[\]]+)\]\((?:[^()\[\]\s]|\([^()\[\]]*\))*(?:\s+\"[^\"\[\]]*\")?\)")
+_REF_LINK = re.compile(r"\[([^\[\]]+)\]\[[^\[\]]*\]")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
-_FRONT_TITLE = re.compile(r"^title:\s*(.+?)\s*$", re.M)
 
 
 def _inline(text: str) -> str:
@@ -168,16 +219,56 @@ def _heading_text(text: str) -> str:
     return " ".join(_inline(text).replace("`", "").strip(" *_").split())
 
 
+def _atx_heading(line: str) -> tuple[int, str] | None:
+    """(level, raw text) of an ATX heading ("## Refunds ##"), or None. `line` is right-stripped."""
+    opening = _ATX_OPEN.match(line)
+    if opening is None:
+        return None
+    text = line[opening.end() :].strip(" \t")
+    closed = text.rstrip("#")
+    if closed != text and (not closed or closed[-1] in " \t"):
+        text = closed.rstrip(" \t")  # the optional closing sequence
+    return len(opening.group(1)), text
+
+
+def _is_table_rule(line: str) -> bool:
+    """The rule under a table's header: "|---|:--:|", "--- | ---"."""
+    row = line.strip()
+    row = row.removeprefix("|").removesuffix("|")
+    return bool(row) and all(_TABLE_CELL.fullmatch(cell.strip()) for cell in row.split("|"))
+
+
+def strip_between(text: str, opening: str, closing: str) -> str:
+    """`text` without each `opening`...`closing` span (an unclosed one runs to the end).
+
+    Two plain string searches per span: linear, where the pattern "<!--.*?-->" rescans the rest
+    of the text from every unclosed "<!--".
+    """
+    kept: list[str] = []
+    position = 0
+    while (start := text.find(opening, position)) >= 0:
+        kept.append(text[position:start])
+        end = text.find(closing, start + len(opening))
+        position = len(text) if end < 0 else end + len(closing)
+    kept.append(text[position:])
+    return "".join(kept)
+
+
+def _front_matter_title(front: str) -> str:
+    for line in front.split("\n"):
+        if line.startswith("title:"):
+            return line[len("title:") :].strip().strip("\"'")
+    return ""
+
+
 def _parse_markdown(text: str) -> tuple[str, list[Block]]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     title = ""
     front = _FRONT_MATTER.match(text)
     if front:
-        found = _FRONT_TITLE.search(front.group(1))
-        if found:
-            title = found.group(1).strip().strip("\"'")
+        title = _front_matter_title(front.group(1))
         text = text[front.end() :]
-    text = _COMMENT.sub("", text)
+    text = strip_between(text, "<!--", "-->")
     blocks: list[Block] = []
     paragraph: list[str] = []
     fence: str | None = None
@@ -205,12 +296,12 @@ def _parse_markdown(text: str) -> tuple[str, list[Block]]:
         if not line.strip():
             flush()
             continue
-        atx = _ATX.match(line)
+        atx = _atx_heading(line)
         if atx:
             flush()
-            heading = _heading_text(atx.group(2) or "")
+            heading = _heading_text(atx[1])
             if heading:
-                blocks.append(Block(heading, level=len(atx.group(1))))
+                blocks.append(Block(heading, level=atx[0]))
             continue
         setext = _SETEXT.match(line)
         if setext and len(paragraph) == 1:
@@ -220,7 +311,7 @@ def _parse_markdown(text: str) -> tuple[str, list[Block]]:
         if _RULE.match(line):
             flush()
             continue
-        if _TABLE_RULE.match(line) or _LINK_DEF.match(line):
+        if _is_table_rule(line) or _LINK_DEF.match(line):
             continue
         paragraph.append(line.strip())
     if fence is not None and code:
@@ -356,10 +447,29 @@ class _HTMLText(HTMLParser):
         self.blocks.append(Block(text, level=level))
 
 
+# A "<" with no ">" before the next "<" (or the end) opens no tag that can ever be closed.
+_UNCLOSED_LT = re.compile(r"<(?=[^<>]*(?:<|\Z))")
+
+
+def defused_html(text: str) -> str:
+    """`text` made safe for html.parser, which it then reads in linear time.
+
+    html.parser (Python 3.11 before 3.11.13) rescans the rest of the document from every
+    construct it cannot close: a few hundred kilobytes of "<a", "</", "<?" or "<!--" cost minutes.
+    Comments and marked sections ("<![CDATA[...]]>", Word's "<![if ...]>") are taken out first,
+    what could still open one is written as text ("&lt;!--"), and so is every "<" that has no
+    ">" before the next "<" (a browser shows those as text too).
+    """
+    text = strip_between(text, "<!--", "-->")
+    text = strip_between(text, "<![", "]>")
+    text = text.replace("<!--", "&lt;!--").replace("<![", "&lt;![")
+    return _UNCLOSED_LT.sub("&lt;", text)
+
+
 def _parse_html(text: str) -> tuple[str, list[Block]]:
     parser = _HTMLText()
     try:
-        parser.feed(text)
+        parser.feed(defused_html(text))
         parser.close()
     except Exception as exc:  # html.parser is lenient; anything left is a broken file
         raise ParseError(f"cannot read the HTML: {exc}") from None
@@ -372,7 +482,7 @@ _HYPHENATED = re.compile(r"(\w)-\n(\w)")
 _SENTENCE_END = (".", "!", "?", ":", "\u3002", "\uff01", "\uff1f")  # also CJK . ! ?
 
 
-def _parse_pdf(content: bytes) -> tuple[str, list[Block]]:
+def _parse_pdf(content: bytes, limits: ParseLimits) -> tuple[str, list[Block]]:
     from pypdf import PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files are our ParseError
@@ -384,7 +494,17 @@ def _parse_pdf(content: bytes) -> tuple[str, list[Block]]:
         metadata = reader.metadata
         if metadata is not None and metadata.title:
             title = str(metadata.title)
-        pages = [page.extract_text() or "" for page in reader.pages]
+        if len(reader.pages) > limits.max_pdf_pages:
+            raise ParseError(
+                f"the PDF has {len(reader.pages):,} pages, more than the {limits.max_pdf_pages:,} "
+                "accepted (KNOWLEDGE_MAX_PDF_PAGES): split it into smaller files"
+            )
+        pages: list[str] = []
+        chars = 0
+        for pdf_page in reader.pages:
+            pages.append(pdf_page.extract_text() or "")
+            chars += len(pages[-1])
+            _check_text_chars(chars, limits)  # before the next page is read
     except ParseError:
         raise
     except Exception as exc:

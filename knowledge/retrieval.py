@@ -33,6 +33,7 @@ from django.db import connection
 
 from knowledge import conf, vectors
 from knowledge.languages import SIMPLE, normalize_language, search_config_for
+from supportbot.llm.data_blocks import data_block
 
 log = logging.getLogger("supportbot.knowledge")
 
@@ -111,17 +112,22 @@ def fuse(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
 
 
 def format_context(passages: Sequence[Passage], *, start: int = 1) -> str:
-    """Numbered passages for a prompt: "[1] Title — heading\\ntext", separated by blank lines.
+    """Numbered passages for a prompt, each a data block the passage cannot close:
+    `<passage number="1">` then "[1] Title — heading" and the text, then `</passage>`.
 
-    The heading is left out when it only repeats the title. `start` is the first number: passages
-    found later in a reply continue the numbering of those the model already has.
+    Passages are untrusted (anyone who can upload writes them): every data tag inside the title,
+    heading or text is defused (supportbot.llm.data_blocks). The heading is left out when it only
+    repeats the title. `start` is the first number: passages found later in a reply continue the
+    numbering of those the model already has.
     """
     blocks = []
     for number, passage in enumerate(passages, start=start):
         head = passage.title
         if passage.heading and passage.heading != passage.title:
             head = f"{head} — {passage.heading}" if head else passage.heading
-        blocks.append(f"[{number}] {head}\n{passage.text.strip()}")
+        blocks.append(
+            data_block("passage", f"[{number}] {head}\n{passage.text.strip()}", number=number)
+        )
     return "\n\n".join(blocks)
 
 

@@ -207,6 +207,10 @@ LLM_EMBEDDING_MODEL = env.str("LLM_EMBEDDING_MODEL", default="")
 KNOWLEDGE_MAX_FILE_BYTES = env.int("KNOWLEDGE_MAX_FILE_BYTES", default=20 * 1024 * 1024)
 KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT = env.float("KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT", default=3.0)
 KNOWLEDGE_VECTOR_MAX_DISTANCE = env.str("KNOWLEDGE_VECTOR_MAX_DISTANCE", default="") or None
+# What one uploaded file may cost to parse; a file over a cap is refused with a message naming it.
+KNOWLEDGE_MAX_LINE_CHARS = env.int("KNOWLEDGE_MAX_LINE_CHARS", default=20_000)
+KNOWLEDGE_MAX_PDF_PAGES = env.int("KNOWLEDGE_MAX_PDF_PAGES", default=500)
+KNOWLEDGE_MAX_TEXT_CHARS = env.int("KNOWLEDGE_MAX_TEXT_CHARS", default=2_000_000)
 
 # --- Replies ----------------------------------------------------------------------------------
 # How often streamed text is flushed to the widget (seconds): deltas are coalesced in between.

@@ -14,7 +14,7 @@ from conversations.models import Conversation, Message, ReplyJob
 from conversations.prompts import TOOLS_GUIDE, PromptParts, build_reply_prompt
 from conversations.reply.passages import knowledge_search
 from conversations.reply.tools import TOOL_SCHEMAS
-from conversations.summaries import summary_system_text
+from conversations.summaries import summary_prompt_text
 from knowledge.retrieval import Passage, format_context
 from supportbot.llm import ChatParams, ProviderConfig
 from supportbot.tenants.selectors import tenant_chat_params, tenant_provider_config
@@ -54,7 +54,7 @@ def reply_context_build(job: ReplyJob) -> ReplyContext:
         persona=tenant.persona,
         language_instruction=language_instruction(language) if language else "",
         knowledge_context=format_context(passages),
-        summary_text=summary_system_text(conversation.summary) if conversation.summary else "",
+        summary_text=summary_prompt_text(conversation.summary) if conversation.summary else "",
         tools_guide=TOOLS_GUIDE,
     )
     return ReplyContext(

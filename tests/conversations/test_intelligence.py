@@ -59,6 +59,15 @@ def system_prompt(llm: Any, n: int = -1) -> str:
     return llm.chat_requests()[n].json["messages"][0]["content"]
 
 
+def reference_data(llm: Any, n: int = -1) -> str:
+    """The <reference_data> block at the start of the newest visitor turn ("" if none)."""
+    turns = [m for m in llm.chat_requests()[n].json["messages"] if m["role"] == "user"]
+    content = turns[-1]["content"]
+    if not content.startswith("<reference_data>"):
+        return ""
+    return content[: content.index("</reference_data>") + len("</reference_data>")]
+
+
 @pytest.mark.parametrize(
     ("question", "instruction", "language"),
     [
@@ -113,7 +122,8 @@ def test_answers_are_grounded_in_the_tenants_own_articles_and_cite_them(
 
     llm.enqueue(Reply(text="You have 30 days to return a product [1]."))
     reply = answer(ask(acme, "How many days do I have to return a product?"))
-    prompt = system_prompt(llm)
+    assert "30 days" not in system_prompt(llm)  # untrusted text is never in the system role
+    prompt = reference_data(llm)
     assert "30 days" in prompt
     assert "90 days" not in prompt
     assert "[1] Acme returns" in prompt
@@ -121,7 +131,7 @@ def test_answers_are_grounded_in_the_tenants_own_articles_and_cite_them(
 
     llm.enqueue(Reply(text="You have 90 days [1]."))
     reply = answer(ask(globex, "How many days do I have to return a product?"))
-    prompt = system_prompt(llm)
+    prompt = reference_data(llm)
     assert "90 days" in prompt
     assert "30 days" not in prompt
     assert reply.sources == [{"title": "Globex returns", "url": "https://globex.example/returns"}]
@@ -140,7 +150,7 @@ def test_spanish_question_finds_the_spanish_article(make_tenant: Any, llm: Any) 
     llm.enqueue(Reply(text="Tienes 60 días [1]."))
     reply = answer(ask(tenant, "¿Cuántos días tengo para hacer devoluciones de un pedido?"))
     assert "Reply in Spanish." in system_prompt(llm)
-    assert "60 días" in system_prompt(llm)
+    assert "60 días" in reference_data(llm)
     assert reply.sources[0]["title"] == "Devoluciones"
 
 
@@ -316,10 +326,12 @@ def test_summary_replaces_the_turns_it_covers_in_later_prompts(make_tenant: Any,
     conversation.save()
     answer(ask(tenant, "Can you send a new pole?", client_id="c2", conversation=conversation))
     sent = llm.chat_requests()[-1].json["messages"]
-    assert "The visitor's tent pole broke on its first use." in sent[0]["content"]
-    assert "Order 4411" in sent[0]["content"]
+    assert "tent pole" not in sent[0]["content"]  # the summary is not in the system role
+    data = reference_data(llm)
+    assert "<conversation_summary>\nSummary of the earlier conversation: The visitor's tent" in data
+    assert "Order 4411" in data
     turns = [m["content"] for m in sent[1:]]
-    assert turns == ["Can you send a new pole?"]
+    assert turns == [f"{data}\n\nThe visitor's message:\nCan you send a new pole?"]
 
 
 def test_writing_into_a_closed_conversation_reopens_it_with_the_assistant(

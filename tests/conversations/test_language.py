@@ -1,12 +1,17 @@
 """Language detection, the tenant's language policy, and the prompt instruction."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 from langdetect import DetectorFactory
 
+from conversations import language
 from conversations.language import (
     LANGUAGE_NAMES,
+    MAX_DETECT_CHARS,
     conversation_language_store,
     detect_language,
     language_instruction,
@@ -15,8 +20,10 @@ from conversations.language import (
     resolve_reply_language,
 )
 from conversations.messages import message_append
-from conversations.models import Message
-from conversations.services import visitor_session_open
+from conversations.models import Conversation, Message, ReplyJob
+from conversations.reply.generate import reply_generate
+from conversations.services import message_post_from_visitor, visitor_session_open
+from tests.support.llm_server import Reply
 
 
 @pytest.mark.parametrize(
@@ -263,3 +270,99 @@ def test_detection_does_not_depend_on_langdetect_global_seed(monkeypatch: Any) -
     expected = [detect_language(text) for text in texts]
     monkeypatch.setattr(DetectorFactory, "seed", 12345)
     assert [detect_language(text) for text in texts] == expected
+
+
+# Text a backtracking regex can choke on: the naive email pattern r"\S+@\S+\.\S+" takes cubic
+# time on a run of "@" (seconds of CPU for 2,000 characters, with the GIL held).
+ADVERSARIAL = [
+    "@" * 20_000,
+    "a@" * 10_000,
+    "@." * 10_000,
+    "a@" + "b." * 10_000,
+    "a@" + "b" * 19_998,
+    "x " + "@" * 19_998,
+    "www." * 5_000,
+    "#" * 20_000,
+    "a'" * 10_000,
+]
+# CPU seconds of this process (other processes on a busy machine do not count): the linear
+# patterns need milliseconds; the cubic email pattern needed seconds for the first "@" * 2,000.
+CPU_BOUND_SECONDS = 0.5
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=lambda text: repr(text[:6]))
+def test_adversarial_text_is_detected_in_linear_time(text: str) -> None:
+    started = time.process_time()
+    language.detect_language(text)
+    assert time.process_time() - started < CPU_BOUND_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("write to ana@example.com today", "write to   today"),
+        ("(ana.lopez@mail.example.co.uk)", " "),
+        ("ana@example.com.", " ."),
+        ("a@b and @home and user@localhost", "a@b and @home and user@localhost"),
+    ],
+)
+def test_addresses_are_still_taken_out(text: str, kept: str) -> None:
+    assert language._EMAIL_RE.sub(" ", text) == kept
+
+
+def test_only_the_start_of_a_long_message_is_detected() -> None:
+    spanish = "Hola, ¿dónde está mi pedido? Lo compré hace una semana. "
+    start = (spanish * (MAX_DETECT_CHARS // len(spanish) + 1))[:MAX_DETECT_CHARS]
+    german = " Guten Tag, meine Bestellung ist noch nicht angekommen." * 2000
+    assert detect_language(start + german) == "es"
+
+
+def _row_locked(model: Any, pk: Any) -> bool:
+    """Whether another transaction holds the row's lock (asked from another connection)."""
+
+    def try_lock() -> bool:
+        try:
+            with transaction.atomic():
+                model.objects.select_for_update(nowait=True).filter(pk=pk).first()
+        except DatabaseError:
+            return True
+        finally:
+            connection.close()
+        return False
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(try_lock).result(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_detects_the_language_outside_any_transaction_or_row_lock(
+    make_tenant: Any, llm: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("conversations.jobs.reply_job_enqueue", lambda job_id: None)
+    tenant, _ = make_tenant()
+    session = visitor_session_open(tenant=tenant, visitor_token=None, conversation_id=None)
+    posted = message_post_from_visitor(
+        conversation=session.conversation, client_id="c1", text="Hola, ¿dónde está mi pedido?"
+    ).message
+    job = ReplyJob.objects.get(trigger=posted)
+    seen: list[tuple[bool, bool, bool]] = []
+    detect = language.detect_language
+
+    def detect_and_look(text: str) -> str | None:
+        seen.append(
+            (
+                connection.in_atomic_block,
+                _row_locked(ReplyJob, job.pk),
+                _row_locked(Conversation, posted.conversation_id),
+            )
+        )
+        return detect(text)
+
+    monkeypatch.setattr(language, "detect_language", detect_and_look)
+    llm.enqueue(Reply(text="Está en camino."))
+    reply_generate(job_id=job.pk)
+    assert seen == [(False, False, False)]
+    job.refresh_from_db()
+    posted.refresh_from_db()
+    conversation = Conversation.objects.get(pk=posted.conversation_id)
+    assert (job.state, posted.language, conversation.language) == ("done", "es", "es")

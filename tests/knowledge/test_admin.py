@@ -95,6 +95,33 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
     assert Document.objects.filter(tenant=tenant).count() == 3
 
 
+def test_an_upload_over_a_parsing_cap_is_refused_with_the_cap(
+    client, superuser, make_tenant, settings
+):
+    settings.KNOWLEDGE_MAX_LINE_CHARS = 1000
+    tenant, _ = make_tenant(name="Epsilon")
+    client.force_login(superuser)
+    response = client.post(
+        reverse(UPLOAD_URL),
+        {
+            "tenant": tenant.id,
+            "source": "Help centre",
+            "uploads": files(
+                ("minified.md", b"# Minified\n\n" + b"x" * 1001),
+                ("faq.md", b"# FAQ\n\nWe answer every email within one working day.\n"),
+            ),
+        },
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert (
+        "Not imported: minified.md (line 3 is longer than 1,000 characters, the most accepted "
+        "(KNOWLEDGE_MAX_LINE_CHARS): is this really a Markdown or text file?)"
+    ) in shown
+    assert "Created: faq.md (1 chunk, language en)" in shown
+    assert [d.key for d in Document.objects.filter(tenant=tenant)] == ["faq.md"]
+
+
 def test_each_file_of_an_upload_gets_its_own_language(client, superuser, make_tenant):
     tenant, _ = make_tenant(name="Delta")
     client.force_login(superuser)

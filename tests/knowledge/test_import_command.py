@@ -96,6 +96,18 @@ def test_a_bad_file_is_reported_and_skipped(make_tenant, docs):
     assert Document.objects.filter(tenant=tenant).count() == 4
 
 
+def test_a_file_over_a_parsing_cap_is_reported_with_the_cap(make_tenant, docs, settings):
+    settings.KNOWLEDGE_MAX_PDF_PAGES = 2
+    tenant, _ = make_tenant()
+    (docs / "manual.pdf").write_bytes(make_pdf([["A page."]] * 3))
+    _, err = run("--tenant", tenant.slug, str(docs / "manual.pdf"))
+    assert (
+        "[1/1] failed     manual.pdf: the PDF has 3 pages, more than the 2 accepted "
+        "(KNOWLEDGE_MAX_PDF_PAGES): split it into smaller files"
+    ) in err
+    assert not Document.objects.filter(tenant=tenant).exists()
+
+
 def test_a_single_file_and_an_explicit_language(make_tenant, docs):
     tenant, _ = make_tenant()
     out, _ = run("--tenant", tenant.slug, str(docs / "notes.txt"), "--language", "fr")

@@ -173,6 +173,39 @@ def test_too_large_files_are_refused(make_tenant, ingest, settings):
         ingest(tenant, "big.txt", "x" * 101)
 
 
+@pytest.mark.parametrize(
+    ("setting", "filename", "content", "message"),
+    [
+        (
+            "KNOWLEDGE_MAX_LINE_CHARS",
+            "faq.md",
+            "# FAQ\n\n" + "w" * 51,
+            "line 3 is longer than 50 characters",
+        ),
+        (
+            "KNOWLEDGE_MAX_TEXT_CHARS",
+            "page.html",
+            "<p>" + "word " * 11 + "</p>",
+            "more than 50 characters of text",
+        ),
+        (
+            "KNOWLEDGE_MAX_PDF_PAGES",
+            "manual.pdf",
+            make_pdf([["Page one."]] * 51),
+            "the PDF has 51 pages, more than the 50 accepted",
+        ),
+    ],
+)
+def test_files_over_a_parsing_cap_are_refused_naming_it(
+    make_tenant, ingest, settings, setting, filename, content, message
+):
+    setattr(settings, setting, 50)
+    tenant, _ = make_tenant()
+    with pytest.raises(IngestError, match=f"{message}.*{setting}"):
+        ingest(tenant, filename, content)
+    assert not Document.objects.exists()
+
+
 def test_delete_is_scoped_by_tenant(make_tenant, ingest):
     tenant, _ = make_tenant()
     other, _ = make_tenant()

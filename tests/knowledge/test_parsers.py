@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from knowledge.parsers import Block, ParseError, decode_text, parse_document
+from knowledge.parsers import (
+    Block,
+    ParseError,
+    ParseLimits,
+    decode_text,
+    defused_html,
+    parse_document,
+    strip_between,
+)
 from tests.knowledge.pdf import make_pdf
 
 
@@ -144,3 +154,127 @@ def test_pdf_without_metadata_title_uses_the_file_name():
 def test_unreadable_files_raise_parse_error(filename, content, message):
     with pytest.raises(ParseError, match=message):
         parse_document(filename, content)
+
+
+# Files shaped to make a backtracking pattern (or html.parser) rescan the rest of the text from
+# every position, each under the default caps. The quadratic versions needed 2 to 8 s of CPU for
+# each of these; linear ones need a few milliseconds.
+ADVERSARIAL = {
+    "table rule": ("faq.md", "Intro\n" + " \t" * 9_500 + "x\n"),
+    "links": ("faq.md", ("[" * 10_000 + "\n") * 4),
+    "images": ("faq.md", ("![" * 5_000 + "\n") * 4),
+    "comments": ("faq.md", "Intro\n\n" + ("<!--" * 2_500 + "\n") * 8),
+    "heading": ("faq.md", "# a" + " " * 19_000 + "b\n\ntext"),
+    "html start tags": ("faq.html", "<p>text</p>" + "<a" * 60_000),
+    "html end tags": ("faq.html", "<p>text</p>" + "</" * 100_000),
+    "html comments": ("faq.html", "<p>text</p>" + "<!--" * 30_000),
+}
+# CPU seconds of this process, so a busy machine does not count against it.
+CPU_BOUND_SECONDS = 1.0
+
+
+@pytest.mark.parametrize(("filename", "text"), ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_adversarial_files_parse_in_linear_time(filename, text):
+    started = time.process_time()
+    parse_document(filename, text.encode())
+    assert time.process_time() - started < CPU_BOUND_SECONDS
+
+
+def test_a_long_front_matter_title_parses_in_linear_time():
+    # Over the default line cap: an operator may raise it.
+    text = "---\ntitle: a" + " " * 100_000 + "b\n---\nSome text."
+    started = time.process_time()
+    parsed = parse_document("faq.md", text.encode(), ParseLimits(max_line_chars=200_000))
+    assert time.process_time() - started < CPU_BOUND_SECONDS
+    assert parsed.title == "a b"
+
+
+def test_markdown_constructs_still_read_the_same():
+    source = (
+        "## Refunds ##\n\n"
+        'See ![the form](img/form(1).png) and [the policy](https://x.example/p_(a) "P").\n'
+        "A [reference][ref], a [[bracket]] and [an unclosed](link.\n\n"
+        "| a | b |\n| :-- | --: |\n\n"
+        "--- | ---\n\n"
+        "Kept <!-- hidden --> text <!-- not closed\n\nall gone\n"
+    )
+    assert parse_document("x.md", source.encode()).blocks == [
+        Block("Refunds", level=2),
+        Block("See the form and the policy.\nA reference, a [[bracket]] and [an unclosed](link."),
+        Block("| a | b |"),
+        Block("Kept  text"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "heading"),
+    [
+        ("# Title", (1, "Title")),
+        ("### Title ###", (3, "Title")),
+        ("## Title#", (2, "Title#")),
+        ("#", None),
+        ("#Title", "paragraph"),
+        ("####### seven", "paragraph"),
+    ],
+)
+def test_atx_headings(line, heading):
+    blocks = parse_document("x.md", f"{line}\n\nbody".encode()).blocks
+    if heading is None:
+        assert blocks == [Block("body")]
+    elif heading == "paragraph":
+        assert blocks[0] == Block(line)
+    else:
+        assert blocks[0] == Block(heading[1], level=heading[0])
+
+
+def test_strip_between_removes_spans_and_an_unclosed_one_to_the_end():
+    assert strip_between("a<!--x-->b<!---->c<!--d", "<!--", "-->") == "abc"
+    assert strip_between("no spans", "<!--", "-->") == "no spans"
+
+
+def test_html_that_could_not_close_a_tag_is_text():
+    assert defused_html("<p>a < b</p><a") == "<p>a &lt; b</p>&lt;a"
+    assert defused_html("x<!--a-->y<![CDATA[z]]>w<![if !vml]>v") == "xywv"
+    # A comment opener put together by taking one out is text, not a new comment.
+    assert defused_html("<!<!---->-- x>") == "&lt;!-- x>"
+    parsed = parse_document("x.html", b"<p>2 < 3 and 5 > 4</p><p>fine</p>")
+    assert parsed.blocks == [Block("2 < 3 and 5 > 4"), Block("fine")]
+
+
+def test_a_line_over_the_cap_is_refused_naming_the_cap():
+    limits = ParseLimits(max_line_chars=100)
+    assert parse_document("x.md", b"intro\n\n" + b"w" * 100, limits).blocks[1].text == "w" * 100
+    for name in ("x.md", "x.txt"):
+        with pytest.raises(
+            ParseError, match=r"line 3 is longer than 100 characters.*KNOWLEDGE_MAX_LINE_CHARS"
+        ):
+            parse_document(name, b"intro\r\n\r\n" + b"w" * 101, limits)
+    # HTML is not read line by line: a page on one line is fine.
+    html = b"<p>" + b"word " * 100 + b"</p>"
+    assert parse_document("x.html", html, limits).blocks
+
+
+@pytest.mark.parametrize(
+    ("filename", "content"),
+    [
+        ("x.txt", b"word " * 30),
+        ("x.md", b"# Title\n\n" + b"word " * 30),
+        ("x.html", b"<p>" + b"word " * 30 + b"</p>"),
+        ("x.pdf", make_pdf([["word " * 15], ["word " * 15]])),
+    ],
+)
+def test_text_over_the_cap_is_refused_naming_the_cap(filename, content):
+    assert parse_document(filename, content, ParseLimits(max_text_chars=200)).blocks
+    with pytest.raises(
+        ParseError, match=r"more than 100 characters of text.*KNOWLEDGE_MAX_TEXT_CHARS"
+    ):
+        parse_document(filename, content, ParseLimits(max_text_chars=100))
+
+
+def test_a_pdf_over_the_page_cap_is_refused_naming_the_cap():
+    pdf = make_pdf([["First page."], ["Second page."], ["Third page."]])
+    assert len(parse_document("x.pdf", pdf, ParseLimits(max_pdf_pages=3)).blocks) == 3
+    with pytest.raises(
+        ParseError, match=r"the PDF has 3 pages, more than the 2 accepted.*KNOWLEDGE_MAX_PDF_PAGES"
+    ):
+        parse_document("x.pdf", pdf, ParseLimits(max_pdf_pages=2))
