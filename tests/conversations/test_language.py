@@ -1,11 +1,10 @@
 """Language detection, the tenant's language policy, and the prompt instruction."""
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import connection
 from langdetect import DetectorFactory
 
 from conversations import language
@@ -24,6 +23,7 @@ from conversations.models import Conversation, Message, ReplyJob
 from conversations.reply.generate import reply_generate
 from conversations.services import message_post_from_visitor, visitor_session_open
 from tests.support.llm_server import Reply
+from tests.support.locks import row_locked
 
 
 @pytest.mark.parametrize(
@@ -317,23 +317,6 @@ def test_only_the_start_of_a_long_message_is_detected() -> None:
     assert detect_language(start + german) == "es"
 
 
-def _row_locked(model: Any, pk: Any) -> bool:
-    """Whether another transaction holds the row's lock (asked from another connection)."""
-
-    def try_lock() -> bool:
-        try:
-            with transaction.atomic():
-                model.objects.select_for_update(nowait=True).filter(pk=pk).first()
-        except DatabaseError:
-            return True
-        finally:
-            connection.close()
-        return False
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(try_lock).result(timeout=10)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_reply_detects_the_language_outside_any_transaction_or_row_lock(
     make_tenant: Any, llm: Any, monkeypatch: Any
@@ -352,8 +335,8 @@ def test_a_reply_detects_the_language_outside_any_transaction_or_row_lock(
         seen.append(
             (
                 connection.in_atomic_block,
-                _row_locked(ReplyJob, job.pk),
-                _row_locked(Conversation, posted.conversation_id),
+                row_locked(ReplyJob, job.pk),
+                row_locked(Conversation, posted.conversation_id),
             )
         )
         return detect(text)

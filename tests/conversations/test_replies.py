@@ -3,12 +3,10 @@ recovery of stalled jobs, trace points."""
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from conversations.handoff import conversation_request_agent
@@ -18,6 +16,7 @@ from conversations.reply.generate import reply_generate, reply_jobs_requeue_stal
 from conversations.services import message_post_from_visitor, visitor_session_open
 from supportbot.trace import trace_callback_add, trace_callback_remove
 from tests.support.llm_server import Reply
+from tests.support.locks import row_locked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,23 +145,6 @@ def test_history_from_another_conversation_is_never_sent(
     assert all("OTHER TENANT SECRET" not in m["content"] for m in sent)
 
 
-def _job_row_locked(job_id: int) -> bool:
-    """Whether another transaction holds the job's row lock (asked from another connection)."""
-
-    def try_lock() -> bool:
-        try:
-            with transaction.atomic():
-                ReplyJob.objects.select_for_update(nowait=True).filter(pk=job_id).first()
-        except DatabaseError:
-            return True
-        finally:
-            connection.close()
-        return False
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(try_lock).result(timeout=10)
-
-
 def test_the_knowledge_search_runs_without_the_job_row_lock(
     posted: Message, llm: Any, monkeypatch: Any
 ) -> None:
@@ -171,7 +153,7 @@ def test_the_knowledge_search_runs_without_the_job_row_lock(
     locked_during_search: list[bool] = []
 
     def search(*args: Any, **kwargs: Any) -> list[Any]:
-        locked_during_search.append(_job_row_locked(job.pk))
+        locked_during_search.append(row_locked(ReplyJob, job.pk))
         return []
 
     monkeypatch.setattr("conversations.reply.context.knowledge_search", search)
