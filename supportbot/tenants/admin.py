@@ -1,9 +1,9 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from supportbot.tenants.models import Tenant, WidgetKey
-from supportbot.tenants.services import tenant_set_llm_api_key
+from supportbot.tenants.services import tenant_llm_key_after_edit
 
 
 class WidgetKeyInline(admin.TabularInline):
@@ -109,10 +109,18 @@ class TenantAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool
     ) -> None:
         super().save_model(request, obj, form, change)
-        if form.cleaned_data.get("clear_llm_api_key"):
-            tenant_set_llm_api_key(tenant=obj, api_key="")
-        elif form.cleaned_data.get("llm_api_key"):
-            tenant_set_llm_api_key(tenant=obj, api_key=form.cleaned_data["llm_api_key"])
+        removed = tenant_llm_key_after_edit(
+            tenant=obj,
+            changed_fields=set(form.changed_data) if change else set(),
+            new_api_key=form.cleaned_data.get("llm_api_key") or "",
+            clear=bool(form.cleaned_data.get("clear_llm_api_key")),
+        )
+        if removed and not form.cleaned_data.get("clear_llm_api_key"):
+            messages.warning(
+                request,
+                "The stored API key was removed because the provider or base URL changed: "
+                "enter the key for the new provider.",
+            )
 
 
 @admin.register(WidgetKey)

@@ -35,6 +35,27 @@ def tenant_create(
     return tenant, key
 
 
+PROVIDER_FIELDS = frozenset({"llm_provider", "llm_base_url"})
+
+
+def tenant_llm_key_after_edit(
+    *, tenant: Tenant, changed_fields: set[str], new_api_key: str = "", clear: bool = False
+) -> bool:
+    """Keep the tenant's stored provider key consistent with an edit of its settings.
+
+    A new key replaces the stored one. A changed provider or base URL without a new key removes
+    the stored key: a key is only ever sent to the provider it was given for (whoever edits a
+    tenant must not redirect its key to a server of their own). True when a key was removed.
+    """
+    if new_api_key:
+        tenant_set_llm_api_key(tenant=tenant, api_key=new_api_key)
+        return False
+    if (clear or PROVIDER_FIELDS & changed_fields) and tenant.llm_api_key_encrypted:
+        tenant_set_llm_api_key(tenant=tenant, api_key="")
+        return True
+    return False
+
+
 def tenant_set_llm_api_key(*, tenant: Tenant, api_key: str) -> None:
     """Store (encrypted) the tenant's own provider key; the empty string removes it."""
     tenant.llm_api_key_encrypted = encrypt_secret(api_key)
