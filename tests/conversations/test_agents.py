@@ -590,30 +590,25 @@ async def test_superuser_may_open_any_tenants_conversation(tenant_and_key: Any) 
         await communicator.disconnect()
 
 
-async def test_membership_removed_stops_the_next_action(tenant_and_key: Any, agent: Any) -> None:
-    _, key = tenant_and_key
-    visitor, conversation_id = await visitor_with_conversation(key)
-    ws = await connect_agent(conversation_id, agent)
-    await agent_welcome(ws)
-    await database_sync_to_async(TenantMembership.objects.filter(user=agent).delete)()
-    await ws.send_json_to({"type": "take_over"})
-    error = await ws.receive_json_from(timeout=5)
-    assert error["type"] == "error"
-    assert error["code"] == "forbidden"
-    assert (await conversation_of(conversation_id)).status == "bot"
-    for communicator in (visitor, ws):
-        await communicator.disconnect()
+def _remove_membership(agent: Any) -> None:
+    TenantMembership.objects.filter(user=agent).delete()
 
 
-async def test_logging_out_stops_the_next_action(tenant_and_key: Any, agent: Any) -> None:
+def _log_out(agent: Any) -> None:
     from django.contrib.sessions.models import Session
 
+    Session.objects.all().delete()  # what `logout()` does to the stored session
+
+
+@pytest.mark.parametrize("end_access", [_remove_membership, _log_out], ids=["membership", "logout"])
+async def test_access_ended_while_the_page_is_open_stops_the_next_action(
+    tenant_and_key: Any, agent: Any, end_access: Any
+) -> None:
     _, key = tenant_and_key
     visitor, conversation_id = await visitor_with_conversation(key)
     ws = await connect_agent(conversation_id, agent)
     await agent_welcome(ws)
-    # Logging out deletes the session (what `logout()` does to the stored session).
-    await database_sync_to_async(Session.objects.all().delete)()
+    await database_sync_to_async(end_access)(agent)
     await ws.send_json_to({"type": "take_over"})
     error = await ws.receive_json_from(timeout=5)
     assert error["type"] == "error"
