@@ -5,14 +5,18 @@ from django.shortcuts import render
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
+from supportbot.public_urls import socket_origin
 from supportbot.tenants.selectors import access_widget_key_by_public_key
 
 
-def _frame_csp(frame_ancestors: list[str]) -> str:
+def _frame_csp(request: HttpRequest, frame_ancestors: list[str]) -> str:
+    """The frame's policy: its own scripts and styles only, and a socket to this service's own
+    websocket origin only (the host the frame was served from, as the frame connects)."""
     ancestors = " ".join(frame_ancestors) if frame_ancestors else "'none'"
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; "
-        "connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; "
+        f"connect-src 'self' {socket_origin(request)}; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; "
         f"form-action 'none'; frame-ancestors 'self' {ancestors}"
     )
 
@@ -26,7 +30,7 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
         response = render(
             request, "widget/unavailable.html", {"title": "Chat unavailable"}, status=404
         )
-        response["Content-Security-Policy"] = _frame_csp([])
+        response["Content-Security-Policy"] = _frame_csp(request, [])
         return response
     locale = request.GET.get("locale", "")[:35]
     response = render(
@@ -41,6 +45,6 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
             "max_message_length": widget_key.tenant.message_max_chars,
         },
     )
-    response["Content-Security-Policy"] = _frame_csp(widget_key.effective_origins)
+    response["Content-Security-Policy"] = _frame_csp(request, widget_key.effective_origins)
     response["Cache-Control"] = "no-store"
     return response

@@ -6,6 +6,7 @@ In production (`SUPPORTBOT_ENV=production`) secrets have no defaults and must be
 """
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -74,6 +75,10 @@ else:
 
 # The public URL of this service (scheme://host[:port]); used in the widget snippet.
 PUBLIC_URL = env.str("PUBLIC_URL", default="")
+# The widget's own origin (scheme://host[:port]; empty: the widget is served from PUBLIC_URL).
+# Customers' snippets load the loader from it, so the iframe and its socket live on a host
+# that never receives the admin's cookies (they are host-only); the admin answers 404 there.
+WIDGET_PUBLIC_URL = env.str("WIDGET_PUBLIC_URL", default="").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",
@@ -85,6 +90,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "supportbot.admin_security",
     "supportbot.tenants",
     "supportbot.compliance",
     "conversations",
@@ -98,8 +107,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "supportbot.admin_security.middleware.AdminSecurityMiddleware",
+    # Last: turns a login refused for a lockout into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "supportbot.urls"
@@ -268,8 +281,33 @@ WHITENOISE_ALLOW_ALL_ORIGINS = True
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# --- Admin login: lockout and two-factor ------------------------------------------------------
+# Axes counts failed admin logins per (client address, username); the address is REMOTE_ADDR,
+# which supportbot.client_address has already resolved through TRUSTED_PROXIES (an IPv6
+# client counts as its /64). Forwarding headers are never read here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
+AXES_CLIENT_IP_CALLABLE = "supportbot.admin_security.lockout.lockout_client_address"
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# Staff confirm each login with a TOTP code (django-otp): required in production, optional in
+# development (where a staff user who has a device is still asked for a code).
+ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=PRODUCTION)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Supportbot")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the device admin never shows a TOTP secret
+
 # --- Security -----------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+# Cookies stay host-only (no Domain attribute): the widget's own host (WIDGET_PUBLIC_URL) never
+# receives the admin's session or CSRF cookie. Not configurable on purpose.
+SESSION_COOKIE_DOMAIN = None
+CSRF_COOKIE_DOMAIN = None
 # A staff login lasts a working day, not Django's two weeks.
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
