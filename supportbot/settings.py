@@ -292,9 +292,12 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
+AXES_USERNAME_FORM_FIELD = "username"
 AXES_CLIENT_IP_CALLABLE = "supportbot.admin_security.lockout.lockout_client_address"
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 AXES_RESET_ON_SUCCESS = True
+# Masked in axes' logs and its stored request data.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 # Staff confirm each login with a TOTP code (django-otp): required in production, optional in
 # development (where a staff user who has a device is still asked for a code).

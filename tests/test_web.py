@@ -33,8 +33,9 @@ def test_healthz_details_are_for_staff(
     client: Client, admin_client: Client, llm: Any, django_user_model: Any
 ) -> None:
     assert client.get("/healthz/details").status_code == 404
-    django_user_model.objects.create_user(username="visitor", password="pw-visitor-1")
-    client.login(username="visitor", password="pw-visitor-1")
+    client.force_login(
+        django_user_model.objects.create_user(username="visitor", password="pw-visitor-1")
+    )
     assert client.get("/healthz/details").status_code == 404
     response = admin_client.get("/healthz/details")
     assert response.status_code == 200

@@ -100,7 +100,7 @@ class _CodeStep(View):
 
     def pending(self, request: HttpRequest) -> otp.PendingLogin | None:
         """The login waiting for a code, unless it expired or its user got locked out."""
-        pending = self.pending(request)
+        pending = otp.pending_login(request)
         if pending is not None and otp.locked_out(request, user=pending.user):
             otp.pending_login_end(request)
             return None

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import RequestFactory
 
 from supportbot.compliance.encryption import DecryptionError, decrypt_secret, encrypt_secret
 from supportbot.tenants.models import Tenant, WidgetKey
@@ -115,7 +116,8 @@ def test_seed_demo_is_idempotent(monkeypatch: Any, settings: Any, tmp_path: Any)
     tenant = Tenant.objects.get(slug=a["tenant"])
     assert tenant.allowed_origins == ["http://localhost:8001", "http://127.0.0.1:8001"]
     assert WidgetKey.objects.filter(tenant=tenant).count() == 1
-    assert authenticate(username=a["admin_user"], password=a["admin_password"]) is not None
+    login = RequestFactory().post("/admin/login/")  # the lockout needs the request
+    assert authenticate(login, username=a["admin_user"], password=a["admin_password"]) is not None
     # The demo shop's help centre, loaded once and updated in place.
     from knowledge.models import Document
     from knowledge.retrieval import search_knowledge
