@@ -3,7 +3,10 @@
  *
  *   <script src="https://HOST/static/widget/loader.js" data-key="PUBLIC_KEY" async></script>
  *
- * It adds a chat button at the bottom right; the chat itself runs in an iframe served by HOST.
+ * It adds a chat button at the bottom right; the chat itself runs in an iframe served by HOST,
+ * the origin this script was loaded from. Where the service has a widget origin of its own
+ * (WIDGET_PUBLIC_URL), HOST is that origin: the frame and its socket then live on a host that
+ * never receives the admin's cookies.
  * The loader's own elements live in a shadow root, so the page's CSS and the widget's do not
  * touch each other. The key is public: nothing here is secret.
  */
@@ -29,6 +32,7 @@
   script.setAttribute("data-supportbot-started", "");
 
   var key = script.getAttribute("data-key") || "";
+  // The widget's origin: where the frame is opened and whose messages are believed.
   var hostOrigin;
   try {
     hostOrigin = new URL(script.src, location.href).origin;
