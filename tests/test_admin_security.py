@@ -193,7 +193,15 @@ def test_an_ipv6_client_is_counted_by_its_64() -> None:
 # --- Two-factor login ----------------------------------------------------------------------------
 
 
-SHOWN = ["ADMIN_REQUIRE_OTP", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "AXES_FAILURE_LIMIT"]
+SHOWN = [
+    "ADMIN_REQUIRE_OTP",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SESSION_COOKIE_NAME",
+    "CSRF_COOKIE_NAME",
+    "SESSION_COOKIE_DOMAIN",
+    "AXES_FAILURE_LIMIT",
+]
 
 
 def settings_of(**variables: str) -> dict[str, Any]:
@@ -225,6 +233,10 @@ def test_two_factor_login_is_required_in_production_only() -> None:
         "ADMIN_REQUIRE_OTP": True,
         "SESSION_COOKIE_SECURE": True,
         "CSRF_COOKIE_SECURE": True,
+        # Browsers keep __Host- cookies only when Secure, host-only and for the whole path.
+        "SESSION_COOKIE_NAME": "__Host-sessionid",
+        "CSRF_COOKIE_NAME": "__Host-csrftoken",
+        "SESSION_COOKIE_DOMAIN": None,
         "AXES_FAILURE_LIMIT": 5,
     }
     development = settings_of(SUPPORTBOT_ENV="development")
