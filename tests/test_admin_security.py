@@ -431,6 +431,13 @@ def test_an_operator_resets_a_users_devices(otp_required: Any, client: Client) -
 
 
 @pytest.mark.django_db
+def test_a_logged_in_admin_skips_the_login_page(admin_client: Client) -> None:
+    response = admin_client.get(LOGIN, {"next": "/admin/tenants/tenant/"})
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/tenants/tenant/"
+
+
+@pytest.mark.django_db
 def test_the_next_address_stays_on_this_site(settings: Any, client: Client) -> None:
     User.objects.create_user(username="judy", password=PASSWORD, is_staff=True)
     response = _password_step(client, "judy", next_url="https://evil.example/admin/")
@@ -489,8 +496,10 @@ def test_the_provider_key_never_appears_in_admin_pages_or_logs(
 
 @pytest.mark.django_db
 def test_admin_pages_carry_a_strict_csp_and_deny_framing(admin_client: Client) -> None:
-    for path in ("/admin/", LOGIN, "/admin/tenants/tenant/"):
-        response = admin_client.get(path, follow=False)
+    pages = [(admin_client, "/admin/"), (admin_client, "/admin/tenants/tenant/"), (Client(), LOGIN)]
+    for browser, path in pages:
+        response = browser.get(path)
+        assert response.status_code == 200, path
         csp = response["Content-Security-Policy"]
         directives = {part.split()[0]: part.split()[1:] for part in csp.split(";") if part.strip()}
         assert directives["default-src"] == ["'self'"]

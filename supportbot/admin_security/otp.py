@@ -17,6 +17,7 @@ import segno
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
 from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
 from django.contrib.auth import user_login_failed
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -50,7 +51,10 @@ class PendingLogin:
 
 
 def pending_login_start(request: HttpRequest, *, user: User) -> None:
-    """After a right password: remember the user until a code completes the login."""
+    """After a right password: remember the user until a code completes the login (whoever
+    was logged in on this browser before is logged out)."""
+    if request.user.is_authenticated:
+        auth_logout(request)
     request.session.cycle_key()
     request.session[PENDING_SESSION_KEY] = {
         "user_id": str(user.pk),

@@ -45,6 +45,11 @@ class AdminLoginView(LoginView):
     def get_default_redirect_url(self) -> str:
         return reverse("admin:index")
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if admin.site.has_permission(request):  # logged in already, as the admin does
+            return HttpResponseRedirect(safe_next(request))
+        return super().get(request, *args, **kwargs)
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.update(
