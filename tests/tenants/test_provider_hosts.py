@@ -14,6 +14,7 @@ from django.urls import reverse
 from supportbot.llm import ChatParams, PermanentLLMError, complete_chat
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.selectors import tenant_provider_config
+from supportbot.tenants.services import tenant_set_llm_api_key
 from tests.support.llm_server import Reply
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +118,9 @@ def test_the_admin_form_refuses_the_metadata_address(make_tenant: Any, admin_cli
 
 def test_the_server_base_url_is_the_operators_and_not_checked(llm: Any, make_tenant: Any) -> None:
     """The `llm` fixture's server is on loopback and is the server's own LLM_BASE_URL."""
-    tenant, _ = make_tenant(llm_provider="openai")  # a provider of its own, the server's URL
+    own_provider, _ = make_tenant(llm_provider="openai")  # a provider of its own, no URL
+    assert tenant_provider_config(own_provider).address_guard is None
+    tenant, _ = make_tenant()
     assert tenant_provider_config(tenant).address_guard is None
     llm.enqueue(Reply(text="From the server's provider."))
     done = complete_chat(tenant_provider_config(tenant), MESSAGES, ChatParams())
@@ -130,6 +133,7 @@ def test_every_connection_is_checked_again(llm: Any, make_tenant: Any, settings:
     tenant = tenant_with(make_tenant, llm.base_url)
     tenant.full_clean()
     tenant.save()
+    tenant_set_llm_api_key(tenant=tenant, api_key="sk-tenant-key")
     llm.enqueue(Reply(text="Allowed."))
     assert complete_chat(tenant_provider_config(tenant), MESSAGES, ChatParams()).text == "Allowed."
 
@@ -159,6 +163,7 @@ def test_a_name_that_resolves_elsewhere_later_is_refused_at_call_time(
     tenant = tenant_with(make_tenant, f"http://rebind.test:{port}/v1")
     tenant.full_clean()  # 8.8.8.8: accepted
     tenant.save()
+    tenant_set_llm_api_key(tenant=tenant, api_key="sk-tenant-key")
 
     answer["address"] = "127.0.0.1"
     with pytest.raises(PermanentLLMError) as caught:
