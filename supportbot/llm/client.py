@@ -71,9 +71,9 @@ class _GuardedBackend(httpcore2.NetworkBackend):
 
 def _guarded_http_client(config: ProviderConfig, guard: AddressGuard) -> httpx2.Client:
     transport = httpx2.HTTPTransport(limits=_LIMITS)
-    pool = transport._pool  # noqa: SLF001 (httpx2 takes no network backend of its own)
+    pool = transport._pool
     assert isinstance(pool, httpcore2.ConnectionPool)
-    pool._network_backend = _GuardedBackend(guard, pool._network_backend)  # noqa: SLF001
+    pool._network_backend = _GuardedBackend(guard, pool._network_backend)
     return openai.DefaultHttpxClient(transport=transport, timeout=timeouts(config))
 
 

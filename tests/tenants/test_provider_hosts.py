@@ -76,9 +76,7 @@ def test_a_name_resolving_to_a_private_address_is_refused(
     assert "llm.internal.test (10.0.0.7) is a private network address" in str(caught.value)
 
 
-def test_the_operator_allows_networks_names_or_everything(
-    make_tenant: Any, settings: Any
-) -> None:
+def test_the_operator_allows_networks_names_or_everything(make_tenant: Any, settings: Any) -> None:
     settings.LLM_ALLOWED_PRIVATE_HOSTS = ["10.0.0.0/8", "localhost"]
     tenant_with(make_tenant, "http://10.1.2.3/v1").full_clean()
     tenant_with(make_tenant, "http://localhost:11434/v1").full_clean()

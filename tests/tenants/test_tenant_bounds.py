@@ -24,7 +24,9 @@ BOUNDS = [
 
 
 @pytest.mark.parametrize(("field", "bound"), BOUNDS)
-def test_full_clean_refuses_a_number_above_its_bound(make_tenant: Any, field: str, bound: int) -> None:
+def test_full_clean_refuses_a_number_above_its_bound(
+    make_tenant: Any, field: str, bound: int
+) -> None:
     tenant, _ = make_tenant()
     setattr(tenant, field, bound)
     tenant.full_clean()
