@@ -276,6 +276,7 @@ class DocumentUploadAdmin(TenantScopedAdmin):
         "size_bytes",
         "state",
         "detail",
+        "attempts",
         "document",
         "created_at",
         "started_at",

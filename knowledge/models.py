@@ -127,6 +127,8 @@ class DocumentUpload(models.Model):
     content = models.BinaryField(default=bytes, editable=False)
     size_bytes = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    # Times a worker started on it: a file that keeps killing its worker is given up on.
+    attempts = models.PositiveSmallIntegerField(default=0)
     # Why it failed, or what it did ("created, 3 chunks, language en").
     detail = models.CharField(max_length=1000, blank=True, default="")
     document = models.ForeignKey(

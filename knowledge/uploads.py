@@ -6,7 +6,8 @@ in a `DocumentUpload` row (pending) and, after commit, queues `knowledge.ingest_
 file through `document_ingest` (the same service `knowledge_import` uses), and the row to ready
 or failed with the reason; the file's bytes are then dropped. A task redelivered after its
 worker died processes the row again (ingestion is idempotent); a finished row is left alone.
-`document_upload_fail` ends a row that ran out of time (KNOWLEDGE_INGEST_SOFT_TIME_LIMIT).
+`document_upload_fail` ends a row that ran out of time (KNOWLEDGE_INGEST_SOFT_TIME_LIMIT); a row
+whose worker died MAX_ATTEMPTS times is failed instead of being tried again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from knowledge.models import DocumentUpload, KnowledgeSource
 from supportbot.tenants.models import Tenant
 
 INGEST_TASK = "knowledge.ingest_upload"
+# A file whose worker died this many times (out of memory, killed) is not tried again.
+MAX_ATTEMPTS = 3
 _MAX_DETAIL = 1000
 
 
@@ -60,6 +63,9 @@ def document_upload_process(*, upload_id: int) -> DocumentUpload | None:
     upload = _upload_start(upload_id)
     if upload is None:
         return None
+    if upload.attempts > MAX_ATTEMPTS:
+        reason = f"the worker processing this file stopped {MAX_ATTEMPTS} times: split the file"
+        return _upload_finish(upload_id, DocumentUpload.State.FAILED, reason)
     try:
         result = document_ingest(
             tenant=upload.tenant,
@@ -95,7 +101,8 @@ def _upload_start(upload_id: int) -> DocumentUpload | None:
         return None
     upload.state = DocumentUpload.State.PROCESSING
     upload.started_at = timezone.now()
-    upload.save(update_fields=["state", "started_at"])
+    upload.attempts += 1
+    upload.save(update_fields=["state", "started_at", "attempts"])
     return upload
 
 

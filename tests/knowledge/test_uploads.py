@@ -14,7 +14,12 @@ from knowledge import tasks
 from knowledge.ingestion import IngestError, source_get_or_create
 from knowledge.models import Document, DocumentUpload
 from knowledge.tasks import ingest_upload
-from knowledge.uploads import INGEST_TASK, document_upload_create, document_upload_process
+from knowledge.uploads import (
+    INGEST_TASK,
+    MAX_ATTEMPTS,
+    document_upload_create,
+    document_upload_process,
+)
 from tests.support.stack import wait_until
 
 FAQ = b"# FAQ\n\nWe answer every email within one working day.\n"
@@ -58,9 +63,22 @@ def test_an_upload_waits_pending_then_is_processed_once(make_tenant: Any) -> Non
 def test_an_upload_interrupted_while_processing_is_processed_again(make_tenant: Any) -> None:
     tenant, _ = make_tenant()
     queued = upload(tenant)
-    DocumentUpload.objects.filter(id=queued.id).update(state="processing")  # its worker died
+    DocumentUpload.objects.filter(id=queued.id).update(state="processing", attempts=1)  # died
     ingest_upload(queued.id)
-    assert DocumentUpload.objects.get(id=queued.id).state == "ready"
+    done = DocumentUpload.objects.get(id=queued.id)
+    assert (done.state, done.attempts) == ("ready", 2)
+
+
+@pytest.mark.django_db
+def test_a_file_that_keeps_killing_its_worker_is_given_up_on(make_tenant: Any) -> None:
+    tenant, _ = make_tenant()
+    queued = upload(tenant)
+    DocumentUpload.objects.filter(id=queued.id).update(state="processing", attempts=MAX_ATTEMPTS)
+    ingest_upload(queued.id)  # redelivered once more
+    failed = DocumentUpload.objects.get(id=queued.id)
+    assert (failed.state, failed.attempts) == ("failed", MAX_ATTEMPTS + 1)
+    assert failed.detail.startswith(f"the worker processing this file stopped {MAX_ATTEMPTS} times")
+    assert not Document.objects.filter(tenant=tenant).exists()
 
 
 @pytest.mark.django_db
