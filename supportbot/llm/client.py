@@ -71,6 +71,8 @@ class _GuardedBackend(httpcore2.NetworkBackend):
 
 def _guarded_http_client(config: ProviderConfig, guard: AddressGuard) -> httpx2.Client:
     transport = httpx2.HTTPTransport(limits=_LIMITS)
+    # httpx2 takes no network backend of its own: its pool's is wrapped (httpcore2's documented
+    # extension point, reached through the transport's pool).
     pool = transport._pool
     assert isinstance(pool, httpcore2.ConnectionPool)
     pool._network_backend = _GuardedBackend(guard, pool._network_backend)
@@ -113,8 +115,6 @@ def get_client(config: ProviderConfig) -> openai.OpenAI:
             max_retries=0,
             http_client=_http_client(config),
         )
-    except AddressRefused:
-        raise
     except openai.OpenAIError as exc:
         # e.g. no api key given and none in the environment; the SDK message names no secret.
         raise PermanentLLMError(
