@@ -15,14 +15,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from knowledge import conf
-from knowledge.ingestion import (
-    IngestError,
-    document_delete,
-    document_ingest,
-    source_get_or_create,
-)
+from knowledge.ingestion import IngestError, document_delete, source_get_or_create
 from knowledge.languages import normalize_language
-from knowledge.models import Chunk, Document, KnowledgeSource
+from knowledge.models import Chunk, Document, DocumentUpload, KnowledgeSource
+from knowledge.uploads import document_upload_create
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.selectors import tenant_ids_for_user
 
@@ -224,8 +220,8 @@ class DocumentAdmin(TenantScopedAdmin):
             form = DocumentUploadForm(request.POST, request.FILES, tenants=tenants)
             if form.is_valid():
                 tenant = form.cleaned_data["tenant"]
-                self._ingest_uploads(request, form, tenant)
-                changelist = reverse("admin:knowledge_document_changelist")
+                self._queue_uploads(request, form, tenant)
+                changelist = reverse("admin:knowledge_documentupload_changelist")
                 return HttpResponseRedirect(f"{changelist}?tenant={tenant.id}")
         else:
             form = DocumentUploadForm(tenants=tenants)
@@ -238,37 +234,76 @@ class DocumentAdmin(TenantScopedAdmin):
         }
         return TemplateResponse(request, "admin/knowledge/document/upload.html", context)
 
-    def _ingest_uploads(
+    def _queue_uploads(
         self, request: HttpRequest, form: DocumentUploadForm, tenant: Tenant
     ) -> None:
+        """Store each file for the `knowledge` worker; the uploads list shows how each went."""
         source = source_get_or_create(
             tenant=tenant, name=form.cleaned_data["source"], kind=KnowledgeSource.Kind.UPLOAD
         )
-        language = form.cleaned_data["language"] or None
         for upload in form.cleaned_data["uploads"]:
             name = upload.name or "upload"
             try:
                 if upload.size and upload.size > conf.max_file_bytes():
                     raise IngestError(f"larger than {conf.max_file_bytes() // (1024 * 1024)} MiB")
-                result = document_ingest(
+                document_upload_create(
                     tenant=tenant,
                     source=source,
-                    key=name,
                     filename=name,
                     content=upload.read(),
-                    language=language,
+                    language=form.cleaned_data["language"],
                 )
             except IngestError as exc:
                 messages.error(request, format_html("Not imported: {} ({})", name, str(exc)))
                 continue
-            chunks = f"{result.chunks} chunk{'' if result.chunks == 1 else 's'}"
-            messages.success(
-                request,
-                format_html(
-                    "{}: {} ({}, language {})",
-                    result.status.capitalize(),
-                    name,
-                    chunks,
-                    result.document.language or "unknown",
-                ),
-            )
+            messages.success(request, format_html("Queued: {}", name))
+
+
+@admin.register(DocumentUpload)
+class DocumentUploadAdmin(TenantScopedAdmin):
+    """Uploaded files and how their ingestion went (pending, processing, ready or failed).
+    Read-only; a user's access follows their access to documents."""
+
+    list_display = ("filename", "tenant", "source", "state_label", "detail", "created_at")
+    list_filter = (TenantFilter, "state")
+    search_fields = ("filename",)
+    list_select_related = ("tenant", "source")
+    fields = (
+        "filename",
+        "tenant",
+        "source",
+        "language",
+        "size_bytes",
+        "state",
+        "detail",
+        "attempts",
+        "document",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="State", ordering="state")
+    def state_label(self, obj: DocumentUpload) -> str:
+        return format_html(
+            '<span class="upload-state upload-{}">{}</span>', obj.state, obj.get_state_display()
+        )
+
+    def _documents(self, request: HttpRequest, action: str) -> bool:
+        return request.user.has_perm(f"knowledge.{action}_document")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._documents(request, "view") or self._documents(request, "add")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # uploading goes through the documents' upload page
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._documents(request, "delete")

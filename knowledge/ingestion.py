@@ -84,7 +84,7 @@ def document_ingest(
     """
     if source.tenant_id != tenant.id:
         raise ValueError("the source belongs to another tenant")
-    key, url = _checked_upload(key=key, filename=filename, content=content, url=url)
+    key, url = checked_upload(key=key, filename=filename, content=content, url=url)
     digest = content_hash(content)
     wanted_language = normalize_language(language) if language else ""
 
@@ -128,7 +128,7 @@ def document_ingest(
     raise AssertionError("unreachable")
 
 
-def _checked_upload(
+def checked_upload(
     *, key: str, filename: str, content: bytes, url: str | None
 ) -> tuple[str, str | None]:
     """(key, url) stripped, or IngestError for a key, file type, size or URL refused."""

@@ -105,3 +105,42 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.ordinal}"
+
+
+class DocumentUpload(models.Model):
+    """A file uploaded in the admin, waiting for (or done with) its ingestion by the `knowledge`
+    worker. The file's bytes are kept only until it is processed."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    # Indexed by (tenant, -created_at).
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="document_uploads", db_index=False
+    )
+    source = models.ForeignKey(KnowledgeSource, on_delete=models.CASCADE, related_name="uploads")
+    filename = models.CharField(max_length=500)
+    language = models.CharField(max_length=12, blank=True, default="")
+    content = models.BinaryField(default=bytes, editable=False)
+    size_bytes = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    # Times a worker started on it: a file that keeps killing its worker is given up on.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Why it failed, or what it did ("created, 3 chunks, language en").
+    detail = models.CharField(max_length=1000, blank=True, default="")
+    document = models.ForeignKey(
+        Document, on_delete=models.SET_NULL, null=True, blank=True, related_name="uploads"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="upload_tenant_recent")]
+
+    def __str__(self) -> str:
+        return self.filename

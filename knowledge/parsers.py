@@ -149,7 +149,10 @@ def _lines_checked(text: str, limits: ParseLimits) -> str:
 
 # -- decoding --------------------------------------------------------------------------------------
 
-_META_CHARSET = re.compile(rb"""<meta[^<>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
+# One way to match any text: `\s*=\s*["']?` is followed by a name character, so the spaces
+# around "=" and a quote split only one way (a second `\s*` after the quote made a run of spaces
+# quadratic).
+_META_CHARSET = re.compile(rb"""<meta[^<>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
 
 
 def decode_text(content: bytes, *, html: bool = False) -> str:

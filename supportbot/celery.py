@@ -1,5 +1,5 @@
-"""The Celery application: replies and summaries on queues of their own (`CELERY_TASK_ROUTES`),
-everything else on `default`."""
+"""The Celery application: replies, summaries and knowledge uploads on queues of their own
+(`CELERY_TASK_ROUTES`), everything else on `default`."""
 
 import os
 from typing import Any

@@ -183,10 +183,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Queues by workload, each consumed by a worker of its own (Procfile, docker-compose.yml,
 # `make run`): replies are short and latency-bound; a summary call may take up to
-# LLM_DEADLINE and must never delay a reply.
+# LLM_DEADLINE and must never delay a reply. Knowledge uploads are parsed on a prefork worker
+# (CPU-bound; time limits need prefork).
 CELERY_TASK_ROUTES = {
     "conversations.generate_reply": {"queue": "replies"},
     "conversations.summarize_conversation": {"queue": "summaries"},
+    "knowledge.ingest_upload": {"queue": "knowledge"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged job (its worker died) is handed to another worker once it is older than
@@ -213,6 +215,10 @@ LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=5.0)
 LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=30.0)
 LLM_DEADLINE = env.float("LLM_DEADLINE", default=120.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
+# A tenant's own base URL may not point at a loopback, private or link-local address unless
+# allowed here: CIDRs, addresses or host names (LLM_ALLOWED_PRIVATE_HOSTS), or any (…_URLS).
+LLM_ALLOWED_PRIVATE_HOSTS = env.list("LLM_ALLOWED_PRIVATE_HOSTS", default=[])
+LLM_ALLOW_PRIVATE_BASE_URLS = env.bool("LLM_ALLOW_PRIVATE_BASE_URLS", default=False)
 # Embeddings for hybrid knowledge search (pgvector); empty: full-text search only.
 LLM_EMBEDDING_MODEL = env.str("LLM_EMBEDDING_MODEL", default="")
 
@@ -224,6 +230,9 @@ KNOWLEDGE_VECTOR_MAX_DISTANCE = env.str("KNOWLEDGE_VECTOR_MAX_DISTANCE", default
 KNOWLEDGE_MAX_LINE_CHARS = env.int("KNOWLEDGE_MAX_LINE_CHARS", default=20_000)
 KNOWLEDGE_MAX_PDF_PAGES = env.int("KNOWLEDGE_MAX_PDF_PAGES", default=500)
 KNOWLEDGE_MAX_TEXT_CHARS = env.int("KNOWLEDGE_MAX_TEXT_CHARS", default=2_000_000)
+# Seconds the `knowledge` worker may spend on one uploaded file before it is stopped and the
+# upload marked failed (a hard limit 30 s later kills a worker that does not stop).
+KNOWLEDGE_INGEST_SOFT_TIME_LIMIT = env.float("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT", default=120.0)
 
 # --- Replies ----------------------------------------------------------------------------------
 # How often streamed text is flushed to the widget (seconds): deltas are coalesced in between.

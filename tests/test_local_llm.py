@@ -46,12 +46,13 @@ def test_stream_from_the_real_local_model(local_model: LocalLLMSpec) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_reply_job_answers_with_the_local_model(
-    local_model: LocalLLMSpec, make_tenant: Any, monkeypatch: Any
+    local_model: LocalLLMSpec, make_tenant: Any, monkeypatch: Any, settings: Any
 ) -> None:
     from conversations.models import Message, ReplyJob
     from conversations.reply.generate import reply_generate
     from conversations.services import message_post_from_visitor, visitor_session_open
 
+    settings.LLM_ALLOWED_PRIVATE_HOSTS = ["127.0.0.0/8"]  # the local model is on loopback
     monkeypatch.setattr("conversations.jobs.reply_job_enqueue", lambda job_id: None)
     tenant, _ = make_tenant(
         llm_provider="local",

@@ -2,7 +2,8 @@
 
 run       embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), the local model
           (unless an LLM is configured), migrate, collectstatic, seed the demo tenant, then Daphne,
-          the Celery workers (replies, summaries), Celery beat and the demo site, until Ctrl-C.
+          the Celery workers (replies, summaries, knowledge), Celery beat and the demo site,
+          until Ctrl-C.
 services  only the embedded servers (and with --llm the local model), until Ctrl-C.
 test      the embedded servers where the variables are unset, then pytest with the given args.
 exec      the same, then any one command (``exec manage.py makemigrations --check``).
@@ -197,10 +198,13 @@ def _prepare_local_model() -> tuple[local_llm.LocalLLMSpec, str | None]:
 
 
 # Celery workers of `make run`, one per workload: (child name, queues, concurrency variable and
-# default). Replies keep a worker of their own, so a long summary call never delays one.
-CELERY_WORKERS: list[tuple[str, str, str, str]] = [
-    ("worker", "replies,default", "CELERY_CONCURRENCY", "8"),
-    ("summaries", "summaries", "CELERY_SUMMARY_CONCURRENCY", "2"),
+# default, pool: None for CELERY_POOL, default threads). Replies keep a worker of their own, so a
+# long summary call never delays one; knowledge uploads are parsed by prefork processes (CPU-bound,
+# and the only pool that enforces KNOWLEDGE_INGEST_SOFT_TIME_LIMIT).
+CELERY_WORKERS: list[tuple[str, str, str, str, str | None]] = [
+    ("worker", "replies,default", "CELERY_CONCURRENCY", "8", None),
+    ("summaries", "summaries", "CELERY_SUMMARY_CONCURRENCY", "2", None),
+    ("knowledge", "knowledge", "CELERY_KNOWLEDGE_CONCURRENCY", "1", "prefork"),
 ]
 
 
@@ -208,9 +212,9 @@ def celery_processes(python: str, env: Mapping[str, str]) -> list[tuple[str, lis
     """(name, command) of each Celery process `make run` starts: the workers, then beat."""
     celery = [python, "-m", "celery", "-A", "supportbot.celery:app"]
     processes: list[tuple[str, list[str]]] = []
-    for name, queues, concurrency_variable, concurrency in CELERY_WORKERS:
+    for name, queues, concurrency_variable, concurrency, pool in CELERY_WORKERS:
         worker = [*celery, "worker", "-Q", queues, "-l", "info"]
-        worker += ["--pool", env.get("CELERY_POOL", "threads")]
+        worker += ["--pool", pool or env.get("CELERY_POOL", "threads")]
         worker += ["--concurrency", env.get(concurrency_variable, concurrency)]
         worker += ["--prefetch-multiplier", "1", "--hostname", f"devstack-{name}@%h"]
         processes.append((name, worker))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROVIDERS = frozenset({"openai", "azure", "local"})
 DEFAULT_PROVIDER = "openai"
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
+
+# Given the host a connection is for and an address it resolved to: why that address may not be
+# reached, or None when it may. Hashable (a ProviderConfig is a cache key).
+AddressGuard = Callable[[str, str], str | None]
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,9 @@ class ProviderConfig:
     api_version: azure with an api-version; None with the v1 base URL.
     read_timeout: the longest wait between two stream chunks.
     deadline: wall-clock budget for the whole reply, retries included.
+    address_guard: when set, every connection (redirects included) resolves the host itself and
+        goes only to addresses the guard accepts; a refused one fails the call with a permanent
+        `config` error. None: no check (the server's own provider).
 
     The config is frozen and hashable: it is the cache key of the SDK client. `api_key` is left
     out of repr().
@@ -35,6 +43,7 @@ class ProviderConfig:
     read_timeout: float = 30.0
     deadline: float = 120.0
     max_retries: int = 3
+    address_guard: AddressGuard | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with this config (empty when it is usable). Never mentions the key."""

@@ -4,14 +4,27 @@ import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 
 from supportbot.tenants.origins import normalize_origins
+from supportbot.tenants.provider_hosts import check_base_url
 
 DEFAULT_PERSONA = (
     "You are a friendly, concise customer-support assistant. Answer the visitor's question "
     "accurately. If you do not know, say so and offer to connect them with a person."
 )
+
+
+# Upper bounds of a tenant's numbers: what one tenant's admin may make a reply cost.
+MAX_PERSONA_CHARS = 20_000
+MAX_MESSAGE_CHARS = 32_000  # a visitor's message must also fit in one 64 KiB frame
+MAX_HISTORY_TOKEN_BUDGET = 200_000
+MAX_KNOWLEDGE_PASSAGES = 20
+MAX_HANDOFF_AFTER_FAILURES = 20
+MAX_REPLY_TOKENS = 32_768
+MAX_SEED = 2**31 - 1
+MAX_STOP_CHARS = 100
 
 
 def default_history_token_budget() -> int:
@@ -36,7 +49,9 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     persona = models.TextField(
-        default=DEFAULT_PERSONA, help_text="System prompt: who the assistant is and how it answers."
+        default=DEFAULT_PERSONA,
+        validators=[MaxLengthValidator(MAX_PERSONA_CHARS)],
+        help_text="System prompt: who the assistant is and how it answers.",
     )
     allowed_origins = models.JSONField(
         default=list,
@@ -45,10 +60,13 @@ class Tenant(models.Model):
         help_text='Websites allowed to embed the widget, e.g. ["https://shop.example.com"].',
     )
     message_max_chars = models.PositiveIntegerField(
-        default=4000, help_text="Longest visitor message accepted, in characters."
+        default=4000,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_MESSAGE_CHARS)],
+        help_text="Longest visitor message accepted, in characters.",
     )
     history_token_budget = models.PositiveIntegerField(
         default=default_history_token_budget,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_HISTORY_TOKEN_BUDGET)],
         help_text="Tokens of conversation history sent to the model.",
     )
     supported_languages = models.JSONField(
@@ -69,17 +87,26 @@ class Tenant(models.Model):
         help_text="Model (same provider) tried when the main one fails or times out.",
     )
     handoff_after_failures = models.PositiveSmallIntegerField(
-        default=2, help_text="Hand the conversation to a person after this many failed replies."
+        default=2,
+        validators=[MaxValueValidator(MAX_HANDOFF_AFTER_FAILURES)],
+        help_text="Hand the conversation to a person after this many failed replies.",
     )
     knowledge_passages = models.PositiveSmallIntegerField(
-        default=4, help_text="Knowledge-base passages given to the model with each question."
+        default=4,
+        validators=[MaxValueValidator(MAX_KNOWLEDGE_PASSAGES)],
+        help_text="Knowledge-base passages given to the model with each question.",
     )
 
     # Optional per-tenant provider override; blank fields fall back to the server's settings.
     llm_provider = models.CharField(
         max_length=16, choices=LLMProvider.choices, blank=True, default=""
     )
-    llm_base_url = models.URLField(blank=True, default="")
+    llm_base_url = models.URLField(
+        blank=True,
+        default="",
+        help_text="Loopback, private and link-local hosts are refused unless the server allows "
+        "them (LLM_ALLOWED_PRIVATE_HOSTS).",
+    )
     llm_api_key_encrypted = models.TextField(blank=True, default="", editable=False)
     llm_model = models.CharField(max_length=200, blank=True, default="")
     llm_api_version = models.CharField(max_length=40, blank=True, default="")
@@ -87,10 +114,17 @@ class Tenant(models.Model):
     # Chat Completions parameters.
     temperature = models.FloatField(null=True, blank=True)
     top_p = models.FloatField(null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True, default=512)
+    max_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=512,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_REPLY_TOKENS)],
+    )
     presence_penalty = models.FloatField(null=True, blank=True)
     frequency_penalty = models.FloatField(null=True, blank=True)
-    seed = models.IntegerField(null=True, blank=True)
+    seed = models.IntegerField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(MAX_SEED)]
+    )
     stop = models.JSONField(default=list, blank=True, help_text="Up to 4 stop sequences.")
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -112,6 +146,15 @@ class Tenant(models.Model):
         self.fallback_language = (self.fallback_language or "en").lower()
         if not isinstance(self.stop, list) or len(self.stop) > 4:
             raise ValidationError({"stop": "At most 4 stop sequences."})
+        if not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in self.stop):
+            raise ValidationError(
+                {"stop": f"Each stop sequence is text of 1 to {MAX_STOP_CHARS} characters."}
+            )
+        if self.llm_base_url:
+            try:
+                check_base_url(self.llm_base_url)
+            except ValidationError as exc:
+                raise ValidationError({"llm_base_url": exc.messages}) from None
         if self.temperature is not None and not 0 <= self.temperature <= 2:
             raise ValidationError({"temperature": "Between 0 and 2."})
         if self.top_p is not None and not 0 <= self.top_p <= 1:

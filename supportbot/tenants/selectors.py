@@ -9,6 +9,7 @@ from django.contrib.auth.models import AnonymousUser
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
 from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
+from supportbot.tenants.provider_hosts import policy_from_settings
 
 
 def access_widget_key_by_public_key(public_key: object) -> WidgetKey | None:
@@ -26,7 +27,9 @@ def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
     """The provider a tenant's replies go to: its own override, else the server's settings.
 
     With its own provider, the tenant's blank fields take the server's values, except the API
-    key (the server's key is never sent to a provider the tenant chose).
+    key (the server's key is never sent to a provider the tenant chose). A base URL of the
+    tenant's own is reached only at addresses the provider host policy accepts, checked for
+    every connection (`provider_hosts`).
     """
     server = provider_config_from_settings(settings)
     if not tenant.llm_provider:
@@ -38,6 +41,7 @@ def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
         base_url=tenant.llm_base_url or server.base_url,
         api_key=decrypt_secret(tenant.llm_api_key_encrypted) or None,
         api_version=tenant.llm_api_version or server.api_version,
+        address_guard=policy_from_settings() if tenant.llm_base_url else None,
     )
 
 

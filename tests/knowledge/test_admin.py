@@ -1,13 +1,16 @@
-"""Admin: upload several files, read-only chunks, and tenant scoping for staff with memberships."""
+"""Admin: upload several files (ingested by the `knowledge` worker: here its task is run
+directly), read-only chunks, and tenant scoping for staff with memberships."""
 
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
-from knowledge.models import Chunk, Document, KnowledgeSource
+from knowledge.models import Chunk, Document, DocumentUpload, KnowledgeSource
+from knowledge.tasks import ingest_upload
 from supportbot.tenants.models import TenantMembership
 from tests.knowledge.pdf import make_pdf
 
@@ -16,6 +19,14 @@ UPLOAD_URL = "admin:knowledge_document_upload"
 
 def files(*items: tuple[str, bytes]) -> list[SimpleUploadedFile]:
     return [SimpleUploadedFile(name, content) for name, content in items]
+
+
+def run_queued_uploads() -> dict[str, tuple[str, str]]:
+    """Run the ingestion task of every pending upload, as the `knowledge` worker would; then
+    {filename: (state, detail)} of every upload."""
+    for upload_id in DocumentUpload.objects.filter(state="pending").values_list("id", flat=True):
+        ingest_upload(upload_id)
+    return {u.filename: (u.state, u.detail) for u in DocumentUpload.objects.all()}
 
 
 @pytest.fixture
@@ -72,10 +83,23 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
         follow=True,
     )
     assert response.status_code == 200
-    assert response.redirect_chain[-1][0].endswith(f"?tenant={tenant.id}")
+    assert response.redirect_chain[-1][0] == (
+        reverse("admin:knowledge_documentupload_changelist") + f"?tenant={tenant.id}"
+    )
     shown = [str(m) for m in response.context["messages"]]
-    assert "Created: faq.md (1 chunk, language en)" in shown
-    assert any(m.startswith("Not imported: bad.pdf (cannot read the PDF") for m in shown)
+    assert shown == [f"Queued: {name}" for name in ("faq.md", "terms.pdf", "page.html", "bad.pdf")]
+    assert not Document.objects.filter(tenant=tenant).exists()  # nothing parsed in the request
+    assert b"Pending" in response.content
+
+    outcome = run_queued_uploads()
+    assert outcome["faq.md"] == ("ready", "Created (1 chunk, language en)")
+    assert outcome["bad.pdf"][0] == "failed"
+    assert outcome["bad.pdf"][1].startswith("cannot read the PDF")
+    assert not DocumentUpload.objects.exclude(content=b"").exists()  # the bytes are dropped
+    listing = client.get(reverse("admin:knowledge_documentupload_changelist"))
+    assert b"Ready" in listing.content
+    assert b"Failed" in listing.content
+    assert b"cannot read the PDF" in listing.content
     docs = Document.objects.filter(tenant=tenant).order_by("key")
     assert [d.key for d in docs] == ["faq.md", "page.html", "terms.pdf"]
     assert {d.source.name for d in docs} == {"Help centre"}
@@ -90,6 +114,7 @@ def test_upload_several_files_at_once(client, superuser, make_tenant):
             "uploads": files(("faq.md", b"# FAQ\n\nWe answer within two working days.\n")),
         },
     )
+    run_queued_uploads()
     faq = Document.objects.get(tenant=tenant, key="faq.md")
     assert "two working days" in Chunk.objects.get(document=faq).text
     assert Document.objects.filter(tenant=tenant).count() == 3
@@ -113,12 +138,16 @@ def test_an_upload_over_a_parsing_cap_is_refused_with_the_cap(
         },
         follow=True,
     )
-    shown = [str(m) for m in response.context["messages"]]
-    assert (
-        "Not imported: minified.md (line 3 is longer than 1,000 characters, the most accepted "
-        "(KNOWLEDGE_MAX_LINE_CHARS): is this really a Markdown or text file?)"
-    ) in shown
-    assert "Created: faq.md (1 chunk, language en)" in shown
+    assert response.status_code == 200
+    outcome = run_queued_uploads()
+    assert outcome["minified.md"] == (
+        "failed",
+        (
+            "line 3 is longer than 1,000 characters, the most accepted "
+            "(KNOWLEDGE_MAX_LINE_CHARS): is this really a Markdown or text file?"
+        ),
+    )
+    assert outcome["faq.md"] == ("ready", "Created (1 chunk, language en)")
     assert [d.key for d in Document.objects.filter(tenant=tenant)] == ["faq.md"]
 
 
@@ -145,11 +174,12 @@ def test_each_file_of_an_upload_gets_its_own_language(client, superuser, make_te
         },
         follow=True,
     )
+    assert response.status_code == 200
+    outcome = run_queued_uploads()
     languages = dict(Document.objects.filter(tenant=tenant).values_list("key", "language"))
     assert languages == {"devoluciones.md": "es", "returns.md": "en"}
-    shown = [str(m) for m in response.context["messages"]]
-    assert "Created: devoluciones.md (1 chunk, language es)" in shown
-    assert "Created: returns.md (1 chunk, language en)" in shown
+    assert outcome["devoluciones.md"] == ("ready", "Created (1 chunk, language es)")
+    assert outcome["returns.md"] == ("ready", "Created (1 chunk, language en)")
 
 
 def test_document_page_shows_chunks_read_only(client, superuser, shops):
@@ -209,12 +239,38 @@ def test_staff_cannot_upload_into_another_tenant(client, shops, beta_staff):
     assert "tenant" in response.context["form"].errors
     assert not Document.objects.filter(tenant=a, key="x.md").exists()
     assert not KnowledgeSource.objects.filter(tenant=a, name="Uploads").exists()
+    assert not DocumentUpload.objects.exists()
     # into their own tenant it works
     client.post(
         reverse(UPLOAD_URL),
         {"tenant": b.id, "source": "Uploads", "uploads": files(("x.md", b"# Fine\n\nAllowed."))},
     )
+    run_queued_uploads()
     assert Document.objects.filter(tenant=b, key="x.md").exists()
+
+
+def test_staff_see_and_open_only_their_tenants_uploads(client, shops, beta_staff, superuser):
+    a, b, _, _ = shops
+    operator = Client()  # messages of its uploads stay in its own cookies
+    operator.force_login(superuser)
+    for tenant, name in ((a, "alpha-secret.md"), (b, "beta-notes.md")):
+        operator.post(
+            reverse(UPLOAD_URL),
+            {"tenant": tenant.id, "source": "Uploads", "uploads": files((name, b"# T\n\nText."))},
+        )
+    run_queued_uploads()
+    alpha_upload = DocumentUpload.objects.get(tenant=a)
+    client.force_login(beta_staff)
+    listing = client.get(reverse("admin:knowledge_documentupload_changelist"))
+    assert listing.status_code == 200
+    assert b"beta-notes.md" in listing.content
+    assert b"alpha-secret.md" not in listing.content
+    change = client.get(reverse("admin:knowledge_documentupload_change", args=[alpha_upload.id]))
+    assert change.status_code == 302  # "doesn't exist"
+    client.post(
+        reverse("admin:knowledge_documentupload_delete", args=[alpha_upload.id]), {"post": "yes"}
+    )
+    assert DocumentUpload.objects.filter(id=alpha_upload.id).exists()
 
 
 def test_staff_cannot_create_a_source_for_another_tenant(client, shops, beta_staff):

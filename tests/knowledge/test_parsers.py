@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
+from re import _constants as re_constants
+from re import _parser as re_parser
 
 import pytest
 
+from knowledge import parsers
 from knowledge.parsers import (
     Block,
     ParseError,
@@ -96,6 +100,42 @@ def test_html_in_a_declared_legacy_charset():
     html = '<html><head><meta charset="iso-8859-1"></head><body><p>Devolución</p></body></html>'
     parsed = parse_document("es.htm", html.encode("latin-1"))
     assert parsed.blocks == [Block("Devolución")]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        '<meta charset="iso-8859-1">',
+        "<meta charset = 'iso-8859-1'>",
+        "<meta charset=iso-8859-1>",
+        '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">',
+    ],
+)
+def test_the_declared_charset_is_read_in_its_usual_spellings(meta):
+    html = f"<html><head>{meta}</head><body><p>Devolución</p></body></html>"
+    assert parse_document("es.htm", html.encode("latin-1")).blocks == [Block("Devolución")]
+
+
+def _whitespace_runs_split_one_way(pattern: re.Pattern[bytes]) -> bool:
+    """True when no two repeats that match whitespace are separated only by optional items: a
+    run of spaces then has one way to be shared between them (two `\\s*` with nothing mandatory
+    between them try every split of a run that does not match: quadratic)."""
+    space = (re_constants.IN, [(re_constants.CATEGORY, re_constants.CATEGORY_SPACE)])
+    open_run = False  # a whitespace repeat seen, and nothing mandatory after it yet
+    for op, arg in re_parser.parse(pattern.pattern.decode("latin-1"), pattern.flags):
+        if op is re_constants.MAX_REPEAT and list(arg[2]) == [space]:
+            if open_run:
+                return False
+            open_run = True
+        elif not (op is re_constants.MAX_REPEAT and arg[0] == 0):
+            open_run = False
+    return True
+
+
+def test_the_charset_pattern_matches_a_run_of_spaces_one_way():
+    assert _whitespace_runs_split_one_way(parsers._META_CHARSET)
+    quadratic = re.compile(rb"""charset\s*=\s*["']?\s*([a-z]+)""")  # the pattern it replaced
+    assert not _whitespace_runs_split_one_way(quadratic)
 
 
 def test_plain_text_paragraphs_and_encodings():

@@ -281,7 +281,7 @@ def celery_worker(django_db_blocker: Any) -> Iterator[Any]:
         pool="threads",
         concurrency=4,
         perform_ping_check=False,
-        queues=["replies", "default", "summaries"],
+        queues=["replies", "default", "summaries", "knowledge"],
         shutdown_timeout=10,
     ) as worker:
         yield worker
