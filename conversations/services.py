@@ -5,6 +5,8 @@ broadcast and job enqueue only after commit.
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -106,19 +108,26 @@ def visitor_conversation_store(*, conversation: Conversation) -> bool:
     conversation.status = stored.status
     conversation.last_seq = stored.last_seq
     conversation.created_at = stored.created_at
-
-    def stored_now() -> None:
-        contact._state.adding = False
-        conversation._state.adding = False
-
-    transaction.on_commit(stored_now)
+    contact._state.adding = conversation._state.adding = False
     return created
+
+
+@contextmanager
+def _first_write(conversation: Conversation) -> Iterator[None]:
+    """Around a transaction that may store the conversation: if it fails, the session again
+    treats the conversation as not stored (its rows were rolled back with it)."""
+    contact_adding, adding = conversation.contact._state.adding, conversation._state.adding
+    try:
+        yield
+    except BaseException:
+        conversation.contact._state.adding, conversation._state.adding = contact_adding, adding
+        raise
 
 
 def visitor_request_agent(*, conversation: Conversation) -> bool:
     """The visitor asked for a person (`handoff.request`): their first state change may be this
     one, so the conversation is stored first."""
-    with transaction.atomic():
+    with _first_write(conversation), transaction.atomic():
         visitor_conversation_store(conversation=conversation)
         return conversation_request_agent(
             conversation_id=conversation.pk, reason="The visitor asked for a person."
@@ -142,7 +151,7 @@ def message_post_from_visitor(
     (the visitor's first message) is created in the same transaction.
     """
     try:
-        with transaction.atomic():
+        with _first_write(conversation), transaction.atomic():
             visitor_conversation_store(conversation=conversation)
             message = message_append(
                 conversation=conversation,
