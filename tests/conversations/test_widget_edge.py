@@ -27,6 +27,12 @@ from conversations.services import (
 )
 from conversations.visitors import TokenExpired, visitor_token_for, visitor_token_read
 from supportbot.asgi import application
+from tests.conversations.test_agents import (
+    agent_welcome,
+    connect_agent,
+    make_user,
+    visitor_with_conversation,
+)
 from tests.conversations.test_consumer import (
     SHOP,
     assert_closed_with,
@@ -524,3 +530,22 @@ async def test_refused_sockets_read_nothing_after_closing(
     await ws.send_json_to({"type": "message", "client_id": "x", "text": "still here"})
     await assert_closed_with(ws, 4403)
     assert await counts() == (0, 0, 0, 0)
+
+
+async def test_the_agent_socket_of_a_disabled_tenant_stops(tenant_and_key: Any, llm: Any) -> None:
+    tenant, key = tenant_and_key
+    agent = await database_sync_to_async(make_user)("edge-agent", tenant=tenant)
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+
+    tenant.is_active = False
+    await database_sync_to_async(tenant.save)()
+    await ws.send_json_to({"type": "take_over"})
+    await assert_closed_with(ws, 4403)
+    conversation = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert (conversation.status, conversation.assigned_agent_id) == ("bot", None)
+    # Opening one is refused too.
+    again = await connect_agent(conversation_id, agent)
+    await assert_closed_with(again, 4403)
+    await visitor.disconnect()
