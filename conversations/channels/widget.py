@@ -118,10 +118,16 @@ def widget_catch_up(*, session: WidgetSession, last_seq: int) -> CatchUp:
         return CatchUp(welcome=welcome, streaming_frames=[], streaming_indexes={})
 
 
-def _rate_limited(retry_after: int, client_id: str | None = None) -> dict[str, Any]:
+def _rate_limited(
+    retry_after: int, client_id: str | None = None, *, what: str = "messages"
+) -> dict[str, Any]:
+    detail = {
+        "messages": "You're sending messages too quickly.",
+        "conversations": "Too many new conversations from your network.",
+    }[what]
     return frames.error_frame(
         "rate_limited",
-        f"You're sending messages too quickly. Please wait {retry_after} seconds.",
+        f"{detail} Please wait {retry_after} seconds.",
         client_id=client_id,
         retry_after=retry_after,
     )
@@ -171,13 +177,14 @@ def widget_message(
     existing = message_by_client_id(conversation=session.conversation, client_id=client_id)
     if existing is not None:
         return {"type": "ack", "client_id": client_id, "message": frames.message_payload(existing)}
-    retry_after = (
-        visitor_message_retry_after(str(session.visitor.contact.pk))
-        or widget_key_message_retry_after(session.widget_key_id)
-        or _conversation_start_retry_after(session)
-    )
+    retry_after = visitor_message_retry_after(
+        str(session.visitor.contact.pk)
+    ) or widget_key_message_retry_after(session.widget_key_id)
     if retry_after is not None:
         return _rate_limited(retry_after, client_id)
+    retry_after = _conversation_start_retry_after(session)
+    if retry_after is not None:
+        return _rate_limited(retry_after, client_id, what="conversations")
     try:
         posted = message_post_from_visitor(
             conversation=session.conversation, client_id=client_id, text=text, sender=sender
@@ -197,7 +204,7 @@ def widget_handoff_request(*, session: WidgetSession) -> dict[str, Any] | None:
     widget_key_check(session)
     retry_after = _conversation_start_retry_after(session)
     if retry_after is not None:
-        return _rate_limited(retry_after)
+        return _rate_limited(retry_after, what="conversations")
     try:
         visitor_request_agent(conversation=session.conversation)
     except VisitorRefused as exc:
