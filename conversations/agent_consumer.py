@@ -76,8 +76,14 @@ class AgentConsumer(ConversationSocket):
             return
         if frame is None:
             return
-        replies = await database_sync_to_async(agent_frame)(
-            session=self.session, frame=frame, sender=self.channel_name
-        )
+        try:
+            replies = await database_sync_to_async(agent_frame)(
+                session=self.session, frame=frame, sender=self.channel_name
+            )
+        except SocketRefused as refused:
+            logger.info("agent socket closed: %s", refused)
+            self.session = None
+            await self.close(code=refused.close_code)
+            return
         for reply in replies:
             await self.send_frame(reply)

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
     from django.contrib.auth.models import AnonymousUser, User
 
+    from conversations.models import Conversation
+
 _DEADLOCK = "40P01"  # Postgres: deadlock_detected
 
 
@@ -83,7 +85,14 @@ def agent_socket_open(
         conversation = access_conversation_for_agent(user=agent, conversation_id=conversation_id)
     except AccessRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc) or "forbidden") from exc
+    _tenant_check(conversation)
     return AgentSession(agent=agent, conversation_id=conversation.pk, session_key=session_key)
+
+
+def _tenant_check(conversation: Conversation) -> None:
+    """SocketRefused (4403) when the conversation's tenant is disabled: its agent sockets stop."""
+    if not conversation.tenant.is_active:
+        raise SocketRefused(CloseCode.FORBIDDEN, "tenant disabled")
 
 
 def agent_catch_up(*, session: AgentSession, last_seq: int) -> CatchUp:
@@ -104,7 +113,7 @@ def agent_frame(
     """Handle one client frame of the agent socket: the frames to send back to that socket.
 
     Access is checked again for every action: a membership removed while the page is open
-    stops the agent at the next action.
+    stops the agent at the next action; a tenant disabled since raises SocketRefused (4403).
     """
     kind = frame.get("type")
     if kind not in (*_ACTIONS, "reply"):
@@ -116,6 +125,7 @@ def agent_frame(
         )
     except AccessRefused:
         return [frames.error_frame("forbidden", "You can no longer work on this conversation.")]
+    _tenant_check(conversation)
     for attempt in (1, 2):
         try:
             if kind == "reply":

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from conversations import frames
 from conversations.channels.widget import (
+    WidgetSession,
     widget_catch_up,
     widget_handoff_request,
     widget_hello,
@@ -17,7 +18,6 @@ from conversations.channels.widget import (
 )
 from conversations.limits import ConnectionSlot
 from conversations.refusals import CloseCode, SocketRefused
-from conversations.services import VisitorSession
 from conversations.sockets import ConversationSocket, NotJSON
 from supportbot.client_address import client_bucket, scope_client_address
 from supportbot.trace import trace
@@ -26,14 +26,17 @@ logger = logging.getLogger(__name__)
 
 
 class WidgetConsumer(ConversationSocket):
-    session: VisitorSession | None = None
+    session: WidgetSession | None = None
     connection_slot: ConnectionSlot | None = None
+    client: str = "unknown"
+    refused = False  # closed for a refusal: later frames are not read
     hello_timer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         # The client as resolved through TRUSTED_PROXIES (supportbot.client_address), counted
         # per address (an IPv6 client: its /64).
-        slot = ConnectionSlot(client_bucket(scope_client_address(self.scope)))
+        self.client = client_bucket(scope_client_address(self.scope))
+        slot = ConnectionSlot(self.client)
         await self.accept()
         if not await slot.acquire():
             await self.close(code=CloseCode.TOO_MANY.value)
@@ -55,6 +58,8 @@ class WidgetConsumer(ConversationSocket):
             self.connection_slot = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.refused:
+            return
         try:
             frame = await self.parse_frame(text_data)
         except NotJSON:
@@ -70,16 +75,27 @@ class WidgetConsumer(ConversationSocket):
                 await self.close(code=CloseCode.BAD_HELLO.value)
                 return
             await self._hello(frame)
-        elif kind == "message":
-            conversation_id = self.session.conversation.pk
+            return
+        try:
+            await self._frame(self.session, kind, frame)
+        except SocketRefused as refused:
+            logger.info("widget socket closed: %s", refused)
+            self.refused = True
+            await self.close(code=refused.close_code)
+
+    async def _frame(self, session: WidgetSession, kind: str, frame: dict[str, Any]) -> None:
+        if kind == "message":
+            conversation_id = session.conversation.pk
             trace("web.receive", conversation_id)
             reply = await database_sync_to_async(widget_message)(
-                session=self.session, frame=frame, sender=self.channel_name
+                session=session, frame=frame, sender=self.channel_name
             )
             await self.send_frame(reply)
             trace("web.ack_sent", conversation_id)
         elif kind == "handoff.request":
-            await database_sync_to_async(widget_handoff_request)(session=self.session)
+            answer = await database_sync_to_async(widget_handoff_request)(session=session)
+            if answer is not None:
+                await self.send_frame(answer)
         elif kind == "hello":
             await self.send_frame(frames.error_frame("bad_request", "Already said hello."))
         else:
@@ -90,7 +106,10 @@ class WidgetConsumer(ConversationSocket):
     async def _hello(self, frame: dict[str, Any]) -> None:
         try:
             session = await database_sync_to_async(widget_hello)(
-                frame=frame, origin=self.header(b"origin"), host=self.header(b"host")
+                frame=frame,
+                origin=self.header(b"origin"),
+                host=self.header(b"host"),
+                client=self.client,
             )
         except SocketRefused as refused:
             logger.info("widget hello refused: %s", refused)

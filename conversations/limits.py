@@ -1,4 +1,5 @@
-"""Edge limits for the widget: connections per client and messages per visitor."""
+"""Edge limits for the widget: connections per client, messages per visitor and per widget key,
+conversations started per client."""
 
 import asyncio
 import logging
@@ -115,14 +116,71 @@ class ConnectionSlot:
         )
 
 
-def visitor_message_retry_after(contact_id: str) -> int | None:
-    """Seconds to wait when the visitor is over their messages-per-minute; None when allowed."""
+def _minute_window_retry_after(name: str, subject: str, limit: int) -> int | None:
+    """Count one more in `subject`'s current minute; the seconds until the next minute when
+    that goes over `limit`, else None."""
     window = int(time.time() // 60)
-    key = redis_key("visitor-messages", contact_id, window)
+    key = redis_key(name, subject, window)
     pipe = get_redis().pipeline()
     pipe.incr(key)
     pipe.expire(key, 120)
     count, _ = pipe.execute()
-    if int(count) > settings.WIDGET_MESSAGES_PER_MINUTE:
+    if int(count) > limit:
         return max(1, 60 - int(time.time()) % 60)
     return None
+
+
+def visitor_message_retry_after(contact_id: str) -> int | None:
+    """Seconds to wait when the visitor is over their messages-per-minute; None when allowed."""
+    return _minute_window_retry_after(
+        "visitor-messages", contact_id, settings.WIDGET_MESSAGES_PER_MINUTE
+    )
+
+
+def widget_key_message_retry_after(widget_key_id: int) -> int | None:
+    """Seconds to wait when the widget key (all its visitors together) is over its
+    messages-per-minute; None when allowed."""
+    return _minute_window_retry_after(
+        "widget-key-messages", str(widget_key_id), settings.WIDGET_KEY_MESSAGES_PER_MINUTE
+    )
+
+
+CONVERSATION_WINDOW_SECONDS = 3600
+
+# Conversations a client started in the last hour: a sorted set, a member per conversation id
+# scored by when it was counted. A conversation already counted is allowed again (two sockets
+# storing the same one); a refused attempt writes nothing. Returns 0 when allowed, else the
+# seconds until the oldest member leaves the window.
+_START_CONVERSATION = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - window))
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then
+    return 0
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return math.max(1, math.ceil(tonumber(oldest[2]) + window - now))
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('EXPIRE', KEYS[1], window)
+return 0
+"""
+
+
+def conversation_start_retry_after(
+    client: str, conversation_id: str, *, now: float | None = None
+) -> int | None:
+    """Count the conversation `conversation_id` as started by `client` (an address or /64);
+    the seconds to wait when the client already started its hourly cap, else None."""
+    now = time.time() if now is None else now
+    retry_after = get_redis().eval(
+        _START_CONVERSATION,
+        1,
+        redis_key("client-conversations", client),
+        repr(now),
+        CONVERSATION_WINDOW_SECONDS,
+        settings.WIDGET_CONVERSATIONS_PER_CLIENT_PER_HOUR,
+        conversation_id,
+    )
+    return int(retry_after) or None

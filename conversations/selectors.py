@@ -19,7 +19,7 @@ from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 
 from conversations.models import Contact, Conversation, Message
-from conversations.visitors import contact_id_from_token
+from conversations.visitors import TokenExpired, VisitorClaims, visitor_token_read
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.selectors import tenant_ids_for_user
 
@@ -64,8 +64,13 @@ def _parse_uuid(value: object) -> UUID | None:
 
 @dataclass(frozen=True)
 class VisitorAccess:
-    contact: Contact | None  # None: a visitor without a token (a new one)
-    conversation: Conversation | None  # None: the visitor has no open conversation
+    """Who a widget `hello` is, and what it resumes. Rows are created only with the visitor's
+    first message, so a genuine token may name ids that are not stored (yet)."""
+
+    contact: Contact | None  # the stored contact; None: not stored (a new visitor, or pending)
+    conversation: Conversation | None  # the stored conversation resumed; None: none open
+    contact_id: UUID | None = None  # the token's contact, stored or not; None: a new visitor
+    pending_conversation_id: UUID | None = None  # the token's conversation, not stored yet
 
 
 def access_conversation_for_visitor(
@@ -73,31 +78,64 @@ def access_conversation_for_visitor(
 ) -> VisitorAccess:
     """The visitor a widget `hello` names, and the conversation it resumes.
 
-    Without `conversation_id`, the visitor's newest conversation that is not closed. A token
-    that is not genuine or not this tenant's, or a conversation that is not this visitor's,
-    raises VisitorRefused.
+    Without `conversation_id`, the visitor's newest conversation that is not closed, else the
+    one their token was handed out with if it was never stored. A conversation id that is not
+    stored is accepted only as the token's own. A token that is not genuine or not this
+    tenant's, or a conversation that is not this visitor's, raises VisitorRefused; an expired
+    token is a new visitor.
     """
     if not visitor_token:
         if conversation_id:
             raise VisitorRefused("a conversation needs the visitor token it was opened with")
         return VisitorAccess(contact=None, conversation=None)
-    contact_id = contact_id_from_token(visitor_token, tenant_id=tenant.pk)
-    if contact_id is None:
+    try:
+        claims = visitor_token_read(visitor_token, tenant_id=tenant.pk)
+    except TokenExpired:
+        return VisitorAccess(contact=None, conversation=None)
+    if claims is None:
         raise VisitorRefused("visitor token refused")
-    contact = Contact.objects.filter(pk=contact_id, tenant=tenant).first()
-    if contact is None:
+    contact = Contact.objects.filter(pk=claims.contact_id).first()
+    if contact is not None and contact.tenant_id != tenant.pk:
         raise VisitorRefused("visitor unknown")
-    conversations = Conversation.objects.filter(tenant=tenant, contact=contact)
     if not conversation_id:
-        newest_open = (
-            conversations.exclude(status=Conversation.Status.CLOSED).order_by("-created_at").first()
-        )
-        return VisitorAccess(contact=contact, conversation=newest_open)
+        return _visitor_newest_open(tenant=tenant, claims=claims, contact=contact)
     conversation_uuid = _parse_uuid(conversation_id)
-    conversation = conversations.filter(pk=conversation_uuid).first() if conversation_uuid else None
-    if conversation is None:
-        raise VisitorRefused("conversation refused")
-    return VisitorAccess(contact=contact, conversation=conversation)
+    stored = None
+    if conversation_uuid is not None:
+        stored = Conversation.objects.filter(pk=conversation_uuid).first()
+    owner = (tenant.pk, claims.contact_id)
+    if stored is not None and (stored.tenant_id, stored.contact_id) == owner:
+        return VisitorAccess(contact=contact, conversation=stored, contact_id=claims.contact_id)
+    if stored is None and conversation_uuid and conversation_uuid == claims.conversation_id:
+        return VisitorAccess(
+            contact=contact,
+            conversation=None,
+            contact_id=claims.contact_id,
+            pending_conversation_id=conversation_uuid,
+        )
+    raise VisitorRefused("conversation refused")
+
+
+def _visitor_newest_open(
+    *, tenant: Tenant, claims: VisitorClaims, contact: Contact | None
+) -> VisitorAccess:
+    """The visitor's newest conversation that is not closed; else the token's own if it was
+    never stored (two tabs of one new visitor share it)."""
+    newest_open = (
+        Conversation.objects.filter(tenant=tenant, contact_id=claims.contact_id)
+        .exclude(status=Conversation.Status.CLOSED)
+        .order_by("-created_at")
+        .first()
+    )
+    pending = claims.conversation_id if newest_open is None else None
+    if pending is not None and Conversation.objects.filter(pk=pending).exists():
+        pending = None  # stored and closed since: the visitor starts a new one
+    return VisitorAccess(
+        contact=contact,
+        conversation=newest_open,
+        contact_id=claims.contact_id,
+        pending_conversation_id=pending,
+    )
 
 
 # --- agents -----------------------------------------------------------------------------------
@@ -263,4 +301,5 @@ def conversation_resume_seq(conversation: Conversation) -> int:
 
 def message_by_client_id(*, conversation: Conversation, client_id: str) -> Message | None:
     """The visitor's message sent with `client_id`, when it was stored before (a resend)."""
-    return Message.objects.filter(conversation=conversation, client_id=client_id).first()
+    # By id: the conversation may be one this session has not seen stored yet.
+    return Message.objects.filter(conversation_id=conversation.pk, client_id=client_id).first()

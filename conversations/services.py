@@ -4,6 +4,9 @@ Every function here is the one way in for its change: keyword arguments, one tra
 broadcast and job enqueue only after commit.
 """
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -13,20 +16,31 @@ from conversations import jobs
 from conversations.handoff import asks_for_a_person, conversation_request_agent
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Contact, Conversation, Message, ReplyJob
-from conversations.selectors import access_conversation_for_visitor, message_by_client_id
+from conversations.selectors import (
+    VisitorRefused,
+    access_conversation_for_visitor,
+    message_by_client_id,
+)
 from conversations.visitors import visitor_token_for
 from supportbot.tenants.models import Tenant
 
 
 @dataclass(frozen=True)
 class VisitorSession:
+    """A visitor's widget session. `contact` and `conversation` may not be stored yet (a hello
+    stores nothing): `visitor_conversation_store` creates them with the first message."""
+
     tenant: Tenant
     contact: Contact
     conversation: Conversation
     visitor_token: str
 
+    @property
+    def stored(self) -> bool:
+        """False while the conversation exists only in this session (before its first message)."""
+        return not self.conversation._state.adding
 
-@transaction.atomic
+
 def visitor_session_open(
     *,
     tenant: Tenant,
@@ -34,25 +48,90 @@ def visitor_session_open(
     conversation_id: str | None,
     locale: str = "",
 ) -> VisitorSession:
-    """Find (or create) the visitor and their conversation for a widget `hello`.
+    """Find the visitor and their conversation for a widget `hello`, storing nothing.
 
-    A token that is not genuine or not this tenant's, or a conversation that is not this
-    visitor's, raises VisitorRefused (see access_conversation_for_visitor).
+    A new visitor (or one whose token expired) gets ids minted here, in memory, and a token
+    carrying them; the rows are created with their first message (visitor_conversation_store).
+    Every session gets a freshly signed token (a sliding expiry). A token that is not genuine or
+    not this tenant's, or a conversation that is not this visitor's, raises VisitorRefused (see
+    access_conversation_for_visitor).
     """
     access = access_conversation_for_visitor(
         tenant=tenant, visitor_token=visitor_token, conversation_id=conversation_id
     )
-    contact = access.contact or Contact.objects.create(tenant=tenant, locale=locale[:35])
-    conversation = access.conversation or Conversation.objects.create(
-        tenant=tenant, contact=contact, channel=Conversation.Channel.WIDGET
+    contact = access.contact or Contact(
+        id=access.contact_id or uuid.uuid4(), tenant=tenant, locale=locale[:35]
     )
+    conversation = access.conversation or Conversation(
+        id=access.pending_conversation_id or uuid.uuid4(),
+        tenant=tenant,
+        contact=contact,
+        channel=Conversation.Channel.WIDGET,
+    )
+    conversation.contact = contact
     return VisitorSession(
         tenant=tenant,
         contact=contact,
         conversation=conversation,
-        visitor_token=visitor_token
-        or visitor_token_for(tenant_id=tenant.pk, contact_id=contact.pk),
+        visitor_token=visitor_token_for(
+            tenant_id=tenant.pk, contact_id=contact.pk, conversation_id=conversation.pk
+        ),
     )
+
+
+def visitor_conversation_store(*, conversation: Conversation) -> bool:
+    """Create a session's contact and conversation rows, inside the caller's transaction, if
+    they are not stored yet: True when this call created the conversation.
+
+    Idempotent, racing sockets included (the primary keys decide: the loser reads the winner's
+    rows). Rows under these ids that are not this visitor's raise VisitorRefused.
+    """
+    if not conversation._state.adding:
+        return False
+    contact = conversation.contact
+    stored_contact, _ = Contact.objects.get_or_create(
+        pk=contact.pk, defaults={"tenant_id": conversation.tenant_id, "locale": contact.locale}
+    )
+    stored, created = Conversation.objects.get_or_create(
+        pk=conversation.pk,
+        defaults={
+            "tenant_id": conversation.tenant_id,
+            "contact_id": contact.pk,
+            "channel": conversation.channel,
+        },
+    )
+    if stored_contact.tenant_id != conversation.tenant_id or (
+        stored.tenant_id,
+        stored.contact_id,
+    ) != (conversation.tenant_id, contact.pk):
+        raise VisitorRefused("conversation refused")
+    conversation.status = stored.status
+    conversation.last_seq = stored.last_seq
+    conversation.created_at = stored.created_at
+    contact._state.adding = conversation._state.adding = False
+    return created
+
+
+@contextmanager
+def _first_write(conversation: Conversation) -> Iterator[None]:
+    """Around a transaction that may store the conversation: if it fails, the session again
+    treats the conversation as not stored (its rows were rolled back with it)."""
+    contact_adding, adding = conversation.contact._state.adding, conversation._state.adding
+    try:
+        yield
+    except BaseException:
+        conversation.contact._state.adding, conversation._state.adding = contact_adding, adding
+        raise
+
+
+def visitor_request_agent(*, conversation: Conversation) -> bool:
+    """The visitor asked for a person (`handoff.request`): their first state change may be this
+    one, so the conversation is stored first."""
+    with _first_write(conversation), transaction.atomic():
+        visitor_conversation_store(conversation=conversation)
+        return conversation_request_agent(
+            conversation_id=conversation.pk, reason="The visitor asked for a person."
+        )
 
 
 @dataclass(frozen=True)
@@ -68,10 +147,12 @@ def message_post_from_visitor(
 
     A `client_id` seen before returns the message stored the first time (the unique
     constraint decides, so two sockets racing with the same id get the same answer). A
-    visitor asking for a person gets one instead of a reply.
+    visitor asking for a person gets one instead of a reply. A conversation not stored yet
+    (the visitor's first message) is created in the same transaction.
     """
     try:
-        with transaction.atomic():
+        with _first_write(conversation), transaction.atomic():
+            visitor_conversation_store(conversation=conversation)
             message = message_append(
                 conversation=conversation,
                 role=Message.Role.USER,

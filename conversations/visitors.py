@@ -1,22 +1,76 @@
-"""Visitor tokens: a signed, tenant-bound handle on a Contact, kept by the widget."""
+"""Visitor tokens: a signed, tenant-bound handle on a Contact (and the conversation the widget
+was given), kept by the widget.
 
+A token is what lets a visitor come back, so it also carries the ids the server chose at a
+`hello` before any row exists: the Contact and the Conversation are created only with the
+visitor's first message, under those ids. Tokens are timestamped; one older than
+`VISITOR_TOKEN_MAX_AGE` seconds is expired, and every `welcome` hands out a fresh one (a sliding
+expiry: a visitor who comes back within the max age keeps their history).
+"""
+
+from dataclasses import dataclass
 from uuid import UUID
 
+from django.conf import settings
 from django.core import signing
 
 _SALT = "supportbot.visitor-token.v1"
 
 
-def visitor_token_for(*, tenant_id: int, contact_id: UUID) -> str:
-    return signing.dumps({"t": tenant_id, "c": str(contact_id)}, salt=_SALT, compress=False)
+@dataclass(frozen=True)
+class VisitorClaims:
+    """What a genuine token says."""
+
+    contact_id: UUID
+    conversation_id: UUID | None  # the conversation the token was handed out with, if any
 
 
-def contact_id_from_token(token: str, *, tenant_id: int) -> UUID | None:
-    """The contact id in `token` when it is genuine and was issued for `tenant_id`."""
+class TokenExpired(Exception):
+    """A genuine token older than VISITOR_TOKEN_MAX_AGE: the visitor starts afresh."""
+
+
+def visitor_token_for(
+    *, tenant_id: int, contact_id: UUID, conversation_id: UUID | None = None
+) -> str:
+    """A freshly signed (and timestamped) token for the visitor `contact_id` of `tenant_id`."""
+    data: dict[str, object] = {"t": tenant_id, "c": str(contact_id)}
+    if conversation_id is not None:
+        data["v"] = str(conversation_id)
+    return signing.dumps(data, salt=_SALT, compress=False)
+
+
+def visitor_token_read(token: str, *, tenant_id: int) -> VisitorClaims | None:
+    """The claims of `token` when it is genuine and was issued for `tenant_id`; None otherwise.
+
+    Raises TokenExpired for a genuine token of this tenant older than VISITOR_TOKEN_MAX_AGE.
+    """
     try:
-        data = signing.loads(token, salt=_SALT)
-        if data.get("t") != tenant_id:
-            return None
-        return UUID(data["c"])
-    except (signing.BadSignature, KeyError, ValueError, TypeError, AttributeError):
+        data = signing.loads(token, salt=_SALT, max_age=settings.VISITOR_TOKEN_MAX_AGE)
+    except signing.SignatureExpired:
+        # Genuine but old: this tenant's own token expired; another tenant's is refused.
+        if _claims(_loads_ignoring_age(token), tenant_id=tenant_id) is not None:
+            raise TokenExpired() from None
+        return None
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    return _claims(data, tenant_id=tenant_id)
+
+
+def _loads_ignoring_age(token: str) -> object:
+    try:
+        return signing.loads(token, salt=_SALT)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+
+
+def _claims(data: object, *, tenant_id: int) -> VisitorClaims | None:
+    if not isinstance(data, dict) or data.get("t") != tenant_id:
+        return None
+    try:
+        conversation = data.get("v")
+        return VisitorClaims(
+            contact_id=UUID(data["c"]),
+            conversation_id=UUID(conversation) if conversation is not None else None,
+        )
+    except (KeyError, ValueError, TypeError, AttributeError):
         return None

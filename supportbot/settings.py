@@ -251,6 +251,17 @@ WIDGET_MAX_CONNECTIONS_PER_CLIENT = env.int("WIDGET_MAX_CONNECTIONS_PER_CLIENT",
 # for three intervals (its process crashed or was killed) no longer counts.
 WIDGET_CONNECTION_HEARTBEAT = env.float("WIDGET_CONNECTION_HEARTBEAT", default=30.0)
 WIDGET_MESSAGES_PER_MINUTE = env.int("WIDGET_MESSAGES_PER_MINUTE", default=20)
+# Messages a minute through one widget key, all its visitors together (a scraped key cannot
+# flood a tenant), and conversations a client address (IPv6: its /64) may start in an hour
+# (counted when a conversation is stored, at its first message).
+WIDGET_KEY_MESSAGES_PER_MINUTE = env.int("WIDGET_KEY_MESSAGES_PER_MINUTE", default=600)
+WIDGET_CONVERSATIONS_PER_CLIENT_PER_HOUR = env.int(
+    "WIDGET_CONVERSATIONS_PER_CLIENT_PER_HOUR", default=60
+)
+# An open socket notices that its widget key or tenant was disabled within this many seconds.
+WIDGET_KEY_RECHECK_SECONDS = env.float("WIDGET_KEY_RECHECK_SECONDS", default=10.0)
+# Seconds a visitor token stays valid; every `welcome` hands out a fresh one (sliding expiry).
+VISITOR_TOKEN_MAX_AGE = env.int("VISITOR_TOKEN_MAX_AGE", default=30 * 24 * 3600)
 
 # --- Websocket frames (widget and agent sockets) -----------------------------------------------
 # Each socket's frame throttle: a token bucket of SOCKET_FRAME_BURST frames refilled at

@@ -106,3 +106,15 @@ def make_tenant(db: None) -> Any:
         return tenant, key
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_conversation_counts() -> None:
+    """Each test starts with no conversations counted against any client address: tests share
+    a few addresses (10.0.0.1, loopback), and the hourly cap would otherwise carry over."""
+    from supportbot.redis_store import get_redis, redis_key
+
+    redis = get_redis()
+    keys = list(redis.scan_iter(match=redis_key("client-conversations", "*")))
+    if keys:
+        redis.delete(*keys)

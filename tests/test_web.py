@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from conversations.messages import message_append
-from conversations.services import visitor_session_open
+from conversations.services import visitor_conversation_store, visitor_session_open
 from supportbot import health
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +85,7 @@ def test_tenant_name_is_escaped_in_the_frame(client: Client, make_tenant: Any) -
 def test_admin_transcript_shows_the_chat_escaped(admin_client: Client, make_tenant: Any) -> None:
     tenant, _ = make_tenant()
     session = visitor_session_open(tenant=tenant, visitor_token=None, conversation_id=None)
+    visitor_conversation_store(conversation=session.conversation)
     message_append(
         conversation=session.conversation, role="user", text="<script>alert('x')</script> hello"
     )

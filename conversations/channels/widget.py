@@ -4,25 +4,55 @@ Synchronous and free of websocket details, so the consumer stays a thin adapter 
 rule here is tested directly.
 """
 
+import time
+from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
 
 from conversations import frames
 from conversations.catch_up import CatchUp, conversation_catch_up
-from conversations.handoff import conversation_request_agent
-from conversations.limits import visitor_message_retry_after
+from conversations.limits import (
+    conversation_start_retry_after,
+    visitor_message_retry_after,
+    widget_key_message_retry_after,
+)
+from conversations.models import Conversation
 from conversations.origins import is_own_origin
 from conversations.refusals import CloseCode, SocketRefused
 from conversations.selectors import VisitorRefused, message_by_client_id
-from conversations.services import VisitorSession, message_post_from_visitor, visitor_session_open
+from conversations.services import (
+    VisitorSession,
+    message_post_from_visitor,
+    visitor_request_agent,
+    visitor_session_open,
+)
 from supportbot.tenants.origins import origin_allowed
-from supportbot.tenants.selectors import access_widget_key_by_public_key
+from supportbot.tenants.selectors import access_widget_key_by_public_key, widget_key_is_active
 from supportbot.trace import trace
 
 MAX_CLIENT_ID_CHARS = 64
 
 
-def widget_hello(*, frame: dict[str, Any], origin: str | None, host: str | None) -> VisitorSession:
-    """Check a `hello` and open the visitor's session, or raise SocketRefused."""
+@dataclass(frozen=True)
+class WidgetSession:
+    """One widget socket after its `hello`: the visitor, the key it came through and the client
+    (an address, or an IPv6 /64) its limits count."""
+
+    visitor: VisitorSession
+    widget_key_id: int
+    client: str
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.visitor.conversation
+
+
+def widget_hello(
+    *, frame: dict[str, Any], origin: str | None, host: str | None, client: str = "unknown"
+) -> WidgetSession:
+    """Check a `hello` and open the visitor's session (storing nothing), or raise
+    SocketRefused."""
     key = frame.get("key")
     if not isinstance(key, str) or not key:
         raise SocketRefused(CloseCode.BAD_HELLO, "hello needs the widget key")
@@ -39,7 +69,7 @@ def widget_hello(*, frame: dict[str, Any], origin: str | None, host: str | None)
     if not (is_own_origin(origin, host) or origin_allowed(origin, widget_key.effective_origins)):
         raise SocketRefused(CloseCode.FORBIDDEN, "origin not allowed")
     try:
-        return visitor_session_open(
+        visitor = visitor_session_open(
             tenant=widget_key.tenant,
             visitor_token=frame.get("visitor_token") or None,
             conversation_id=frame.get("conversation_id") or None,
@@ -47,20 +77,64 @@ def widget_hello(*, frame: dict[str, Any], origin: str | None, host: str | None)
         )
     except VisitorRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
+    _key_checks[widget_key.pk] = (time.monotonic(), True)
+    return WidgetSession(visitor=visitor, widget_key_id=widget_key.pk, client=client)
 
 
-def widget_catch_up(*, session: VisitorSession, last_seq: int) -> CatchUp:
-    """The `welcome` frame with what the client missed, plus any reply still streaming."""
-    return conversation_catch_up(
-        session.conversation.pk, last_seq=last_seq, visitor_token=session.visitor_token
+# Per process: widget key id -> (when it was read, active). A socket's frames re-read it only
+# when the answer is older than WIDGET_KEY_RECHECK_SECONDS.
+_key_checks: dict[int, tuple[float, bool]] = {}
+
+
+def widget_key_still_active(widget_key_id: int, *, now: float | None = None) -> bool:
+    """True while the key and its tenant are active, as read at most
+    WIDGET_KEY_RECHECK_SECONDS ago (in this process)."""
+    now = time.monotonic() if now is None else now
+    checked = _key_checks.get(widget_key_id)
+    if checked is not None and now - checked[0] < settings.WIDGET_KEY_RECHECK_SECONDS:
+        return checked[1]
+    active = widget_key_is_active(widget_key_id)
+    _key_checks[widget_key_id] = (now, active)
+    return active
+
+
+def widget_key_check(session: WidgetSession) -> None:
+    """SocketRefused (4403) when the socket's key or tenant was disabled since its `hello`."""
+    if not widget_key_still_active(session.widget_key_id):
+        raise SocketRefused(CloseCode.FORBIDDEN, "widget key or tenant disabled")
+
+
+def widget_catch_up(*, session: WidgetSession, last_seq: int) -> CatchUp:
+    """The `welcome` frame with what the client missed, plus any reply still streaming. A
+    conversation not stored yet has nothing to catch up on: the welcome of an empty one."""
+    visitor = session.visitor
+    try:
+        return conversation_catch_up(
+            visitor.conversation.pk, last_seq=last_seq, visitor_token=visitor.visitor_token
+        )
+    except Conversation.DoesNotExist:
+        token = visitor.visitor_token
+        welcome = frames.welcome_frame(visitor.conversation, [], visitor_token=token)
+        return CatchUp(welcome=welcome, streaming_frames=[], streaming_indexes={})
+
+
+def _rate_limited(
+    retry_after: int, client_id: str | None = None, *, what: str = "messages"
+) -> dict[str, Any]:
+    detail = {
+        "messages": "You're sending messages too quickly.",
+        "conversations": "Too many new conversations from your network.",
+    }[what]
+    return frames.error_frame(
+        "rate_limited",
+        f"{detail} Please wait {retry_after} seconds.",
+        client_id=client_id,
+        retry_after=retry_after,
     )
 
 
-def widget_message(
-    *, session: VisitorSession, frame: dict[str, Any], sender: str | None = None
-) -> dict[str, Any]:
-    """Handle a `message` frame: the `ack`, or an `error` frame; the socket stays open."""
-    trace("web.sync_start", session.conversation.pk)
+def _message_problem(session: WidgetSession, frame: dict[str, Any]) -> dict[str, Any] | None:
+    """The `error` frame for a malformed or too long message, or None."""
     client_id = frame.get("client_id")
     text = frame.get("text")
     if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS:
@@ -71,25 +145,52 @@ def widget_message(
         return frames.error_frame(
             "bad_request", "text must be a non-empty string.", client_id=client_id
         )
-    limit = session.tenant.message_max_chars
+    limit = session.visitor.tenant.message_max_chars
     if len(text) > limit:
         return frames.error_frame(
             "too_long", f"Messages are limited to {limit} characters.", client_id=client_id
         )
+    return None
+
+
+def _conversation_start_retry_after(session: WidgetSession) -> int | None:
+    """For a conversation this message or action would store: the client's hourly cap."""
+    if session.visitor.stored:
+        return None
+    return conversation_start_retry_after(session.client, str(session.conversation.pk))
+
+
+def widget_message(
+    *, session: WidgetSession, frame: dict[str, Any], sender: str | None = None
+) -> dict[str, Any]:
+    """Handle a `message` frame: the `ack`, or an `error` frame; the socket stays open.
+
+    SocketRefused (4403) when the key or tenant was disabled since the `hello`. Over a limit
+    (the visitor's, the key's, the client's new conversations) nothing is stored.
+    """
+    trace("web.sync_start", session.conversation.pk)
+    widget_key_check(session)
+    problem = _message_problem(session, frame)
+    if problem is not None:
+        return problem
+    client_id, text = frame["client_id"], frame["text"]
     existing = message_by_client_id(conversation=session.conversation, client_id=client_id)
     if existing is not None:
         return {"type": "ack", "client_id": client_id, "message": frames.message_payload(existing)}
-    retry_after = visitor_message_retry_after(str(session.contact.pk))
+    retry_after = visitor_message_retry_after(
+        str(session.visitor.contact.pk)
+    ) or widget_key_message_retry_after(session.widget_key_id)
     if retry_after is not None:
-        return frames.error_frame(
-            "rate_limited",
-            f"You're sending messages too quickly. Please wait {retry_after} seconds.",
-            client_id=client_id,
-            retry_after=retry_after,
+        return _rate_limited(retry_after, client_id)
+    retry_after = _conversation_start_retry_after(session)
+    if retry_after is not None:
+        return _rate_limited(retry_after, client_id, what="conversations")
+    try:
+        posted = message_post_from_visitor(
+            conversation=session.conversation, client_id=client_id, text=text, sender=sender
         )
-    posted = message_post_from_visitor(
-        conversation=session.conversation, client_id=client_id, text=text, sender=sender
-    )
+    except VisitorRefused as exc:
+        raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
     return {
         "type": "ack",
         "client_id": client_id,
@@ -97,8 +198,15 @@ def widget_message(
     }
 
 
-def widget_handoff_request(*, session: VisitorSession) -> None:
-    """The visitor pressed "Talk to a person" (`handoff.request`)."""
-    conversation_request_agent(
-        conversation_id=session.conversation.pk, reason="The visitor asked for a person."
-    )
+def widget_handoff_request(*, session: WidgetSession) -> dict[str, Any] | None:
+    """The visitor pressed "Talk to a person" (`handoff.request`): nothing to answer, or a
+    `rate_limited` error when it would start one conversation too many for the client."""
+    widget_key_check(session)
+    retry_after = _conversation_start_retry_after(session)
+    if retry_after is not None:
+        return _rate_limited(retry_after, what="conversations")
+    try:
+        visitor_request_agent(conversation=session.conversation)
+    except VisitorRefused as exc:
+        raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
+    return None

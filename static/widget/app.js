@@ -2,7 +2,7 @@
 // Configuration comes from data- attributes on #supportbot-widget (rendered by the frame view).
 
 import "./i18n.js";
-import { SessionStore, WidgetConnection, socketUrl } from "./protocol.js";
+import { MAX_OUTBOX, SessionStore, WidgetConnection, socketUrl } from "./protocol.js";
 import { Transcript } from "./transcript.js";
 import { WidgetView } from "./view.js";
 
@@ -131,6 +131,7 @@ export function startWidget(root) {
         view?.setConnection(name, info);
       },
       reset: () => transcript.clear(),
+      truncated: (firstSeq) => transcript.markGap(firstSeq),
       conversation: onConversation,
       messages: (messages) => transcript.upsertMessages(messages),
       stream: (id, update) => transcript.stream(id, update),
@@ -172,14 +173,22 @@ export function startWidget(root) {
         return false;
       }
       const clientId = connection.send(text);
+      if (clientId === null) {
+        // The outbox is full (offline for a while): the draft stays in the composer.
+        transcript.addNotice({ key: "outboxFull", values: { count: MAX_OUTBOX } });
+        return false;
+      }
       transcript.addLocal(clientId, text);
       return true;
     },
     onRetry: (clientId) => {
       const entry = transcript.entries.get(`c:${clientId}`);
       if (!entry) return;
+      if (connection.send(entry.text, clientId) === null) {
+        transcript.addNotice({ key: "outboxFull", values: { count: MAX_OUTBOX } });
+        return;
+      }
       transcript.addLocal(clientId, entry.text);
-      connection.send(entry.text, clientId);
     },
     onClose: () => tellParent("close"),
     onStartOver: () => connection.startOver(),

@@ -78,6 +78,8 @@
       errorUnavailable:
         "The assistant cannot answer right now. Your message is saved and a person from the team can see it.",
       errorGeneric: "Something went wrong. Please try again.",
+      earlierNotShown: "Earlier messages are not shown here.",
+      outboxFull: "{count} messages are still waiting to be sent. Please wait until you're back online before writing more.",
 
       // Connection and close codes
       connecting: "Connecting…",
@@ -142,6 +144,8 @@
       errorUnavailable:
         "El asistente no puede responder ahora. Tu mensaje está guardado y una persona del equipo puede verlo.",
       errorGeneric: "Algo salió mal. Inténtalo de nuevo.",
+      earlierNotShown: "Los mensajes anteriores no se muestran aquí.",
+      outboxFull: "Hay {count} mensajes esperando a enviarse. Espera a recuperar la conexión antes de escribir más.",
 
       connecting: "Conectando…",
       reconnecting: "Se perdió la conexión. Reconectando…",
@@ -205,6 +209,8 @@
       errorUnavailable:
         "L’assistant ne peut pas répondre pour le moment. Votre message est enregistré et une personne de l’équipe peut le voir.",
       errorGeneric: "Un problème est survenu. Veuillez réessayer.",
+      earlierNotShown: "Les messages précédents ne sont pas affichés ici.",
+      outboxFull: "{count} messages attendent encore d’être envoyés. Attendez d’être reconnecté avant d’en écrire d’autres.",
 
       connecting: "Connexion…",
       reconnecting: "Connexion perdue. Reconnexion…",
@@ -268,6 +274,8 @@
       errorUnavailable:
         "Der Assistent kann gerade nicht antworten. Ihre Nachricht ist gespeichert und eine Person aus dem Team kann sie sehen.",
       errorGeneric: "Etwas ist schiefgelaufen. Bitte versuchen Sie es erneut.",
+      earlierNotShown: "Frühere Nachrichten werden hier nicht angezeigt.",
+      outboxFull: "{count} Nachrichten warten noch auf den Versand. Bitte warten Sie, bis Sie wieder online sind, bevor Sie weitere schreiben.",
 
       connecting: "Verbindung wird hergestellt…",
       reconnecting: "Verbindung unterbrochen. Neuer Versuch…",
@@ -332,6 +340,8 @@
       errorUnavailable:
         "O assistente não pode responder agora. A sua mensagem foi guardada e uma pessoa da equipa pode vê-la.",
       errorGeneric: "Algo correu mal. Tente novamente.",
+      earlierNotShown: "As mensagens anteriores não são mostradas aqui.",
+      outboxFull: "Há {count} mensagens à espera de envio. Aguarde até voltar a estar online antes de escrever mais.",
 
       connecting: "A ligar…",
       reconnecting: "Ligação perdida. A tentar novamente…",

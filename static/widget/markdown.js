@@ -5,7 +5,10 @@
 // `code`, fenced code blocks, headings (as bold lines), block quotes, bulleted and numbered lists
 // (nested by indentation), horizontal rules, [links](url) and bare http(s) URLs. Links are kept
 // only for http:, https: and mailto: and open in a new tab with rel="noopener noreferrer". Images
-// are never loaded: ![alt](src) becomes a link labelled with its alt text.
+// are never loaded: ![alt](src) becomes a link labelled with its alt text. A labelled web link
+// whose label does not name the host it goes to is followed by that host in brackets
+// ("[bank.com](https://evil.example)" shows "bank.com (evil.example)"), so a visitor sees where
+// it really leads.
 
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 const MAX_BLOCK_DEPTH = 8;
@@ -34,6 +37,38 @@ export function makeLink(doc, href) {
   a.setAttribute("target", "_blank");
   a.setAttribute("rel", "noopener noreferrer");
   return a;
+}
+
+/** The host a link's label names, when it reads as a URL or a domain; otherwise null. */
+function labelHost(label) {
+  const text = label.trim().toLowerCase();
+  if (!text || /\s/.test(text)) return null;
+  try {
+    return new URL(/^[a-z][a-z0-9+.-]*:\/\//.test(text) ? text : `https://${text}`).hostname;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * After a web link whose label does not name its real host: the host, in brackets (the URL
+ * parser's form: an internationalised name shows as punycode, so a look-alike stands out).
+ */
+export function appendLinkHost(parent, link, doc) {
+  let url;
+  try {
+    url = new URL(link.getAttribute("href"));
+  } catch {
+    return;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return;
+  const label = (link.textContent || "").trim().toLowerCase();
+  // Named as it really is (an internationalised label reads differently from its punycode).
+  if (labelHost(label) === url.hostname && label.includes(url.hostname)) return;
+  const host = doc.createElement("span");
+  host.className = "md-link-host";
+  host.appendChild(doc.createTextNode(` (${url.host})`));
+  parent.appendChild(host);
 }
 
 /** Render `text` as a DocumentFragment. */
@@ -297,6 +332,7 @@ function appendInline(parent, text, doc, depth, inLink) {
           a.className = "md-image-link";
           appendText(a, label, doc);
           parent.appendChild(a);
+          appendLinkHost(parent, a, doc);
         } else {
           appendText(parent, label, doc);
         }
@@ -315,6 +351,7 @@ function appendInline(parent, text, doc, depth, inLink) {
           if (link.label.trim()) appendInline(a, link.label, doc, depth + 1, true);
           else appendText(a, link.url, doc);
           parent.appendChild(a);
+          appendLinkHost(parent, a, doc);
         } else {
           appendInline(parent, link.label, doc, depth + 1, inLink);
         }
@@ -331,6 +368,7 @@ function appendInline(parent, text, doc, depth, inLink) {
         const a = makeLink(doc, href);
         appendText(a, m[1], doc);
         parent.appendChild(a);
+        appendLinkHost(parent, a, doc);
         i += m[0].length;
         continue;
       }
@@ -347,6 +385,7 @@ function appendInline(parent, text, doc, depth, inLink) {
           const a = makeLink(doc, href);
           appendText(a, url, doc);
           parent.appendChild(a);
+          appendLinkHost(parent, a, doc);
           i += url.length;
           continue;
         }

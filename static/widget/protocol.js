@@ -4,7 +4,9 @@
 // origin): the visitor token and conversation id from `welcome`, the messages already shown (so a
 // reload resumes with `last_seq` and only receives what it missed), and the outbox of messages
 // not yet acknowledged, which are sent again with the same `client_id` after a reconnect (the
-// server makes that idempotent).
+// server makes that idempotent). Nothing is written there before the visitor's first message:
+// until then the session lives in memory (the server stores nothing before it either).
+// The outbox holds at most MAX_OUTBOX messages; past that, `send` refuses (the view says so).
 
 export const CLOSE_BAD_HELLO = 4400;
 export const CLOSE_REFUSED = 4403;
@@ -12,6 +14,7 @@ export const CLOSE_TOO_MANY = 4429;
 
 export const MAX_FRAME_BYTES = 64 * 1024;
 const CACHED_MESSAGES = 200;
+export const MAX_OUTBOX = 10;
 const WELCOME_TIMEOUT_MS = 10000;
 const STREAM_FLOOR_TTL_MS = 15 * 60 * 1000;
 
@@ -62,20 +65,29 @@ export function parseConversation(raw, previous = null) {
 
 /** The resume state of one widget key, in localStorage (or memory where storage is blocked). */
 export class SessionStore {
-  constructor(widgetKey, storage = safeLocalStorage()) {
+  constructor(widgetKey, storage = undefined) {
     this.name = `supportbot.widget.v1.${widgetKey}`;
-    this.storage = storage;
+    // undefined: the page's localStorage, looked up (and probed) only when first written.
+    this.given = storage;
     this.memory = null;
+    this.written = false; // an entry exists: an earlier visit, or this one, wrote it
+  }
+
+  get storage() {
+    if (this.given === undefined) this.given = safeLocalStorage();
+    return this.given;
   }
 
   load() {
     let data = this.memory;
-    if (!data && this.storage) {
+    if (!data) {
+      const storage = this.given === undefined ? readableLocalStorage() : this.given;
       try {
-        data = JSON.parse(this.storage.getItem(this.name) || "null");
+        data = storage ? JSON.parse(storage.getItem(this.name) || "null") : null;
       } catch {
         data = null;
       }
+      this.written = data !== null;
     }
     if (!isObject(data)) data = {};
     const messages = Array.isArray(data.messages) ? data.messages.filter(isValidMessage) : [];
@@ -113,9 +125,12 @@ export class SessionStore {
       conversation: session.conversation || null,
     };
     this.memory = data;
+    // Before the visitor's first message there is nothing worth keeping: no storage is touched.
+    if (!this.written && !messages.length && !session.outbox.length) return;
     if (!this.storage) return;
     try {
       this.storage.setItem(this.name, JSON.stringify(data));
+      this.written = true;
     } catch {
       // Quota or blocked storage: keep the session in memory for this page.
     }
@@ -123,12 +138,23 @@ export class SessionStore {
 
   clear() {
     this.memory = null;
+    if (!this.written) return;
+    this.written = false;
     if (!this.storage) return;
     try {
       this.storage.removeItem(this.name);
     } catch {
       // ignore
     }
+  }
+}
+
+/** The page's localStorage to read from, without writing anything (null where blocked). */
+function readableLocalStorage() {
+  try {
+    return globalThis.localStorage || null;
+  } catch {
+    return null;
   }
 }
 
@@ -171,6 +197,7 @@ function lastSeqOf(messages) {
  *   stream(id, update)        a reply being streamed: {text, phase: "waiting"|"streaming"|"gap"}
  *   sent(client_id)           a message frame went out on the socket
  *   error(frame)              an `error` frame (the connection stays usable)
+ *   truncated(firstSeq)       the catch-up left out messages before `firstSeq` (`welcome.truncated`)
  */
 export class WidgetConnection {
   constructor({ url, widgetKey, locale, store, on = {}, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
@@ -257,9 +284,18 @@ export class WidgetConnection {
     this.start();
   }
 
-  /** Queue `text` and send it when the socket is ready. Returns its client_id. */
+  /** Whether the outbox is full: `send` refuses new messages until some are acknowledged. */
+  get outboxFull() {
+    return this.session.outbox.length >= MAX_OUTBOX;
+  }
+
+  /**
+   * Queue `text` and send it when the socket is ready. Returns its client_id, or null when the
+   * outbox already holds MAX_OUTBOX messages waiting for the server (nothing is queued).
+   */
   send(text, clientId = newClientId()) {
     if (!this.session.outbox.some((m) => m.client_id === clientId)) {
+      if (this.outboxFull) return null;
       this.session.outbox.push({ client_id: clientId, text });
       this.persist();
     }
@@ -445,6 +481,9 @@ export class WidgetConnection {
     this.setConversation(isObject(frame.conversation) ? parseConversation(frame.conversation) : null, false);
     const messages = Array.isArray(frame.messages) ? frame.messages.filter(isValidMessage) : [];
     this.accept(messages);
+    if (frame.truncated === true && Number.isInteger(frame.first_seq) && frame.first_seq > 0) {
+      this.on.truncated?.(frame.first_seq);
+    }
     this.persist();
     this.setState("open");
     // Anything not acknowledged goes again, same client_id, in order.

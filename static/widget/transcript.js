@@ -141,6 +141,32 @@ export class Transcript {
     this.onChange();
   }
 
+  /**
+   * Where a catch-up left older messages out (`welcome.truncated`): a notice placed just before
+   * the message `firstSeq`, so what is shown from before it does not read as continuous.
+   */
+  markGap(firstSeq) {
+    const key = `g:${firstSeq}`;
+    if (this.entries.has(key)) return;
+    this.entries.set(key, {
+      key,
+      id: null,
+      seq: null,
+      role: "notice",
+      text: { key: "earlierNotShown" },
+      status: "local",
+      sources: [],
+      client_id: null,
+      created_at: null,
+      phase: null,
+      notice: null,
+      after: firstSeq - 1,
+      arrival: -1, // before anything else placed after the same message
+      rev: 1,
+    });
+    this.onChange();
+  }
+
   removeLocal(clientId) {
     this.entries.delete(`c:${clientId}`);
     this.onChange();

@@ -66,3 +66,10 @@ def tenant_ids_for_user(user: AbstractBaseUser | AnonymousUser) -> set[int] | No
     if not getattr(user, "is_staff", False):
         return set()
     return set(TenantMembership.objects.filter(user_id=user.pk).values_list("tenant_id", flat=True))
+
+
+def widget_key_is_active(widget_key_id: int) -> bool:
+    """True while the key and its tenant are both active."""
+    return WidgetKey.objects.filter(
+        pk=widget_key_id, is_active=True, tenant__is_active=True
+    ).exists()

@@ -177,6 +177,9 @@ class StandinBackend:
         self.replies: deque[ScriptedReply] = deque()
         self.default_reply = ScriptedReply(chunks=["Hello", " from", " the", " stand-in."])
         self.hello_close_codes: deque[int] = deque()  # close the next hellos with these codes
+        # Like CATCH_UP_MAX_MESSAGES: a welcome holds at most this many settled messages, the
+        # newest, and marks the rest (`truncated`, `first_seq`). None: no cap.
+        self.catch_up_max: int | None = None
         self.message_errors: deque[dict[str, Any]] = deque()  # error frames for the next messages
         self.drop_before_ack = 0  # drop the socket after storing, before acking, N messages
         # The protocol's extensions: `welcome.conversation`, `conversation.updated`, handoff.
@@ -426,13 +429,17 @@ class StandinBackend:
         conversation.sockets.add(socket)
         last_seq = hello.get("last_seq") or 0
         missed = [m for m in conversation.messages if m.seq > last_seq]
+        settled = [m.payload() for m in missed if m.status != "streaming"]
         welcome: dict[str, Any] = {
             "type": "welcome",
             "visitor_token": conversation.visitor_token,
             "conversation_id": conversation.id,
             "seq": conversation.next_seq() - 1,
-            "messages": [m.payload() for m in missed if m.status != "streaming"],
+            "messages": settled,
         }
+        if self.catch_up_max is not None and len(settled) > self.catch_up_max:
+            welcome["messages"] = settled[-self.catch_up_max :]
+            welcome.update(truncated=True, first_seq=welcome["messages"][0]["seq"])
         if self.describe_conversation:
             welcome["conversation"] = conversation.state()
         await self._send(socket, record, welcome)

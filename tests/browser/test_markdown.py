@@ -11,6 +11,7 @@ pytestmark = pytest.mark.browser
 
 ALLOWED_TAGS = {
     "P", "BR", "STRONG", "EM", "DEL", "CODE", "PRE", "UL", "OL", "LI", "A", "BLOCKQUOTE", "HR",
+    "SPAN",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {"href", "target", "rel", "start", "class", "data-language"}
 
@@ -124,6 +125,33 @@ def test_safe_links_open_in_a_new_tab_without_opener(md_page: Any) -> None:
         assert set(link["rel"].split()) == {"noopener", "noreferrer"}
     assert links[0]["text"] == "the help centre"
     assert result["text"].endswith("Also https://example.net/x.")
+    assert_only_safe_nodes(result)
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        # A label naming another host: the real one follows it.
+        ("[bank.com](https://evil.example/login)", "bank.com (evil.example)"),
+        ("[https://bank.com](https://evil.example:8443/)", "https://bank.com (evil.example:8443)"),
+        ("[Log in](https://bank.com.evil.example/)", "Log in (bank.com.evil.example)"),
+        ("![bank.com](https://evil.example/logo.png)", "bank.com (evil.example)"),
+        # A look-alike name: the host shows as the browser resolves it (punycode).
+        ("[b\u0430nk.com](https://b\u0430nk.com/)", "b\u0430nk.com (xn--bnk-6cd.com)"),
+        ("https://b\u0430nk.com/x", "https://b\u0430nk.com/x (xn--bnk-6cd.com)"),
+        # Labels that name the real host, and mail links, are shown as they are.
+        ("[bank.com](https://bank.com/help)", "bank.com"),
+        ("[BANK.com/help](https://bank.com/help)", "BANK.com/help"),
+        ("<https://bank.com/x>", "https://bank.com/x"),
+        ("https://bank.com/x", "https://bank.com/x"),
+        ("[write to us](mailto:help@bank.com)", "write to us"),
+    ],
+)
+def test_links_show_the_host_they_really_go_to(md_page: Any, markdown: str, shown: str) -> None:
+    result = render(md_page, markdown)
+    assert result["text"] == shown, result["html"]
+    assert len(result["links"]) == 1
+    assert result["links"][0]["text"] == shown.split(" (")[0]
     assert_only_safe_nodes(result)
 
 

@@ -41,6 +41,7 @@ from tests.conversations.test_consumer import (
     hello,
     is_final_assistant,
     receive_until,
+    store_conversation,
 )
 from tests.conversations.test_consumer import connect as connect_visitor
 from tests.support.llm_server import Reply
@@ -138,8 +139,10 @@ def agent(tenant_and_key: Any) -> Any:
 
 
 async def visitor_with_conversation(key: Any) -> tuple[WebsocketCommunicator, str]:
+    """A visitor's socket and their conversation, stored (as their first message would)."""
     ws = await connect_visitor()
     welcome = await hello(ws, key.public_key)
+    await database_sync_to_async(lambda: store_conversation(key.tenant, welcome))()
     return ws, welcome["conversation_id"]
 
 

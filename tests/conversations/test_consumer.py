@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 
 from conversations.models import Conversation, LLMCall, Message, ReplyJob
 from conversations.refusals import CloseCode
+from conversations.services import visitor_conversation_store, visitor_session_open
 from conversations.socket_throttle import FrameBucket
 from supportbot.asgi import application
 from supportbot.trace import trace_callback_add, trace_callback_remove
@@ -498,8 +499,9 @@ async def test_other_visitors_do_not_receive_this_conversation(
     assert await ws_b.receive_nothing(timeout=0.5)
     await ws_a.disconnect()
     await ws_b.disconnect()
+    # B never wrote: its conversation was never stored.
     conversations = await database_sync_to_async(Conversation.objects.count)()
-    assert conversations == 2
+    assert conversations == 1
 
 
 async def test_the_web_side_reports_its_stages_to_trace_callbacks(
@@ -698,6 +700,16 @@ async def test_a_frame_flood_is_closed_4429_and_reaches_no_service_past_the_limi
 # --- a capped catch-up ------------------------------------------------------------------------
 
 
+def store_conversation(tenant: Any, welcome: dict[str, Any]) -> None:
+    """Store the conversation a `welcome` handed out, as its first message would."""
+    session = visitor_session_open(
+        tenant=tenant,
+        visitor_token=welcome["visitor_token"],
+        conversation_id=welcome["conversation_id"],
+    )
+    visitor_conversation_store(conversation=session.conversation)
+
+
 def add_messages(conversation_id: str, count: int) -> None:
     """Append `count` settled messages to a conversation, as if it had gone on for long."""
     conversation = Conversation.objects.get(pk=conversation_id)
@@ -718,10 +730,11 @@ def add_messages(conversation_id: str, count: int) -> None:
 async def test_welcome_holds_the_newest_messages_and_marks_the_rest(
     tenant_and_key: Any, settings: Any
 ) -> None:
-    _, key = tenant_and_key
+    tenant, key = tenant_and_key
     ws = await connect()
     welcome = await hello(ws, key.public_key)
     await ws.disconnect()
+    await database_sync_to_async(store_conversation)(tenant, welcome)
     await database_sync_to_async(add_messages)(welcome["conversation_id"], 250)
     session = {
         "visitor_token": welcome["visitor_token"],

@@ -21,7 +21,11 @@ from conversations.language import (
 from conversations.messages import message_append
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.reply.generate import reply_generate
-from conversations.services import message_post_from_visitor, visitor_session_open
+from conversations.services import (
+    message_post_from_visitor,
+    visitor_conversation_store,
+    visitor_session_open,
+)
 from tests.support.llm_server import Reply
 from tests.support.locks import row_locked
 
@@ -177,6 +181,7 @@ def test_language_instruction(code: str, expected: str) -> None:
 def conversation(make_tenant: Any) -> Any:
     tenant, _ = make_tenant(supported_languages=["en", "es"], fallback_language="en")
     session = visitor_session_open(tenant=tenant, visitor_token=None, conversation_id=None)
+    visitor_conversation_store(conversation=session.conversation)
     return session.conversation
 
 

@@ -98,9 +98,17 @@ def test_forged_foreign_and_mismatched_ids_are_refused(make_tenant: Any) -> None
             access_conversation_for_visitor(
                 tenant=tenant, visitor_token=visitor_token, conversation_id=conversation_id
             )
+    # A genuine token whose contact is not stored (never was, or was erased) names a visitor
+    # whose rows come with their first message: no conversation, none of anyone else's.
     Contact.objects.filter(pk=contact.pk).delete()
+    access = access_conversation_for_visitor(
+        tenant=tenant, visitor_token=token, conversation_id=None
+    )
+    assert (access.contact, access.conversation, access.contact_id) == (None, None, contact.pk)
     with pytest.raises(VisitorRefused):
-        access_conversation_for_visitor(tenant=tenant, visitor_token=token, conversation_id=None)
+        access_conversation_for_visitor(
+            tenant=tenant, visitor_token=token, conversation_id=str(theirs.pk)
+        )
 
 
 # --- agents -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from conversations import jobs
 from conversations.messages import message_append
 from conversations.models import Conversation, LLMCall, Message
-from conversations.services import visitor_session_open
+from conversations.services import visitor_conversation_store, visitor_session_open
 from conversations.summaries import (
     MAX_FACTS,
     MAX_OPEN_QUESTIONS,
@@ -45,6 +45,7 @@ SECOND = {
 def conversation(make_tenant: Any, llm: Any) -> Conversation:
     tenant, _ = make_tenant(persona="You are Acme's assistant.", history_token_budget=BUDGET)
     session = visitor_session_open(tenant=tenant, visitor_token=None, conversation_id=None)
+    visitor_conversation_store(conversation=session.conversation)
     return session.conversation
 
 
