@@ -7,6 +7,7 @@ rule here is tested directly.
 from typing import Any
 
 from conversations import frames
+from conversations.assistant_modes import ROUTES, assistant_intro, route_valid
 from conversations.catch_up import CatchUp, conversation_catch_up
 from conversations.handoff import conversation_request_agent
 from conversations.limits import visitor_message_retry_after
@@ -52,7 +53,14 @@ def widget_hello(*, frame: dict[str, Any], origin: str | None, host: str | None)
 def widget_catch_up(*, session: VisitorSession, last_seq: int) -> CatchUp:
     """The `welcome` frame with what the client missed, plus any reply still streaming."""
     return conversation_catch_up(
-        session.conversation.pk, last_seq=last_seq, visitor_token=session.visitor_token
+        session.conversation.pk,
+        last_seq=last_seq,
+        visitor_token=session.visitor_token,
+        assistant=assistant_intro(
+            tenant=session.tenant,
+            conversation=session.conversation,
+            locale=session.contact.locale,
+        ),
     )
 
 
@@ -71,6 +79,11 @@ def widget_message(
         return frames.error_frame(
             "bad_request", "text must be a non-empty string.", client_id=client_id
         )
+    route = frame.get("route")
+    if not route_valid(route):
+        return frames.error_frame(
+            "bad_request", f"route must be one of {', '.join(ROUTES)}.", client_id=client_id
+        )
     limit = session.tenant.message_max_chars
     if len(text) > limit:
         return frames.error_frame(
@@ -88,7 +101,11 @@ def widget_message(
             retry_after=retry_after,
         )
     posted = message_post_from_visitor(
-        conversation=session.conversation, client_id=client_id, text=text, sender=sender
+        conversation=session.conversation,
+        client_id=client_id,
+        text=text,
+        sender=sender,
+        route=route,
     )
     return {
         "type": "ack",
