@@ -171,6 +171,7 @@ function lastSeqOf(messages) {
  *   stream(id, update)        a reply being streamed: {text, phase: "waiting"|"streaming"|"gap"}
  *   sent(client_id)           a message frame went out on the socket
  *   error(frame)              an `error` frame (the connection stays usable)
+ *   welcome(frame)            the `welcome` frame, for the fields read elsewhere (`assistant`)
  */
 export class WidgetConnection {
   constructor({ url, widgetKey, locale, store, on = {}, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
@@ -257,13 +258,18 @@ export class WidgetConnection {
     this.start();
   }
 
-  /** Queue `text` and send it when the socket is ready. Returns its client_id. */
-  send(text, clientId = newClientId()) {
-    if (!this.session.outbox.some((m) => m.client_id === clientId)) {
-      this.session.outbox.push({ client_id: clientId, text });
+  /**
+   * Queue `text` and send it when the socket is ready. Returns its client_id. `fields` go with
+   * it, resends included: `route` ("assistant" | "person", the visitor's choice of who answers).
+   */
+  send(text, clientId = newClientId(), fields = {}) {
+    let item = this.session.outbox.find((m) => m.client_id === clientId);
+    if (!item) {
+      item = { client_id: clientId, text, ...fields };
+      this.session.outbox.push(item);
       this.persist();
     }
-    if (this.isReady()) this.transmit({ client_id: clientId, text });
+    if (this.isReady()) this.transmit(item);
     return clientId;
   }
 
@@ -363,7 +369,9 @@ export class WidgetConnection {
   }
 
   transmit(item) {
-    if (this.sendFrame(this.socket, { type: "message", client_id: item.client_id, text: item.text })) {
+    const frame = { type: "message", client_id: item.client_id, text: item.text };
+    if (item.route === "assistant" || item.route === "person") frame.route = item.route;
+    if (this.sendFrame(this.socket, frame)) {
       this.on.sent?.(item.client_id);
     }
   }
@@ -443,6 +451,7 @@ export class WidgetConnection {
     // A server that does not describe the conversation (protocol v1 before the extension) leaves
     // it null: no handoff button, no banners.
     this.setConversation(isObject(frame.conversation) ? parseConversation(frame.conversation) : null, false);
+    this.on.welcome?.(frame); // fields for other parts of the widget (`assistant`)
     const messages = Array.isArray(frame.messages) ? frame.messages.filter(isValidMessage) : [];
     this.accept(messages);
     this.persist();
