@@ -61,10 +61,17 @@ class Conversation(models.Model):
     summary = models.JSONField(default=dict, blank=True)
     summary_seq = models.PositiveIntegerField(default=0)
     summary_updated_at = models.DateTimeField(null=True, blank=True)
+    # Person first: when the assistant answers if no agent has taken the conversation by then.
+    assistant_fallback_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-last_message_at"]
         indexes = [
+            models.Index(
+                fields=["assistant_fallback_at"],
+                condition=Q(assistant_fallback_at__isnull=False),
+                name="conv_assistant_fallback",
+            ),
             models.Index(
                 fields=["tenant", "status", "-last_message_at"], name="conv_tenant_status"
             ),

@@ -83,6 +83,54 @@ NOTICES: dict[str, dict[str, str]] = {
         "de": "Sie schreiben wieder mit unserem Assistenten.",
         "pt": "Está novamente a falar com o nosso assistente.",
     },
+    "person_first_wait": {
+        "en": "A person from our team will be with you shortly. If no one is free within "
+        "{minutes} minutes, our assistant will answer.",
+        "es": "Una persona de nuestro equipo te atenderá en breve. Si nadie está disponible en "
+        "{minutes} minutos, te responderá nuestro asistente.",
+        "fr": "Une personne de notre équipe va vous répondre sous peu. Si personne n'est "
+        "disponible d'ici {minutes} minutes, notre assistant vous répondra.",
+        "de": "Gleich ist eine Person aus unserem Team für Sie da. Wenn innerhalb von {minutes} "
+        "Minuten niemand frei ist, antwortet unser Assistent.",
+        "pt": "Uma pessoa da nossa equipa vai atendê-lo em breve. Se ninguém estiver disponível "
+        "dentro de {minutes} minutos, o nosso assistente responderá.",
+    },
+    "person_first_wait_one": {
+        "en": "A person from our team will be with you shortly. If no one is free within a "
+        "minute, our assistant will answer.",
+        "es": "Una persona de nuestro equipo te atenderá en breve. Si nadie está disponible en "
+        "un minuto, te responderá nuestro asistente.",
+        "fr": "Une personne de notre équipe va vous répondre sous peu. Si personne n'est "
+        "disponible d'ici une minute, notre assistant vous répondra.",
+        "de": "Gleich ist eine Person aus unserem Team für Sie da. Wenn innerhalb einer Minute "
+        "niemand frei ist, antwortet unser Assistent.",
+        "pt": "Uma pessoa da nossa equipa vai atendê-lo em breve. Se ninguém estiver disponível "
+        "dentro de um minuto, o nosso assistente responderá.",
+    },
+    "person_first_released": {
+        "en": "No one from our team was free, so our assistant will answer now. A person can "
+        "still join the conversation.",
+        "es": "No había nadie de nuestro equipo disponible, así que ahora te responderá nuestro "
+        "asistente. Una persona todavía puede unirse a la conversación.",
+        "fr": "Personne de notre équipe n'était disponible : notre assistant va donc vous "
+        "répondre. Une personne peut encore rejoindre la conversation.",
+        "de": "Niemand aus unserem Team war frei, deshalb antwortet jetzt unser Assistent. Eine "
+        "Person kann dem Gespräch weiterhin beitreten.",
+        "pt": "Ninguém da nossa equipa estava disponível, por isso o nosso assistente vai "
+        "responder agora. Uma pessoa ainda pode juntar-se à conversa.",
+    },
+    "person_first_closed": {
+        "en": "Our team isn't available right now, so our assistant will answer. A person from "
+        "our team can see this conversation later.",
+        "es": "Nuestro equipo no está disponible ahora, así que te responderá nuestro asistente. "
+        "Una persona de nuestro equipo podrá ver esta conversación más tarde.",
+        "fr": "Notre équipe n'est pas disponible pour le moment : notre assistant va donc vous "
+        "répondre. Une personne de notre équipe pourra voir cette conversation plus tard.",
+        "de": "Unser Team ist gerade nicht erreichbar, deshalb antwortet unser Assistent. Eine "
+        "Person aus unserem Team kann dieses Gespräch später sehen.",
+        "pt": "A nossa equipa não está disponível agora, por isso o nosso assistente vai "
+        "responder. Uma pessoa da nossa equipa poderá ver esta conversa mais tarde.",
+    },
     "closed": {
         "en": "This conversation was closed. Write again any time to start a new one.",
         "es": "Esta conversación se ha cerrado. Escríbenos cuando quieras para empezar otra.",

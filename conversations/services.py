@@ -13,6 +13,7 @@ from functools import partial
 from django.db import IntegrityError, transaction
 
 from conversations import jobs
+from conversations.assistant_modes import person_first_wait_begin
 from conversations.handoff import asks_for_a_person, conversation_request_agent
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Contact, Conversation, Message, ReplyJob
@@ -141,14 +142,21 @@ class PostedMessage:
 
 
 def message_post_from_visitor(
-    *, conversation: Conversation, client_id: str, text: str, sender: str | None = None
+    *,
+    conversation: Conversation,
+    client_id: str,
+    text: str,
+    sender: str | None = None,
+    route: str | None = None,
 ) -> PostedMessage:
     """Persist a visitor's message once per `client_id` and queue the assistant's reply.
 
     A `client_id` seen before returns the message stored the first time (the unique
     constraint decides, so two sockets racing with the same id get the same answer). A
     visitor asking for a person gets one instead of a reply. A conversation not stored yet
-    (the visitor's first message) is created in the same transaction.
+    (the visitor's first message) is created in the same transaction. The tenant's
+    conversation mode (and the first message's `route`) may have a person answer first (see
+    assistant_modes).
     """
     try:
         with _first_write(conversation), transaction.atomic():
@@ -174,7 +182,9 @@ def message_post_from_visitor(
                         ),
                         robust=True,
                     )
-                else:
+                elif not person_first_wait_begin(
+                    conversation=conversation, trigger=message, route=route
+                ):
                     reply_job_queue(conversation=conversation, trigger=message)
     except IntegrityError:
         # The same client_id raced in on another socket: that insert won.

@@ -7,6 +7,7 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
+from conversations.assistant_modes import person_first_waits_release
 from conversations.reply.claim import LeaseHeld
 from conversations.reply.generate import reply_generate, reply_jobs_requeue_stalled
 from conversations.summaries import conversation_summarize
@@ -58,3 +59,12 @@ def summarize_conversation(self: Any, conversation_id: str) -> None:
         conversation_summarize(conversation_id=conversation_id)
     except (TransientLLMError, OperationalError, redis.ConnectionError) as exc:
         raise self.retry(exc=exc, countdown=min(10 * 2**self.request.retries, 120)) from exc
+
+
+@shared_task(name="conversations.release_person_first_waits", ignore_result=True, expires=25)
+def release_person_first_waits() -> int:
+    """Hand person-first conversations no agent took within the tenant's wait to the assistant."""
+    released = person_first_waits_release()
+    if released:
+        logger.info("released %d person-first conversations to the assistant", released)
+    return released

@@ -1,11 +1,14 @@
 """HTTP views of the widget: the iframe page that holds the chat."""
 
+import json
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
 from supportbot.public_urls import socket_origin
+from supportbot.tenants.disclosure import ai_disclosures
 from supportbot.tenants.selectors import access_widget_key_by_public_key
 
 
@@ -43,6 +46,10 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
             "locale": locale,
             "title": f"Chat with {widget_key.tenant.name}",
             "max_message_length": widget_key.tenant.message_max_chars,
+            # Known before the socket is up: the AI disclosure is shown from the first paint,
+            # and "visitor decides" offers its choice before anything can be sent.
+            "conversation_mode": widget_key.tenant.conversation_mode,
+            "ai_disclosures": json.dumps(ai_disclosures(widget_key.tenant), ensure_ascii=False),
         },
     )
     response["Content-Security-Policy"] = _frame_csp(request, widget_key.effective_origins)

@@ -203,6 +203,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
     "requeue-stalled-replies": {"task": "conversations.requeue_stalled_replies", "schedule": 60.0},
+    # Person first: the assistant answers conversations no agent took within the wait.
+    "release-person-first-waits": {
+        "task": "conversations.release_person_first_waits",
+        "schedule": 30.0,
+    },
 }
 
 # --- LLM provider (a tenant may override it in admin) ----------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from conversations import frames
+from conversations.assistant_modes import ROUTES, assistant_intro, route_valid
 from conversations.catch_up import CatchUp, conversation_catch_up
 from conversations.limits import (
     conversation_start_retry_after,
@@ -108,13 +109,21 @@ def widget_catch_up(*, session: WidgetSession, last_seq: int) -> CatchUp:
     """The `welcome` frame with what the client missed, plus any reply still streaming. A
     conversation not stored yet has nothing to catch up on: the welcome of an empty one."""
     visitor = session.visitor
+    assistant = assistant_intro(
+        tenant=visitor.tenant, conversation=visitor.conversation, locale=visitor.contact.locale
+    )
     try:
         return conversation_catch_up(
-            visitor.conversation.pk, last_seq=last_seq, visitor_token=visitor.visitor_token
+            visitor.conversation.pk,
+            last_seq=last_seq,
+            visitor_token=visitor.visitor_token,
+            assistant=assistant,
         )
     except Conversation.DoesNotExist:
         token = visitor.visitor_token
-        welcome = frames.welcome_frame(visitor.conversation, [], visitor_token=token)
+        welcome = frames.welcome_frame(
+            visitor.conversation, [], visitor_token=token, assistant=assistant
+        )
         return CatchUp(welcome=welcome, streaming_frames=[], streaming_indexes={})
 
 
@@ -144,6 +153,11 @@ def _message_problem(session: WidgetSession, frame: dict[str, Any]) -> dict[str,
     if not isinstance(text, str) or not text.strip():
         return frames.error_frame(
             "bad_request", "text must be a non-empty string.", client_id=client_id
+        )
+    route = frame.get("route")
+    if not route_valid(route):
+        return frames.error_frame(
+            "bad_request", f"route must be one of {', '.join(ROUTES)}.", client_id=client_id
         )
     limit = session.visitor.tenant.message_max_chars
     if len(text) > limit:
@@ -187,7 +201,11 @@ def widget_message(
         return _rate_limited(retry_after, client_id, what="conversations")
     try:
         posted = message_post_from_visitor(
-            conversation=session.conversation, client_id=client_id, text=text, sender=sender
+            conversation=session.conversation,
+            client_id=client_id,
+            text=text,
+            sender=sender,
+            route=frame.get("route"),
         )
     except VisitorRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc

@@ -2,6 +2,7 @@
 // Configuration comes from data- attributes on #supportbot-widget (rendered by the frame view).
 
 import "./i18n.js";
+import { AssistantPanel, assistantFromDataset, parseAssistant, withModeStrings } from "./assistant.js";
 import { MAX_OUTBOX, SessionStore, WidgetConnection, socketUrl } from "./protocol.js";
 import { Transcript } from "./transcript.js";
 import { WidgetView } from "./view.js";
@@ -18,6 +19,7 @@ function readConfig(root) {
     tenantName: data.tenantName || "",
     title: data.title || "",
     maxLength: Number.isFinite(maxLength) && maxLength > 0 ? maxLength : DEFAULT_MAX_LENGTH,
+    assistant: assistantFromDataset(data),
   };
 }
 
@@ -84,6 +86,21 @@ export function startWidget(root) {
   let view = null;
   let scheduled = false;
   let handoffTimer = null;
+  // The conversation mode and the AI disclosure (assistant.js); the panel draws them.
+  let assistant = config.assistant;
+  let panel = null;
+  const strings = () => withModeStrings(t, assistant?.mode);
+  const sentFields = new Map(); // client_id -> the fields its message went with (a retry keeps them)
+  const onWelcome = (frame) => {
+    const mode = assistant?.mode;
+    assistant = parseAssistant(frame.assistant, assistant);
+    panel?.setAssistant(assistant);
+    if (view && assistant?.mode !== mode) {
+      // The header and the empty state say what the mode does.
+      view.setStrings(strings());
+      view.render(transcript.ordered());
+    }
+  };
 
   const applyLanguage = () => {
     document.documentElement.lang = t._lang;
@@ -96,9 +113,10 @@ export function startWidget(root) {
     t = next;
     applyLanguage();
     if (view) {
-      view.setStrings(t);
+      view.setStrings(strings());
       view.render(transcript.ordered());
     }
+    panel?.setStrings(strings());
   };
   const setHandoffPending = (pending) => {
     clearTimeout(handoffTimer);
@@ -115,7 +133,9 @@ export function startWidget(root) {
     scheduled = true;
     requestAnimationFrame(() => {
       scheduled = false;
-      view.render(transcript.ordered());
+      const entries = transcript.ordered();
+      view.render(entries);
+      panel?.setWritten(entries.some((entry) => entry.role === "user"));
     });
   });
 
@@ -135,6 +155,7 @@ export function startWidget(root) {
       conversation: onConversation,
       messages: (messages) => transcript.upsertMessages(messages),
       stream: (id, update) => transcript.stream(id, update),
+      welcome: onWelcome,
       error: (error) => {
         if (!error.client_id && view?.handoffPending) {
           // The answer to "Talk to a person" (a server that cannot hand over says bad_request).
@@ -162,7 +183,7 @@ export function startWidget(root) {
   applyLanguage();
 
   view = new WidgetView(root, {
-    t,
+    t: strings(),
     format: i18n.format,
     title: titleFor,
     embedded,
@@ -172,19 +193,22 @@ export function startWidget(root) {
         transcript.addNotice({ key: "errorTooLong" });
         return false;
       }
-      const clientId = connection.send(text);
+      const fields = panel.messageFields();
+      const clientId = connection.send(text, undefined, fields);
       if (clientId === null) {
         // The outbox is full (offline for a while): the draft stays in the composer.
         transcript.addNotice({ key: "outboxFull", values: { count: MAX_OUTBOX } });
         return false;
       }
+      if (fields.route) sentFields.set(clientId, fields);
       transcript.addLocal(clientId, text);
+      panel.setWritten(true);
       return true;
     },
     onRetry: (clientId) => {
       const entry = transcript.entries.get(`c:${clientId}`);
       if (!entry) return;
-      if (connection.send(entry.text, clientId) === null) {
+      if (connection.send(entry.text, clientId, sentFields.get(clientId) || {}) === null) {
         transcript.addNotice({ key: "outboxFull", values: { count: MAX_OUTBOX } });
         return;
       }
@@ -197,11 +221,20 @@ export function startWidget(root) {
     },
   });
   if (known) view.setConversation(known);
+  panel = new AssistantPanel({
+    root,
+    slot: view.assistantSlot,
+    t: strings(),
+    format: (template, values) => i18n.format(template, values, t._lang),
+    onChoose: () => view.focusInput(),
+  });
+  panel.setAssistant(assistant);
 
   // What the last visit left: the transcript, and messages still waiting for an ack.
   transcript.upsertMessages(connection.cachedMessages());
   for (const item of connection.pendingOutbox()) transcript.addLocal(item.client_id, item.text);
   view.render(transcript.ordered());
+  panel.setWritten(transcript.ordered().some((entry) => entry.role === "user"));
   view.scrollToEnd();
 
   document.addEventListener("keydown", (event) => {
@@ -219,7 +252,7 @@ export function startWidget(root) {
   connection.start();
   tellParent("ready");
   if (!embedded) view.focusInput();
-  return { connection, transcript, view };
+  return { connection, transcript, view, panel };
 }
 
 const root = document.getElementById("supportbot-widget");

@@ -49,6 +49,21 @@
       conversationClosed: "This conversation was closed. Write here any time to continue it.",
       handoffFailed: "We could not reach the team just now. Please try again.",
 
+      // The assistant: the AI disclosure and who answers first (assistant.js)
+      aiDisclosure: "You're chatting with an AI assistant. Its answers can contain mistakes; you can ask for a person at any time.",
+      subtitlePersonFirst: "A person from the team answers first; our assistant helps when no one is free.",
+      subtitleVisitorDecides: "Ask our assistant, or talk to a person from the team.",
+      emptyBodyPersonFirst: "Write your question and a person from the team will answer here.",
+      emptyBodyVisitorDecides: "Choose who you would like to talk to, then write your question.",
+      choicePrompt: "How would you like to start?",
+      choiceAssistant: "Ask the assistant",
+      choicePerson: "Talk to a person",
+      choicePersonNote: {
+        one: "A person from the team will answer. If no one is free within {count} minute, our assistant will.",
+        other: "A person from the team will answer. If no one is free within {count} minutes, our assistant will.",
+      },
+      choiceTeamAway: "Our team isn't available right now, so our assistant will answer.",
+
       // Composer
       inputLabel: "Your message",
       inputPlaceholder: "Type your question…",
@@ -121,6 +136,21 @@
       conversationClosed: "Esta conversación se cerró. Escribe aquí cuando quieras para continuarla.",
       handoffFailed: "Ahora no hemos podido avisar al equipo. Inténtalo de nuevo.",
 
+      // The assistant: the AI disclosure and who answers first (assistant.js)
+      aiDisclosure: "Estás hablando con un asistente de IA. Sus respuestas pueden contener errores; puedes pedir hablar con una persona en cualquier momento.",
+      subtitlePersonFirst: "Primero responde una persona del equipo; nuestro asistente ayuda cuando no hay nadie disponible.",
+      subtitleVisitorDecides: "Pregunta a nuestro asistente o habla con una persona del equipo.",
+      emptyBodyPersonFirst: "Escribe tu pregunta y una persona del equipo te responderá aquí.",
+      emptyBodyVisitorDecides: "Elige con quién quieres hablar y escribe tu pregunta.",
+      choicePrompt: "¿Cómo quieres empezar?",
+      choiceAssistant: "Preguntar al asistente",
+      choicePerson: "Hablar con una persona",
+      choicePersonNote: {
+        one: "Te responderá una persona del equipo. Si nadie está disponible en {count} minuto, te responderá nuestro asistente.",
+        other: "Te responderá una persona del equipo. Si nadie está disponible en {count} minutos, te responderá nuestro asistente.",
+      },
+      choiceTeamAway: "Nuestro equipo no está disponible ahora, así que te responderá nuestro asistente.",
+
       inputLabel: "Tu mensaje",
       inputPlaceholder: "Escribe tu pregunta…",
       send: "Enviar",
@@ -185,6 +215,21 @@
       withAgentNamed: "Vous discutez avec {name}, de notre équipe.",
       conversationClosed: "Cette conversation est close. Écrivez ici quand vous voulez pour la poursuivre.",
       handoffFailed: "Impossible de joindre l’équipe pour le moment. Veuillez réessayer.",
+
+      // The assistant: the AI disclosure and who answers first (assistant.js)
+      aiDisclosure: "Vous discutez avec un assistant IA. Ses réponses peuvent contenir des erreurs ; vous pouvez demander à parler à une personne à tout moment.",
+      subtitlePersonFirst: "Une personne de l’équipe répond d’abord ; notre assistant prend le relais si personne n’est disponible.",
+      subtitleVisitorDecides: "Posez votre question à notre assistant ou parlez à une personne de l’équipe.",
+      emptyBodyPersonFirst: "Écrivez votre question : une personne de l’équipe vous répondra ici.",
+      emptyBodyVisitorDecides: "Choisissez à qui vous voulez parler, puis écrivez votre question.",
+      choicePrompt: "Comment souhaitez-vous commencer ?",
+      choiceAssistant: "Demander à l’assistant",
+      choicePerson: "Parler à une personne",
+      choicePersonNote: {
+        one: "Une personne de l’équipe vous répondra. Si personne n’est disponible d’ici {count} minute, notre assistant vous répondra.",
+        other: "Une personne de l’équipe vous répondra. Si personne n’est disponible d’ici {count} minutes, notre assistant vous répondra.",
+      },
+      choiceTeamAway: "Notre équipe n’est pas disponible pour le moment : notre assistant vous répondra.",
 
       inputLabel: "Votre message",
       inputPlaceholder: "Écrivez votre question…",
@@ -251,6 +296,21 @@
       conversationClosed: "Dieses Gespräch wurde beendet. Schreiben Sie jederzeit hier, um es fortzusetzen.",
       handoffFailed: "Das Team ist gerade nicht erreichbar. Bitte versuchen Sie es erneut.",
 
+      // The assistant: the AI disclosure and who answers first (assistant.js)
+      aiDisclosure: "Sie chatten mit einem KI-Assistenten. Seine Antworten können Fehler enthalten; Sie können jederzeit nach einer Person fragen.",
+      subtitlePersonFirst: "Zuerst antwortet eine Person aus dem Team; unser Assistent hilft, wenn niemand frei ist.",
+      subtitleVisitorDecides: "Fragen Sie unseren Assistenten oder sprechen Sie mit einer Person aus dem Team.",
+      emptyBodyPersonFirst: "Schreiben Sie Ihre Frage; eine Person aus dem Team antwortet hier.",
+      emptyBodyVisitorDecides: "Wählen Sie, mit wem Sie sprechen möchten, und schreiben Sie dann Ihre Frage.",
+      choicePrompt: "Wie möchten Sie beginnen?",
+      choiceAssistant: "Den Assistenten fragen",
+      choicePerson: "Mit einer Person sprechen",
+      choicePersonNote: {
+        one: "Eine Person aus dem Team antwortet. Wenn innerhalb von {count} Minute niemand frei ist, antwortet unser Assistent.",
+        other: "Eine Person aus dem Team antwortet. Wenn innerhalb von {count} Minuten niemand frei ist, antwortet unser Assistent.",
+      },
+      choiceTeamAway: "Unser Team ist gerade nicht erreichbar, deshalb antwortet unser Assistent.",
+
       inputLabel: "Ihre Nachricht",
       inputPlaceholder: "Ihre Frage…",
       send: "Senden",
@@ -316,6 +376,21 @@
       withAgentNamed: "Está a falar com {name}, da nossa equipa.",
       conversationClosed: "Esta conversa foi encerrada. Escreva aqui quando quiser para a continuar.",
       handoffFailed: "Não foi possível contactar a equipa agora. Tente novamente.",
+
+      // The assistant: the AI disclosure and who answers first (assistant.js)
+      aiDisclosure: "Está a falar com um assistente de IA. As respostas podem conter erros; pode pedir para falar com uma pessoa a qualquer momento.",
+      subtitlePersonFirst: "Primeiro responde uma pessoa da equipa; o nosso assistente ajuda quando ninguém está disponível.",
+      subtitleVisitorDecides: "Pergunte ao nosso assistente ou fale com uma pessoa da equipa.",
+      emptyBodyPersonFirst: "Escreva a sua pergunta e uma pessoa da equipa responderá aqui.",
+      emptyBodyVisitorDecides: "Escolha com quem quer falar e depois escreva a sua pergunta.",
+      choicePrompt: "Como quer começar?",
+      choiceAssistant: "Perguntar ao assistente",
+      choicePerson: "Falar com uma pessoa",
+      choicePersonNote: {
+        one: "Uma pessoa da equipa vai responder. Se ninguém estiver disponível dentro de {count} minuto, o nosso assistente responderá.",
+        other: "Uma pessoa da equipa vai responder. Se ninguém estiver disponível dentro de {count} minutos, o nosso assistente responderá.",
+      },
+      choiceTeamAway: "A nossa equipa não está disponível agora, por isso o nosso assistente vai responder.",
 
       inputLabel: "A sua mensagem",
       inputPlaceholder: "Escreva a sua pergunta…",

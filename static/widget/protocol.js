@@ -198,6 +198,7 @@ function lastSeqOf(messages) {
  *   sent(client_id)           a message frame went out on the socket
  *   error(frame)              an `error` frame (the connection stays usable)
  *   truncated(firstSeq)       the catch-up left out messages before `firstSeq` (`welcome.truncated`)
+ *   welcome(frame)            the `welcome` frame, for the fields read elsewhere (`assistant`)
  */
 export class WidgetConnection {
   constructor({ url, widgetKey, locale, store, on = {}, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
@@ -292,14 +293,18 @@ export class WidgetConnection {
   /**
    * Queue `text` and send it when the socket is ready. Returns its client_id, or null when the
    * outbox already holds MAX_OUTBOX messages waiting for the server (nothing is queued).
+   * `fields` go with it, resends included: `route` ("assistant" | "person", the visitor's
+   * choice of who answers).
    */
-  send(text, clientId = newClientId()) {
-    if (!this.session.outbox.some((m) => m.client_id === clientId)) {
+  send(text, clientId = newClientId(), fields = {}) {
+    let item = this.session.outbox.find((m) => m.client_id === clientId);
+    if (!item) {
       if (this.outboxFull) return null;
-      this.session.outbox.push({ client_id: clientId, text });
+      item = { client_id: clientId, text, ...fields };
+      this.session.outbox.push(item);
       this.persist();
     }
-    if (this.isReady()) this.transmit({ client_id: clientId, text });
+    if (this.isReady()) this.transmit(item);
     return clientId;
   }
 
@@ -399,7 +404,9 @@ export class WidgetConnection {
   }
 
   transmit(item) {
-    if (this.sendFrame(this.socket, { type: "message", client_id: item.client_id, text: item.text })) {
+    const frame = { type: "message", client_id: item.client_id, text: item.text };
+    if (item.route === "assistant" || item.route === "person") frame.route = item.route;
+    if (this.sendFrame(this.socket, frame)) {
       this.on.sent?.(item.client_id);
     }
   }
@@ -479,6 +486,7 @@ export class WidgetConnection {
     // A server that does not describe the conversation (protocol v1 before the extension) leaves
     // it null: no handoff button, no banners.
     this.setConversation(isObject(frame.conversation) ? parseConversation(frame.conversation) : null, false);
+    this.on.welcome?.(frame); // fields for other parts of the widget (`assistant`)
     const messages = Array.isArray(frame.messages) ? frame.messages.filter(isValidMessage) : [];
     this.accept(messages);
     if (frame.truncated === true && Number.isInteger(frame.first_seq) && frame.first_seq > 0) {

@@ -189,7 +189,9 @@ export class WidgetView {
       this.sendButton.title = t.send;
       this.hint.textContent = t.keyboardHint;
     });
-    this.form.append(this.actions, label, row, foot);
+    // The AI disclosure and the visitor's choice of who answers (assistant.js) go here.
+    this.assistantSlot = el("div", "sb-assistant");
+    this.form.append(this.actions, this.assistantSlot, label, row, foot);
 
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();

@@ -48,6 +48,11 @@ class TenantAdminForm(forms.ModelForm):
             "frequency_penalty",
             "seed",
             "stop",
+            "conversation_mode",
+            "person_first_wait_minutes",
+            "business_hours_timezone",
+            "business_hours",
+            "ai_disclosure",
         )
 
 
@@ -100,6 +105,18 @@ class TenantAdmin(admin.ModelAdmin):
                     "frequency_penalty",
                     "seed",
                     "stop",
+                )
+            },
+        ),
+        (
+            "Conversation mode and AI disclosure",
+            {
+                "fields": (
+                    "conversation_mode",
+                    "person_first_wait_minutes",
+                    "business_hours_timezone",
+                    "business_hours",
+                    "ai_disclosure",
                 )
             },
         ),

@@ -7,6 +7,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 
+from supportbot.tenants.business_hours import (
+    BusinessHoursError,
+    business_hours_normalize,
+    timezone_get,
+)
+from supportbot.tenants.disclosure import DisclosureError, ai_disclosure_normalize
 from supportbot.tenants.origins import normalize_origins
 from supportbot.tenants.provider_hosts import check_base_url
 
@@ -44,6 +50,11 @@ class Tenant(models.Model):
         OPENAI = "openai", "OpenAI or OpenAI-compatible"
         AZURE = "azure", "Azure OpenAI"
         LOCAL = "local", "Local model"
+
+    class ConversationMode(models.TextChoices):
+        ASSISTANT_FIRST = "assistant_first", "Assistant first"
+        PERSON_FIRST = "person_first", "Person first"
+        VISITOR_DECIDES = "visitor_decides", "Visitor decides"
 
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200)
@@ -130,6 +141,40 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Who answers first, and what the widget says about the assistant.
+    ai_disclosure = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The widget's line saying the visitor is talking to an AI assistant, per "
+        'language, e.g. {"en": "You\'re chatting with our AI assistant."}. A language left '
+        "out gets the default text.",
+    )
+    conversation_mode = models.CharField(
+        max_length=20,
+        choices=ConversationMode.choices,
+        default=ConversationMode.ASSISTANT_FIRST,
+        help_text="Assistant first: the assistant answers at once. Person first: a person is "
+        "asked first; the assistant answers when no one takes the conversation within the "
+        "wait, or outside business hours. Visitor decides: the widget offers both.",
+    )
+    person_first_wait_minutes = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(240)],
+        help_text="Person first: minutes to wait for a person before the assistant answers.",
+    )
+    business_hours_timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="Time zone of the business hours, e.g. Europe/Madrid.",
+    )
+    business_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="When a person can answer, e.g. "
+        '{"mon": ["09:00-17:00"], "sat": ["10:00-14:00"]}. A day left out is closed; empty: '
+        "any time.",
+    )
+
     class Meta:
         ordering = ["name"]
 
@@ -163,6 +208,22 @@ class Tenant(models.Model):
             value = getattr(self, field)
             if value is not None and not -2 <= value <= 2:
                 raise ValidationError({field: "Between -2 and 2."})
+        self._clean_conversation_modes()
+
+    def _clean_conversation_modes(self) -> None:
+        """The disclosure texts, the time zone and the opening hours, normalised."""
+        try:
+            self.ai_disclosure = ai_disclosure_normalize(self.ai_disclosure)
+        except DisclosureError as exc:
+            raise ValidationError({"ai_disclosure": str(exc)}) from None
+        try:
+            timezone_get(self.business_hours_timezone)
+        except BusinessHoursError as exc:
+            raise ValidationError({"business_hours_timezone": str(exc)}) from None
+        try:
+            self.business_hours = business_hours_normalize(self.business_hours)
+        except BusinessHoursError as exc:
+            raise ValidationError({"business_hours": str(exc)}) from None
 
 
 def new_public_key() -> str:
