@@ -74,30 +74,82 @@ def access_conversation_for_visitor(
     """The visitor a widget `hello` names, and the conversation it resumes.
 
     Without `conversation_id`, the visitor's newest conversation that is not closed. A token
-    that is not genuine or not this tenant's, or a conversation that is not this visitor's,
-    raises VisitorRefused.
+    that is not genuine or not this tenant's, a conversation that is not this visitor's, or the
+    token of a verified visitor (who must present their identity again), raises VisitorRefused.
     """
     if not visitor_token:
         if conversation_id:
             raise VisitorRefused("a conversation needs the visitor token it was opened with")
         return VisitorAccess(contact=None, conversation=None)
+    contact = _contact_by_visitor_token(tenant=tenant, visitor_token=visitor_token)
+    if contact.external_id:
+        raise VisitorRefused("a verified visitor's token needs their identity")
+    return VisitorAccess(
+        contact=contact,
+        conversation=_visitor_conversation(
+            tenant=tenant, contact=contact, conversation_id=conversation_id
+        ),
+    )
+
+
+def access_conversation_for_identified_visitor(
+    *, tenant: Tenant, visitor_token: str | None, conversation_id: str | None, external_id: str
+) -> VisitorAccess:
+    """The verified visitor `external_id` (the identity's `sub`) and the conversation to resume.
+
+    Their contact may not exist yet (contact None). A visitor token of this same person resumes
+    as usual; one of another verified person raises VisitorRefused (an identity never changes
+    under a token); an anonymous visitor's token is left behind: the session switches to the
+    verified contact and its newest open conversation (the anonymous conversation stays with
+    the anonymous contact).
+    """
+    if not visitor_token and conversation_id:
+        raise VisitorRefused("a conversation needs the visitor token it was opened with")
+    if visitor_token:
+        token_contact = _contact_by_visitor_token(tenant=tenant, visitor_token=visitor_token)
+        if token_contact.external_id and token_contact.external_id != external_id:
+            raise VisitorRefused("the identity differs from the visitor token's")
+        if token_contact.external_id:
+            return VisitorAccess(
+                contact=token_contact,
+                conversation=_visitor_conversation(
+                    tenant=tenant, contact=token_contact, conversation_id=conversation_id
+                ),
+            )
+    contact = Contact.objects.filter(tenant=tenant, external_id=external_id).first()
+    if contact is None:
+        return VisitorAccess(contact=None, conversation=None)
+    return VisitorAccess(
+        contact=contact,
+        conversation=_visitor_conversation(tenant=tenant, contact=contact, conversation_id=None),
+    )
+
+
+def _contact_by_visitor_token(*, tenant: Tenant, visitor_token: str) -> Contact:
     contact_id = contact_id_from_token(visitor_token, tenant_id=tenant.pk)
     if contact_id is None:
         raise VisitorRefused("visitor token refused")
     contact = Contact.objects.filter(pk=contact_id, tenant=tenant).first()
     if contact is None:
         raise VisitorRefused("visitor unknown")
+    return contact
+
+
+def _visitor_conversation(
+    *, tenant: Tenant, contact: Contact, conversation_id: str | None
+) -> Conversation | None:
+    """`conversation_id` when it is this contact's (else VisitorRefused); without one, the
+    contact's newest conversation that is not closed (None: it has none)."""
     conversations = Conversation.objects.filter(tenant=tenant, contact=contact)
     if not conversation_id:
-        newest_open = (
+        return (
             conversations.exclude(status=Conversation.Status.CLOSED).order_by("-created_at").first()
         )
-        return VisitorAccess(contact=contact, conversation=newest_open)
     conversation_uuid = _parse_uuid(conversation_id)
     conversation = conversations.filter(pk=conversation_uuid).first() if conversation_uuid else None
     if conversation is None:
         raise VisitorRefused("conversation refused")
-    return VisitorAccess(contact=contact, conversation=conversation)
+    return conversation
 
 
 # --- agents -----------------------------------------------------------------------------------
