@@ -28,7 +28,9 @@ def contact_identity_html(contact: Contact) -> str:
     """Who the visitor is: a verified contact's name, email and id (from the identity the
     tenant's backend signed) with a "verified" badge; an anonymous visitor's short id."""
     if not contact.is_verified:
-        return format_html('{} <span class="identity-badge identity-anonymous">anonymous</span>', contact)
+        return format_html(
+            '{} <span class="identity-badge identity-anonymous">anonymous</span>', contact
+        )
     return format_html(
         '<span class="contact-name">{}</span> <span class="contact-email">{}</span> '
         '<span class="identity-badge identity-verified" title="Identity signed by the '
@@ -210,7 +212,6 @@ class ContactAdmin(TenantScopedAdmin):
 
     class Media:
         css = {"all": ("admin_extras/transcript.css",)}
-
 
     @admin.display(description="Identity")
     def identity(self, obj: Contact) -> str:

@@ -4,30 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0002_conversation_assigned_agent_and_more'),
-        ('tenants', '0005_tenant_identity_secret'),
+        ("conversations", "0002_conversation_assigned_agent_and_more"),
+        ("tenants", "0005_tenant_identity_secret"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='contact',
-            name='email',
-            field=models.CharField(blank=True, default='', max_length=254),
+            model_name="contact",
+            name="email",
+            field=models.CharField(blank=True, default="", max_length=254),
         ),
         migrations.AddField(
-            model_name='contact',
-            name='external_id',
-            field=models.CharField(blank=True, default='', max_length=255),
+            model_name="contact",
+            name="external_id",
+            field=models.CharField(blank=True, default="", max_length=255),
         ),
         migrations.AddField(
-            model_name='contact',
-            name='name',
-            field=models.CharField(blank=True, default='', max_length=200),
+            model_name="contact",
+            name="name",
+            field=models.CharField(blank=True, default="", max_length=200),
         ),
         migrations.AddConstraint(
-            model_name='contact',
-            constraint=models.UniqueConstraint(condition=models.Q(('external_id', ''), _negated=True), fields=('tenant', 'external_id'), name='contact_unique_external_id'),
+            model_name="contact",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("external_id", ""), _negated=True),
+                fields=("tenant", "external_id"),
+                name="contact_unique_external_id",
+            ),
         ),
     ]

@@ -15,21 +15,23 @@ def give_existing_tenants_a_secret(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0004_history_token_budget_default'),
+        ("tenants", "0004_history_token_budget_default"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tenant',
-            name='identity_required',
-            field=models.BooleanField(default=False, help_text='Refuse widget visitors without a verified identity signed by your backend.'),
+            model_name="tenant",
+            name="identity_required",
+            field=models.BooleanField(
+                default=False,
+                help_text="Refuse widget visitors without a verified identity signed by your backend.",
+            ),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='identity_secret_encrypted',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="tenant",
+            name="identity_secret_encrypted",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.RunPython(give_existing_tenants_a_secret, migrations.RunPython.noop),
     ]
