@@ -4,6 +4,8 @@
  *   <script src="https://HOST/static/widget/loader.js" data-key="PUBLIC_KEY" async></script>
  *
  * It adds a chat button at the bottom right; the chat itself runs in an iframe served by HOST.
+ * A signed-in visitor: add data-identity="<JWT signed by your backend>" or call
+ * Supportbot.identify(token) (null signs them out); the token reaches the iframe by postMessage.
  * The loader's own elements live in a shadow root, so the page's CSS and the widget's do not
  * touch each other. The key is public: nothing here is secret.
  */
@@ -29,6 +31,18 @@
   script.setAttribute("data-supportbot-started", "");
 
   var key = script.getAttribute("data-key") || "";
+  var identity = script.getAttribute("data-identity") || null;
+  var identityListeners = [];
+
+  // The page's API: Supportbot.identify(token) signs the visitor in (a JWT from your backend),
+  // renews their token, or signs them out (null). Every widget on the page hears it.
+  window.Supportbot = window.Supportbot || {};
+  var previousIdentify = window.Supportbot.identify;
+  window.Supportbot.identify = function (token) {
+    identity = typeof token === "string" && token ? token : null;
+    for (var i = 0; i < identityListeners.length; i += 1) identityListeners[i]();
+    if (typeof previousIdentify === "function") previousIdentify(token);
+  };
   var hostOrigin;
   try {
     hostOrigin = new URL(script.src, location.href).origin;
@@ -104,7 +118,8 @@
       "&locale=" +
       encodeURIComponent(navigator.language || "en") +
       "&origin=" +
-      encodeURIComponent(location.origin)
+      encodeURIComponent(location.origin) +
+      (identity ? "&identity=1" : "")
     );
   }
 
@@ -176,6 +191,7 @@
 
     var iframe = null;
     var frameReady = false;
+    var sentIdentity; // what the iframe was last given (undefined: nothing yet)
     var isOpen = false;
     var wantFocus = false; // opened by the visitor: move focus into the chat
     var readyTimer = null;
@@ -202,6 +218,18 @@
         iframe.contentWindow.postMessage({ source: "supportbot-loader", type: "focus" }, hostOrigin);
       }
     }
+
+    function postIdentity() {
+      if (!iframe || !iframe.contentWindow) return;
+      sentIdentity = identity;
+      iframe.contentWindow.postMessage(
+        { source: "supportbot-loader", type: "identity", token: identity },
+        hostOrigin
+      );
+    }
+    identityListeners.push(function () {
+      if (frameReady && identity !== sentIdentity) postIdentity();
+    });
 
     function open(byVisitor) {
       if (isOpen) return;
@@ -256,11 +284,13 @@
       var data = event.data;
       if (!data || data.source !== "supportbot-widget") return;
       if (data.type === "close") close();
+      else if (data.type === "identity.request") postIdentity();
       else if (data.type === "ready") {
         frameReady = true;
         clearTimeout(readyTimer);
         fallback.hidden = true;
         iframe.removeAttribute("aria-hidden");
+        if (sentIdentity !== undefined ? identity !== sentIdentity : identity !== null) postIdentity();
         focusFrame();
       }
     });
