@@ -1,4 +1,4 @@
-"""The tenant's identity secret: verification rules, creation, rotation, and where it never shows."""
+"""The tenant's identity secret: verification, creation, rotation, and where it never shows."""
 
 import json
 import logging
@@ -29,7 +29,8 @@ def test_a_tenant_is_created_with_its_own_secret_stored_encrypted(make_tenant: A
     a, _ = make_tenant()
     b, _ = make_tenant()
     secret_a, secret_b = tenant_identity_secret(a), tenant_identity_secret(b)
-    assert secret_a.startswith("ids_") and len(secret_a) >= 40
+    assert secret_a.startswith("ids_")
+    assert len(secret_a) >= 40
     assert secret_a != secret_b
     assert secret_a not in a.identity_secret_encrypted
 
@@ -42,7 +43,8 @@ def test_verified_claims_are_capped_and_cleaned(make_tenant: Any) -> None:
     )
     assert identity.external_id == "u-1"
     assert identity.email == "ann@example.com"
-    assert identity.name.startswith("Ann x") and len(identity.name) == 200
+    assert identity.name.startswith("Ann x")
+    assert len(identity.name) == 200
     for email in ("not an email", 42, "a@" + "b" * 260 + ".com"):
         assert verify_visitor_identity(tenant, sign(secret, sub="u-1", email=email)).email == ""
 
@@ -166,8 +168,10 @@ def test_the_conversation_page_shows_a_verified_contact_with_its_badge(make_tena
     page = client.get(f"/admin/conversations/conversation/{conversation.pk}/change/")
     html = page.content.decode()
     assert 'class="identity-badge identity-verified"' in html
-    assert "ann@example.com" in html and "u-7" in html
-    assert "&lt;b&gt;Ann&lt;/b&gt;" in html and "<b>Ann</b>" not in html
+    assert "ann@example.com" in html
+    assert "u-7" in html
+    assert "&lt;b&gt;Ann&lt;/b&gt;" in html
+    assert "<b>Ann</b>" not in html
     # Another tenant's verified contact stays out of sight.
     listing = client.get("/admin/conversations/conversation/").content.decode()
     assert str(conversation.pk)[:8] in listing
