@@ -108,9 +108,7 @@ REFUSED_IDENTITIES: dict[str, Callable[[Tenant], str]] = {
 
 
 @pytest.mark.parametrize("case", REFUSED_IDENTITIES)
-async def test_an_identity_that_does_not_verify_is_refused_with_4403(
-    shop: Any, case: str
-) -> None:
+async def test_an_identity_that_does_not_verify_is_refused_with_4403(shop: Any, case: str) -> None:
     tenant, key = shop
     token = await database_sync_to_async(REFUSED_IDENTITIES[case])(tenant)
     await refused(key.public_key, identity=token)
@@ -193,9 +191,12 @@ async def test_an_identity_change_under_a_visitor_token_is_refused(shop: Any) ->
     )
     # Without the conversation id too.
     await refused(key.public_key, identity=bob, visitor_token=welcome["visitor_token"])
-    assert await database_sync_to_async(
-        Contact.objects.filter(tenant=tenant, external_id="bob").exists
-    )() is False
+    assert (
+        await database_sync_to_async(
+            Contact.objects.filter(tenant=tenant, external_id="bob").exists
+        )()
+        is False
+    )
 
 
 async def test_a_verified_visitors_token_without_the_identity_is_refused(shop: Any) -> None:
@@ -239,9 +240,9 @@ async def test_an_anonymous_visitor_who_signs_in_switches_to_the_verified_contac
     await ws.disconnect()
     assert signed_in["visitor_token"] != anonymous["visitor_token"]
     assert signed_in["conversation_id"] != anonymous["conversation_id"]
-    conversation = await database_sync_to_async(
-        Conversation.objects.select_related("contact").get
-    )(pk=signed_in["conversation_id"])
+    conversation = await database_sync_to_async(Conversation.objects.select_related("contact").get)(
+        pk=signed_in["conversation_id"]
+    )
     assert conversation.contact.external_id == "ann"
     # The anonymous conversation stays the anonymous visitor's.
     left = await database_sync_to_async(Conversation.objects.select_related("contact").get)(

@@ -126,9 +126,10 @@ def test_rotation_shows_the_new_secret_once_and_never_again(
         html = page.content.decode()
         assert new_secret not in html, url
         assert old_secret not in html, url
-    assert "Rotated the identity secret." in client.get(
-        f"/admin/tenants/tenant/{tenant.pk}/history/"
-    ).content.decode()
+    assert (
+        "Rotated the identity secret."
+        in client.get(f"/admin/tenants/tenant/{tenant.pk}/history/").content.decode()
+    )
     logged = "\n".join(
         f"{record.getMessage()} {record.args!r} {record.__dict__!r}" for record in caplog.records
     )
