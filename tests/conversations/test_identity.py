@@ -4,6 +4,7 @@ Every identity that does not verify closes the socket with 4403 (never an anonym
 verified visitor is the same contact, with the same conversation, on every device.
 """
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -108,12 +109,23 @@ REFUSED_IDENTITIES: dict[str, Callable[[Tenant], str]] = {
 
 
 @pytest.mark.parametrize("case", REFUSED_IDENTITIES)
-async def test_an_identity_that_does_not_verify_is_refused_with_4403(shop: Any, case: str) -> None:
+async def test_an_identity_that_does_not_verify_is_refused_with_4403(
+    shop: Any, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     tenant, key = shop
     token = await database_sync_to_async(REFUSED_IDENTITIES[case])(tenant)
     await refused(key.public_key, identity=token)
     # Nothing was taken for an anonymous visit.
     assert await database_sync_to_async(Contact.objects.filter(tenant=tenant).count)() == 0
+    # The refusal is logged with its reason, never with the token or the secret.
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
+    assert "widget hello refused" in logged
+    secret = await database_sync_to_async(tenant_identity_secret)(tenant)
+    assert secret not in logged
+    signature = token.split(".")[-1]
+    if len(signature) > 8:
+        assert signature not in logged
 
 
 async def test_an_identity_just_inside_24_hours_is_accepted(shop: Any) -> None:
