@@ -24,6 +24,23 @@ from conversations.selectors import (
 from supportbot.tenants.selectors import tenant_ids_for_user
 
 
+def contact_identity_html(contact: Contact) -> str:
+    """Who the visitor is: a verified contact's name, email and id (from the identity the
+    tenant's backend signed) with a "verified" badge; an anonymous visitor's short id."""
+    if not contact.is_verified:
+        return format_html(
+            '{} <span class="identity-badge identity-anonymous">anonymous</span>', contact
+        )
+    return format_html(
+        '<span class="contact-name">{}</span> <span class="contact-email">{}</span> '
+        '<span class="identity-badge identity-verified" title="Identity signed by the '
+        'tenant\'s backend">verified</span> <span class="contact-external-id">id {}</span>',
+        contact.name or "(no name)",
+        contact.email,
+        contact.external_id,
+    )
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -61,11 +78,11 @@ class ConversationAdmin(TenantScopedAdmin):
     )
     search_fields = ("id", "messages__text")
     date_hierarchy = "created_at"
-    list_select_related = ("tenant", "assigned_agent")
+    list_select_related = ("tenant", "assigned_agent", "contact")
     readonly_fields = (
         "id",
         "tenant",
-        "contact",
+        "contact_display",
         "channel",
         "status",
         "assigned_agent",
@@ -83,7 +100,7 @@ class ConversationAdmin(TenantScopedAdmin):
                 "fields": (
                     "id",
                     "tenant",
-                    "contact",
+                    "contact_display",
                     "channel",
                     "status",
                     "assigned_agent",
@@ -124,6 +141,10 @@ class ConversationAdmin(TenantScopedAdmin):
         return format_html(
             '<span class="status-badge status-{}">{}</span>', obj.status, obj.get_status_display()
         )
+
+    @admin.display(description="Contact")
+    def contact_display(self, obj: Conversation) -> str:
+        return contact_identity_html(obj.contact)
 
     @admin.display(description="Summary")
     def summary_display(self, obj: Conversation) -> str:
@@ -184,10 +205,17 @@ class ConversationAdmin(TenantScopedAdmin):
 
 @admin.register(Contact)
 class ContactAdmin(TenantScopedAdmin):
-    list_display = ("id", "tenant", "locale", "created_at", "last_seen_at")
+    list_display = ("id", "tenant", "identity", "locale", "created_at", "last_seen_at")
     list_filter = (("tenant", admin.RelatedOnlyFieldListFilter),)
-    search_fields = ("id",)
+    search_fields = ("id", "external_id", "email", "name")
     list_select_related = ("tenant",)
+
+    class Media:
+        css = {"all": ("admin_extras/transcript.css",)}
+
+    @admin.display(description="Identity")
+    def identity(self, obj: Contact) -> str:
+        return contact_identity_html(obj)
 
 
 @admin.register(LLMCall)

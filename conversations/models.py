@@ -14,19 +14,39 @@ if TYPE_CHECKING:
 
 
 class Contact(models.Model):
-    """A person writing to the tenant: an anonymous widget visitor for now."""
+    """A person writing to the tenant: an anonymous widget visitor, or a verified one.
+
+    A verified contact has the `sub` of the identity the tenant's backend signed as its
+    `external_id` (unique per tenant); its email and name come from that identity's claims only.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
     locale = models.CharField(max_length=35, blank=True, default="")
+    external_id = models.CharField(max_length=255, blank=True, default="")
+    email = models.CharField(max_length=254, blank=True, default="")
+    name = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "-created_at"], name="contact_tenant_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="contact_unique_external_id",
+            )
+        ]
 
     def __str__(self) -> str:
+        if self.external_id:
+            return self.name or self.email or f"Visitor {self.external_id[:40]}"
         return f"Visitor {str(self.id)[:8]}"
+
+    @property
+    def is_verified(self) -> bool:
+        return bool(self.external_id)
 
 
 class Conversation(models.Model):

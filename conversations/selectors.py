@@ -81,22 +81,81 @@ def access_conversation_for_visitor(
     Without `conversation_id`, the visitor's newest conversation that is not closed, else the
     one their token was handed out with if it was never stored. A conversation id that is not
     stored is accepted only as the token's own. A token that is not genuine or not this
-    tenant's, or a conversation that is not this visitor's, raises VisitorRefused; an expired
-    token is a new visitor.
+    tenant's, a conversation that is not this visitor's, or the token of a verified visitor
+    (who must present their identity again) raises VisitorRefused; an expired token is a new
+    visitor.
     """
     if not visitor_token:
         if conversation_id:
             raise VisitorRefused("a conversation needs the visitor token it was opened with")
         return VisitorAccess(contact=None, conversation=None)
+    claims = _visitor_claims(tenant=tenant, visitor_token=visitor_token)
+    if claims is None:
+        return VisitorAccess(contact=None, conversation=None)
+    contact = _token_contact(tenant=tenant, claims=claims)
+    if contact is not None and contact.external_id:
+        raise VisitorRefused("a verified visitor's token needs their identity")
+    return _visitor_resume(
+        tenant=tenant, claims=claims, contact=contact, conversation_id=conversation_id
+    )
+
+
+def access_conversation_for_identified_visitor(
+    *, tenant: Tenant, visitor_token: str | None, conversation_id: str | None, external_id: str
+) -> VisitorAccess:
+    """The verified visitor `external_id` (the identity's `sub`) and the conversation to resume.
+
+    Their contact may not exist yet (contact None). A visitor token of this same person resumes
+    as usual; one of another verified person raises VisitorRefused (an identity never changes
+    under a token); an anonymous visitor's token is left behind: the session switches to the
+    verified contact and its newest open conversation (the anonymous conversation stays with
+    the anonymous contact).
+    """
+    if not visitor_token and conversation_id:
+        raise VisitorRefused("a conversation needs the visitor token it was opened with")
+    claims = _visitor_claims(tenant=tenant, visitor_token=visitor_token) if visitor_token else None
+    token_contact = _token_contact(tenant=tenant, claims=claims) if claims else None
+    if claims is not None and token_contact is not None and token_contact.external_id:
+        if token_contact.external_id != external_id:
+            raise VisitorRefused("the identity differs from the visitor token's")
+        return _visitor_resume(
+            tenant=tenant, claims=claims, contact=token_contact, conversation_id=conversation_id
+        )
+    contact = Contact.objects.filter(tenant=tenant, external_id=external_id).first()
+    if contact is None:
+        return VisitorAccess(contact=None, conversation=None)
+    newest_open = (
+        Conversation.objects.filter(tenant=tenant, contact=contact)
+        .exclude(status=Conversation.Status.CLOSED)
+        .order_by("-created_at")
+        .first()
+    )
+    return VisitorAccess(contact=contact, conversation=newest_open, contact_id=contact.pk)
+
+
+def _visitor_claims(*, tenant: Tenant, visitor_token: str) -> VisitorClaims | None:
+    """The token's claims; None when it expired (a new visitor); VisitorRefused when it is
+    not genuine or not this tenant's."""
     try:
         claims = visitor_token_read(visitor_token, tenant_id=tenant.pk)
     except TokenExpired:
-        return VisitorAccess(contact=None, conversation=None)
+        return None
     if claims is None:
         raise VisitorRefused("visitor token refused")
+    return claims
+
+
+def _token_contact(*, tenant: Tenant, claims: VisitorClaims) -> Contact | None:
+    """The token's contact if it is stored (VisitorRefused when it is another tenant's)."""
     contact = Contact.objects.filter(pk=claims.contact_id).first()
     if contact is not None and contact.tenant_id != tenant.pk:
         raise VisitorRefused("visitor unknown")
+    return contact
+
+
+def _visitor_resume(
+    *, tenant: Tenant, claims: VisitorClaims, contact: Contact | None, conversation_id: str | None
+) -> VisitorAccess:
     if not conversation_id:
         return _visitor_newest_open(tenant=tenant, claims=claims, contact=contact)
     conversation_uuid = _parse_uuid(conversation_id)

@@ -18,11 +18,14 @@ from conversations.handoff import asks_for_a_person, conversation_request_agent
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Contact, Conversation, Message, ReplyJob
 from conversations.selectors import (
+    VisitorAccess,
     VisitorRefused,
+    access_conversation_for_identified_visitor,
     access_conversation_for_visitor,
     message_by_client_id,
 )
 from conversations.visitors import visitor_token_for
+from supportbot.tenants.identity import VerifiedIdentity
 from supportbot.tenants.models import Tenant
 
 
@@ -48,6 +51,7 @@ def visitor_session_open(
     visitor_token: str | None,
     conversation_id: str | None,
     locale: str = "",
+    identity: VerifiedIdentity | None = None,
 ) -> VisitorSession:
     """Find the visitor and their conversation for a widget `hello`, storing nothing.
 
@@ -55,12 +59,29 @@ def visitor_session_open(
     carrying them; the rows are created with their first message (visitor_conversation_store).
     Every session gets a freshly signed token (a sliding expiry). A token that is not genuine or
     not this tenant's, or a conversation that is not this visitor's, raises VisitorRefused (see
-    access_conversation_for_visitor).
+    access_conversation_for_visitor). With a verified `identity`, the visitor is the tenant's
+    contact of that identity (see identified_session_open).
     """
+    if identity is not None:
+        return identified_session_open(
+            tenant=tenant,
+            visitor_token=visitor_token,
+            conversation_id=conversation_id,
+            locale=locale,
+            identity=identity,
+        )
     access = access_conversation_for_visitor(
         tenant=tenant, visitor_token=visitor_token, conversation_id=conversation_id
     )
-    contact = access.contact or Contact(
+    return _session_from_access(tenant=tenant, access=access, locale=locale)
+
+
+def _session_from_access(
+    *, tenant: Tenant, access: VisitorAccess, locale: str, contact: Contact | None = None
+) -> VisitorSession:
+    """The session of `access`: what is not stored yet is made in memory, under the ids its
+    token carries, and the token is signed afresh (a sliding expiry)."""
+    contact = contact or access.contact or Contact(
         id=access.contact_id or uuid.uuid4(), tenant=tenant, locale=locale[:35]
     )
     conversation = access.conversation or Conversation(
@@ -133,6 +154,65 @@ def visitor_request_agent(*, conversation: Conversation) -> bool:
         return conversation_request_agent(
             conversation_id=conversation.pk, reason="The visitor asked for a person."
         )
+
+def identified_session_open(
+    *,
+    tenant: Tenant,
+    visitor_token: str | None,
+    conversation_id: str | None,
+    locale: str,
+    identity: VerifiedIdentity,
+) -> VisitorSession:
+    """The session of a verified visitor: their contact (found by `sub`, or created) on any
+    device, and their newest open conversation (or a new one, stored with its first message).
+
+    The verified contact is stored at `hello` (the tenant's backend vouched for the person); the
+    token returned is always the verified contact's own (an anonymous visitor's token is
+    replaced).
+    """
+    access = access_conversation_for_identified_visitor(
+        tenant=tenant,
+        visitor_token=visitor_token,
+        conversation_id=conversation_id,
+        external_id=identity.external_id,
+    )
+    contact = contact_for_identity(
+        tenant=tenant, contact=access.contact, identity=identity, locale=locale
+    )
+    return _session_from_access(tenant=tenant, access=access, locale=locale, contact=contact)
+
+
+def contact_for_identity(
+    *, tenant: Tenant, contact: Contact | None, identity: VerifiedIdentity, locale: str = ""
+) -> Contact:
+    """The verified contact of `identity`, created when new; the email and name it carries
+    (claims the token holds) replace the stored ones.
+
+    Two devices arriving at once with a new identity: the unique (tenant, external_id)
+    constraint lets one insert win and the other reads it.
+    """
+    if contact is None:
+        try:
+            with transaction.atomic():
+                return Contact.objects.create(
+                    tenant=tenant,
+                    external_id=identity.external_id,
+                    email=identity.email,
+                    name=identity.name,
+                    locale=locale[:35],
+                )
+        except IntegrityError:
+            contact = Contact.objects.get(tenant=tenant, external_id=identity.external_id)
+    changed = {
+        field: value
+        for field, value in (("email", identity.email), ("name", identity.name))
+        if value and getattr(contact, field) != value
+    }
+    if changed:
+        for field, value in changed.items():
+            setattr(contact, field, value)
+        contact.save(update_fields=[*changed, "last_seen_at"])
+    return contact
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from conversations.services import (
     visitor_request_agent,
     visitor_session_open,
 )
+from supportbot.tenants.identity import IdentityRefused, VerifiedIdentity, verify_visitor_identity
+from supportbot.tenants.models import Tenant
 from supportbot.tenants.origins import origin_allowed
 from supportbot.tenants.selectors import access_widget_key_by_public_key, widget_key_is_active
 from supportbot.trace import trace
@@ -57,7 +59,7 @@ def widget_hello(
     key = frame.get("key")
     if not isinstance(key, str) or not key:
         raise SocketRefused(CloseCode.BAD_HELLO, "hello needs the widget key")
-    for name in ("visitor_token", "conversation_id", "locale"):
+    for name in ("visitor_token", "conversation_id", "locale", "identity"):
         if frame.get(name) is not None and not isinstance(frame.get(name), str):
             raise SocketRefused(CloseCode.BAD_HELLO, f"{name} must be a string")
     last_seq = frame.get("last_seq", 0)
@@ -69,17 +71,33 @@ def widget_hello(
         raise SocketRefused(CloseCode.FORBIDDEN, "unknown or disabled key")
     if not (is_own_origin(origin, host) or origin_allowed(origin, widget_key.effective_origins)):
         raise SocketRefused(CloseCode.FORBIDDEN, "origin not allowed")
+    identity = _hello_identity(widget_key.tenant, frame.get("identity"))
     try:
         visitor = visitor_session_open(
             tenant=widget_key.tenant,
             visitor_token=frame.get("visitor_token") or None,
             conversation_id=frame.get("conversation_id") or None,
             locale=frame.get("locale") or "",
+            identity=identity,
         )
     except VisitorRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
     _key_checks[widget_key.pk] = (time.monotonic(), True)
     return WidgetSession(visitor=visitor, widget_key_id=widget_key.pk, client=client)
+
+
+def _hello_identity(tenant: Tenant, token: str | None) -> VerifiedIdentity | None:
+    """The verified identity a `hello` carries; one that does not verify is refused (4403),
+    never taken for an anonymous visit, and so is a hello without one where the tenant
+    requires it."""
+    if token is None:
+        if tenant.identity_required:
+            raise SocketRefused(CloseCode.FORBIDDEN, "identity required")
+        return None
+    try:
+        return verify_visitor_identity(tenant, token)
+    except IdentityRefused as exc:
+        raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
 
 
 # Per process: widget key id -> (when it was read, active). A socket's frames re-read it only

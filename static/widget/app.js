@@ -56,7 +56,7 @@ function errorText(error) {
 
 const HANDOFF_PENDING_MS = 15000;
 
-export function startWidget(root) {
+export function startWidget(root, identity = null) {
   const config = readConfig(root);
   const i18n = globalThis.SupportbotWidgetI18n;
   // The UI language: the visitor's locale at first, then the conversation's language when the
@@ -145,6 +145,7 @@ export function startWidget(root) {
     widgetKey: config.widgetKey,
     locale: config.locale,
     store,
+    identity,
     on: {
       state: (name, info) => {
         if (name !== "open") setHandoffPending(false);
@@ -246,7 +247,9 @@ export function startWidget(root) {
   window.addEventListener("message", (event) => {
     if (!target || event.origin !== target || event.source !== window.parent) return;
     const data = event.data;
-    if (data && data.source === "supportbot-loader" && data.type === "focus") view.focusInput();
+    if (!data || data.source !== "supportbot-loader") return;
+    if (data.type === "focus") view.focusInput();
+    else if (data.type === "identity") connection.setIdentity(data.token);
   });
 
   connection.start();
@@ -255,8 +258,29 @@ export function startWidget(root) {
   return { connection, transcript, view, panel };
 }
 
+// The loader says (`identity=1`) when the page signed the visitor in: the token comes by
+// postMessage (never in a URL), and the widget waits for it before its first `hello`.
+function withIdentity(callback) {
+  const target = parentOrigin();
+  if (new URLSearchParams(location.search).get("identity") !== "1" || !target || window.parent === window) {
+    callback(null);
+    return;
+  }
+  const onMessage = (event) => {
+    if (event.origin !== target || event.source !== window.parent) return;
+    const data = event.data;
+    if (!data || data.source !== "supportbot-loader" || data.type !== "identity") return;
+    window.removeEventListener("message", onMessage);
+    callback(typeof data.token === "string" && data.token ? data.token : null);
+  };
+  window.addEventListener("message", onMessage);
+  window.parent.postMessage({ source: "supportbot-widget", type: "identity.request" }, target);
+}
+
 const root = document.getElementById("supportbot-widget");
 if (root) {
-  // Handy for tests and debugging; holds nothing secret.
-  window.supportbotWidget = startWidget(root);
+  withIdentity((identity) => {
+    // Handy for tests and debugging (the identity token stays inside the connection).
+    window.supportbotWidget = startWidget(root, identity);
+  });
 }

@@ -7,6 +7,8 @@
  * the origin this script was loaded from. Where the service has a widget origin of its own
  * (WIDGET_PUBLIC_URL), HOST is that origin: the frame and its socket then live on a host that
  * never receives the admin's cookies.
+ * A signed-in visitor: add data-identity="<JWT signed by your backend>" or call
+ * Supportbot.identify(token) (null signs them out); the token reaches the iframe by postMessage.
  * The loader's own elements live in a shadow root, so the page's CSS and the widget's do not
  * touch each other. The key is public: nothing here is secret.
  */
@@ -32,6 +34,18 @@
   script.setAttribute("data-supportbot-started", "");
 
   var key = script.getAttribute("data-key") || "";
+  var identity = script.getAttribute("data-identity") || null;
+  var identityListeners = [];
+
+  // The page's API: Supportbot.identify(token) signs the visitor in (a JWT from your backend),
+  // renews their token, or signs them out (null). Every widget on the page hears it.
+  window.Supportbot = window.Supportbot || {};
+  var previousIdentify = window.Supportbot.identify;
+  window.Supportbot.identify = function (token) {
+    identity = typeof token === "string" && token ? token : null;
+    for (var i = 0; i < identityListeners.length; i += 1) identityListeners[i]();
+    if (typeof previousIdentify === "function") previousIdentify(token);
+  };
   // The widget's origin: where the frame is opened and whose messages are believed.
   var hostOrigin;
   try {
@@ -108,7 +122,8 @@
       "&locale=" +
       encodeURIComponent(navigator.language || "en") +
       "&origin=" +
-      encodeURIComponent(location.origin)
+      encodeURIComponent(location.origin) +
+      (identity ? "&identity=1" : "")
     );
   }
 
@@ -180,6 +195,7 @@
 
     var iframe = null;
     var frameReady = false;
+    var sentIdentity; // what the iframe was last given (undefined: nothing yet)
     var isOpen = false;
     var wantFocus = false; // opened by the visitor: move focus into the chat
     var readyTimer = null;
@@ -206,6 +222,18 @@
         iframe.contentWindow.postMessage({ source: "supportbot-loader", type: "focus" }, hostOrigin);
       }
     }
+
+    function postIdentity() {
+      if (!iframe || !iframe.contentWindow) return;
+      sentIdentity = identity;
+      iframe.contentWindow.postMessage(
+        { source: "supportbot-loader", type: "identity", token: identity },
+        hostOrigin
+      );
+    }
+    identityListeners.push(function () {
+      if (frameReady && identity !== sentIdentity) postIdentity();
+    });
 
     function open(byVisitor) {
       if (isOpen) return;
@@ -260,11 +288,13 @@
       var data = event.data;
       if (!data || data.source !== "supportbot-widget") return;
       if (data.type === "close") close();
+      else if (data.type === "identity.request") postIdentity();
       else if (data.type === "ready") {
         frameReady = true;
         clearTimeout(readyTimer);
         fallback.hidden = true;
         iframe.removeAttribute("aria-hidden");
+        if (sentIdentity !== undefined ? identity !== sentIdentity : identity !== null) postIdentity();
         focusFrame();
       }
     });

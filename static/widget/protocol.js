@@ -37,6 +37,24 @@ export function newClientId() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/**
+ * The `sub` of a verified-identity token (a compact JWT signed by the customer's backend), read
+ * without verifying it: only to tell whether the stored session belongs to the same person. The
+ * server verifies every token. Null when there is no token or it cannot be read.
+ */
+export function identitySubject(token) {
+  if (typeof token !== "string" || !token) return null;
+  try {
+    const part = token.split(".")[1] || "";
+    const base64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    const json = new TextDecoder().decode(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
+    const claims = JSON.parse(json);
+    return isObject(claims) && typeof claims.sub === "string" ? claims.sub : null;
+  } catch {
+    return null;
+  }
+}
+
 export function socketUrl(wsPath, loc = location) {
   return (loc.protocol === "https:" ? "wss:" : "ws:") + "//" + loc.host + wsPath;
 }
@@ -110,6 +128,7 @@ export class SessionStore {
       outbox,
       stream_floors: floors,
       conversation: parseConversation(data.conversation),
+      identity_sub: typeof data.identity_sub === "string" ? data.identity_sub : null,
     };
   }
 
@@ -123,6 +142,7 @@ export class SessionStore {
       outbox: session.outbox,
       stream_floors: session.stream_floors,
       conversation: session.conversation || null,
+      identity_sub: session.identity_sub || null,
     };
     this.memory = data;
     // Before the visitor's first message there is nothing worth keeping: no storage is touched.
@@ -201,16 +221,22 @@ function lastSeqOf(messages) {
  *   welcome(frame)            the `welcome` frame, for the fields read elsewhere (`assistant`)
  */
 export class WidgetConnection {
-  constructor({ url, widgetKey, locale, store, on = {}, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
+  constructor({ url, widgetKey, locale, store, identity = null, on = {}, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
     this.url = url;
     this.widgetKey = widgetKey;
     this.locale = locale;
     this.store = store;
+    this.identity = identity || null; // a verified-identity token from the page, sent in hello
     this.on = on;
     this.WebSocketImpl = WebSocketImpl;
     this.random = random;
 
-    const saved = store.load();
+    let saved = store.load();
+    if (saved.identity_sub && saved.identity_sub !== identitySubject(this.identity)) {
+      // The session of another verified person (or of one who signed out): never shown here.
+      store.clear();
+      saved = store.load();
+    }
     this.session = saved;
     this.socket = null;
     this.welcomed = false;
@@ -276,6 +302,7 @@ export class WidgetConnection {
       outbox: [],
       stream_floors: {},
       conversation: null,
+      identity_sub: null,
     };
     this.known.clear();
     this.streams.clear();
@@ -283,6 +310,24 @@ export class WidgetConnection {
     this.on.reset?.();
     this.on.conversation?.(null);
     this.start();
+  }
+
+  /**
+   * The page signed the visitor in or out, or renewed their token: reconnect with it. Another
+   * person (or none) than the stored session's starts over, so nobody sees another's transcript.
+   */
+  setIdentity(token) {
+    const next = typeof token === "string" && token ? token : null;
+    if (next === this.identity) return;
+    this.identity = next;
+    const stored = this.session.identity_sub;
+    if (stored && stored !== identitySubject(next)) {
+      this.startOver();
+      return;
+    }
+    this.attempt = 0;
+    if (this.state === "refused") this.setState("idle");
+    this.connect();
   }
 
   /** Whether the outbox is full: `send` refuses new messages until some are acknowledged. */
@@ -352,6 +397,7 @@ export class WidgetConnection {
         conversation_id: this.session.conversation_id,
         last_seq: this.lastSeq(),
         locale: this.locale,
+        ...(this.identity ? { identity: this.identity } : {}),
       });
       clearTimeout(this.welcomeTimer);
       this.welcomeTimer = setTimeout(() => {
@@ -480,6 +526,7 @@ export class WidgetConnection {
     }
     this.session.visitor_token = typeof frame.visitor_token === "string" ? frame.visitor_token : this.session.visitor_token;
     this.session.conversation_id = conversation;
+    this.session.identity_sub = identitySubject(this.identity);
     this.welcomed = true;
     this.attempt = 0;
     clearTimeout(this.welcomeTimer);

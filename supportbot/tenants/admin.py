@@ -1,9 +1,16 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils.cache import add_never_cache_headers
 
 from supportbot.tenants.models import Tenant, WidgetKey
-from supportbot.tenants.services import tenant_llm_key_after_edit
+from supportbot.tenants.services import tenant_llm_key_after_edit, tenant_rotate_identity_secret
 
 
 class WidgetKeyInline(admin.TabularInline):
@@ -53,6 +60,7 @@ class TenantAdminForm(forms.ModelForm):
             "business_hours_timezone",
             "business_hours",
             "ai_disclosure",
+            "identity_required",
         )
 
 
@@ -64,6 +72,8 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [WidgetKeyInline]
+    readonly_fields = ("identity_secret_status",)
+    change_form_template = "admin/tenants/tenant/change_form.html"
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "allowed_origins")}),
         (
@@ -120,7 +130,56 @@ class TenantAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Visitor identity",
+            {"fields": ("identity_required", "identity_secret_status")},
+        ),
     )
+
+    @admin.display(description="Identity secret")
+    def identity_secret_status(self, obj: Tenant | None) -> str:
+        # Never the secret itself: it is shown once, when rotated.
+        if obj is None or not obj.identity_secret_encrypted:
+            return "Not set"
+        return "Set (shown only when created or rotated)"
+
+    def get_urls(self) -> list[URLPattern]:
+        rotate = path(
+            "<path:object_id>/rotate-identity-secret/",
+            self.admin_site.admin_view(self.rotate_identity_secret_view),
+            name="tenants_tenant_rotate_identity_secret",
+        )
+        return [rotate, *super().get_urls()]
+
+    def rotate_identity_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET asks to confirm; POST rotates and shows the new secret once, in this response's
+        message (rendered here, never stored in the session or a cookie)."""
+        tenant = self.get_object(request, unquote(object_id))
+        if tenant is None:
+            raise Http404
+        if not self.has_change_permission(request, tenant):
+            raise PermissionDenied
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Rotate the identity secret",
+            "opts": self.model._meta,
+            "original": tenant,
+            "rotated": False,
+        }
+        if request.method == "POST":
+            secret = tenant_rotate_identity_secret(tenant=tenant)
+            self.log_change(request, tenant, "Rotated the identity secret.")
+            messages.success(
+                request,
+                f"New identity secret for {tenant.name}: {secret} — copy it to your backend now; "
+                "it will not be shown again. Identities signed with the old secret are refused.",
+            )
+            context["rotated"] = True
+        response = TemplateResponse(
+            request, "admin/tenants/tenant/rotate_identity_secret.html", context
+        )
+        add_never_cache_headers(response)
+        return response
 
     def save_model(
         self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool

@@ -122,6 +122,14 @@ class Tenant(models.Model):
     llm_model = models.CharField(max_length=200, blank=True, default="")
     llm_api_version = models.CharField(max_length=40, blank=True, default="")
 
+    # Verified visitor identity: the HS256 secret the tenant's backend signs identities with
+    # (stored encrypted; shown once, when created or rotated).
+    identity_secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    identity_required = models.BooleanField(
+        default=False,
+        help_text="Refuse widget visitors without a verified identity signed by your backend.",
+    )
+
     # Chat Completions parameters.
     temperature = models.FloatField(null=True, blank=True)
     top_p = models.FloatField(null=True, blank=True)

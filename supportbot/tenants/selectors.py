@@ -45,6 +45,11 @@ def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
     )
 
 
+def tenant_identity_secret(tenant: Tenant) -> str:
+    """The tenant's identity secret in clear ("" when it has none), for its operators only."""
+    return decrypt_secret(tenant.identity_secret_encrypted)
+
+
 def tenant_chat_params(tenant: Tenant) -> ChatParams:
     return ChatParams(
         temperature=tenant.temperature,

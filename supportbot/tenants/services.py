@@ -4,6 +4,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from supportbot.compliance.encryption import encrypt_secret
+from supportbot.tenants.identity import new_identity_secret
 from supportbot.tenants.models import Tenant, WidgetKey
 from supportbot.tenants.origins import normalize_origins
 
@@ -21,7 +22,10 @@ def _unique_slug(name: str) -> str:
 def tenant_create(
     *, name: str, allowed_origins: list[str], slug: str | None = None, persona: str | None = None
 ) -> tuple[Tenant, WidgetKey]:
-    """Create a tenant with one active widget key. Origins are validated and normalised."""
+    """Create a tenant with one active widget key and an identity secret.
+
+    Origins are validated and normalised.
+    """
     name = name.strip()
     if not name:
         raise ValueError("A tenant needs a name.")
@@ -29,6 +33,7 @@ def tenant_create(
     tenant.allowed_origins = normalize_origins(allowed_origins)
     if persona:
         tenant.persona = persona
+    tenant.identity_secret_encrypted = encrypt_secret(new_identity_secret())
     tenant.full_clean()
     tenant.save()
     key = WidgetKey.objects.create(tenant=tenant, label="default")
@@ -60,3 +65,14 @@ def tenant_set_llm_api_key(*, tenant: Tenant, api_key: str) -> None:
     """Store (encrypted) the tenant's own provider key; the empty string removes it."""
     tenant.llm_api_key_encrypted = encrypt_secret(api_key)
     tenant.save(update_fields=["llm_api_key_encrypted", "updated_at"])
+
+
+def tenant_rotate_identity_secret(*, tenant: Tenant) -> str:
+    """Replace the tenant's identity secret; returns the new one (to be shown once, never kept).
+
+    Identities signed with the old secret are refused from now on.
+    """
+    secret = new_identity_secret()
+    tenant.identity_secret_encrypted = encrypt_secret(secret)
+    tenant.save(update_fields=["identity_secret_encrypted", "updated_at"])
+    return secret

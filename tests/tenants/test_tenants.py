@@ -31,7 +31,7 @@ def test_tenant_create_command_prints_one_json_line() -> None:
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 1
     data = json.loads(lines[0])
-    assert set(data) == {"tenant", "widget_key"}
+    assert set(data) == {"tenant", "widget_key", "identity_secret"}
     tenant = Tenant.objects.get(slug=data["tenant"])
     assert tenant.allowed_origins == ["https://acme.example", "https://www.acme.example"]
     assert WidgetKey.objects.get(public_key=data["widget_key"]).tenant == tenant

@@ -6,11 +6,15 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from supportbot.tenants.selectors import tenant_identity_secret
 from supportbot.tenants.services import tenant_create
 
 
 class Command(BaseCommand):
-    help = "Create a tenant with one widget key; prints the tenant's slug and the public key."
+    help = (
+        "Create a tenant with one widget key; prints the tenant's slug, the public key and the "
+        "identity secret (the tenant's backend signs visitor identities with it)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True, help="The company's name.")
@@ -36,7 +40,13 @@ class Command(BaseCommand):
             raise CommandError("; ".join(exc.messages)) from exc
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        secret = tenant_identity_secret(tenant)
         if options["json"]:
-            self.stdout.write(json.dumps({"tenant": tenant.slug, "widget_key": key.public_key}))
+            self.stdout.write(
+                json.dumps(
+                    {"tenant": tenant.slug, "widget_key": key.public_key, "identity_secret": secret}
+                )
+            )
         else:
             self.stdout.write(f"Created tenant {tenant.slug} with widget key {key.public_key}")
+            self.stdout.write(f"Identity secret (keep it on your backend only): {secret}")
