@@ -54,12 +54,22 @@ OWN_ORIGIN = f"http://{HOST}"
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def make_user(username: str, *, tenant: Any = None, staff: bool = True, **fields: Any) -> Any:
+def make_user(
+    username: str,
+    *,
+    tenant: Any = None,
+    staff: bool = True,
+    display_name: str = "",
+    role: str = TenantMembership.Role.AGENT,
+    **fields: Any,
+) -> Any:
     user = get_user_model().objects.create_user(
         username=username, password="pw-not-used", is_staff=staff, **fields
     )
     if tenant is not None:
-        TenantMembership.objects.create(tenant=tenant, user=user)
+        TenantMembership.objects.create(
+            tenant=tenant, user=user, display_name=display_name, role=role
+        )
     return user
 
 
@@ -134,7 +144,7 @@ def tenant_and_key(make_tenant: Any, llm: Any) -> Any:
 
 @pytest.fixture
 def agent(tenant_and_key: Any) -> Any:
-    return make_user("ana", tenant=tenant_and_key[0], first_name="Ana")
+    return make_user("ana", tenant=tenant_and_key[0], first_name="Ann", display_name="Ana")
 
 
 async def visitor_with_conversation(key: Any) -> tuple[WebsocketCommunicator, str]:
@@ -585,7 +595,8 @@ async def test_superuser_may_open_any_tenants_conversation(tenant_and_key: Any) 
     await agent_welcome(ws)
     await ws.send_json_to({"type": "take_over"})
     frames = await receive_until(visitor, is_updated)
-    assert frames[-1]["conversation"]["agent"] == {"name": "root"}
+    # Without a membership (and its display name) the visitor sees no name at all.
+    assert frames[-1]["conversation"]["agent"] == {"name": ""}
     for communicator in (visitor, ws):
         await communicator.disconnect()
 
@@ -709,7 +720,7 @@ def test_admin_lists_only_the_agents_tenants(make_tenant: Any) -> None:
     tenant_b, _ = make_tenant(name="Beta Secret")
     mine = _conversation(tenant_a, status="waiting_for_agent")
     theirs = _conversation(tenant_b)
-    agent = make_user("ana", tenant=tenant_a, first_name="Ana")
+    agent = make_user("ana", tenant=tenant_a, display_name="Ana")
     client = Client()
     client.force_login(agent)
 
