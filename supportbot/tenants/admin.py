@@ -44,7 +44,7 @@ TENANT_ADMIN_FIELDS = frozenset(
 _KEY_FIELDS = ("llm_api_key", "clear_llm_api_key")
 
 
-class WidgetKeyInline(admin.TabularInline):  # type: ignore[type-arg]
+class WidgetKeyInline(admin.TabularInline):
     model = WidgetKey
     extra = 0
     fields = ("public_key", "label", "is_active", "allowed_origins", "created_at")
@@ -194,7 +194,9 @@ class TenantAdmin(TenantScopedAdmin):
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
         return super().get_prepopulated_fields(request, obj) if is_operator(request.user) else {}
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         if not is_operator(request.user):
             kwargs["form"] = TenantSettingsForm
         return super().get_form(request, obj, change, **kwargs)
@@ -232,7 +234,7 @@ class WidgetKeyAdmin(TenantScopedAdmin):
         return readonly if obj is None else ("tenant", *readonly)
 
 
-class MembershipAddForm(forms.ModelForm):  # type: ignore[type-arg]
+class MembershipAddForm(forms.ModelForm):
     """Adding a member names an existing user by their exact username: the user list itself
     (every tenant's people) is never offered."""
 
@@ -277,7 +279,9 @@ class MembershipAdmin(TenantScopedAdmin):
             return ("tenant", "username", "role", "display_name")
         return self.fields
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         if obj is None:
             kwargs["form"] = MembershipAddForm
         return super().get_form(request, obj, change, **kwargs)
@@ -303,7 +307,7 @@ for _model in (UserModel, Group):
 
 
 @admin.register(UserModel)
-class OperatorUserAdmin(OperatorOnlyAdmin, UserAdmin):  # type: ignore[type-arg]
+class OperatorUserAdmin(OperatorOnlyAdmin, UserAdmin):
     """Users (and who is staff or superuser) are the operators' alone."""
 
 

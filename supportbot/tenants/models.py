@@ -181,8 +181,8 @@ class TenantMembership(models.Model):
         blank=True,
         default="",
         validators=[_validate_display_name],
-        help_text="The name visitors see when this person answers (e.g. \"Sam\"). Empty: "
-        "visitors see a neutral \"Support agent\", never the login name or email.",
+        help_text='The name visitors see when this person answers (e.g. "Sam"). Empty: '
+        'visitors see a neutral "Support agent", never the login name or email.',
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

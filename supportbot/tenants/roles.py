@@ -81,13 +81,11 @@ def tenant_ids_for_user(user: AnyUser, capability: Capability) -> set[int] | Non
     """The tenants where `user` has `capability`: None means every tenant (an operator)."""
     if is_operator(user):
         return None
-    if user is None or not _is_active_staff(user):
+    user_id = getattr(user, "pk", None)
+    if user_id is None or not _is_active_staff(user):
         return set()
-    return set(
-        TenantMembership.objects.filter(
-            user_id=user.pk, role__in=roles_with(capability)
-        ).values_list("tenant_id", flat=True)
-    )
+    memberships = TenantMembership.objects.filter(user_id=user_id, role__in=roles_with(capability))
+    return set(memberships.values_list("tenant_id", flat=True))
 
 
 def user_can(user: AnyUser, tenant: Tenant | int, capability: Capability) -> bool:

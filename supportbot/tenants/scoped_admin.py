@@ -52,7 +52,7 @@ def _tenant_id(obj: Any, tenant_field: str) -> int | None:
     return int(value) if value is not None else None
 
 
-class TenantScopedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TenantScopedAdmin(admin.ModelAdmin):
     """An admin of rows of one tenant each, for the users whose role gives `capability`.
 
     `rows_addable`, `rows_editable` and `rows_deletable` say what the capability allows here
@@ -101,7 +101,7 @@ class TenantScopedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class OperatorOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class OperatorOnlyAdmin(admin.ModelAdmin):
     """An admin only the platform's operators (active superusers) reach: users and groups."""
 
     def has_module_permission(self, request: HttpRequest) -> bool:

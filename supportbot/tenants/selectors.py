@@ -58,10 +58,7 @@ def agent_display_names(*, tenant_id: int, user_ids: Iterable[int]) -> dict[int,
     names; a user without one is left out (the caller shows a neutral name, never a login name,
     an email or a full name)."""
     rows = TenantMembership.objects.filter(tenant_id=tenant_id, user_id__in=set(user_ids))
-    return {
-        user_id: name
-        for user_id, name in rows.exclude(display_name="").values_list("user_id", "display_name")
-    }
+    return dict(rows.exclude(display_name="").values_list("user_id", "display_name"))
 
 
 def agent_display_name(*, tenant_id: int, user_id: int) -> str:

@@ -14,8 +14,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from conversations.models import Contact, Conversation, LLMCall
 from conversations.messages import message_append
+from conversations.models import Contact, Conversation, LLMCall
 from knowledge.ingestion import document_ingest, source_get_or_create
 from knowledge.models import Document, KnowledgeSource
 from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
@@ -60,8 +60,12 @@ def _side(make_tenant: Any, name: str, secret: str) -> Side:
     conversation = Conversation.objects.create(tenant=tenant, contact=contact)
     message_append(conversation=conversation, role="user", text=f"{secret} order question")
     call = LLMCall.objects.create(
-        tenant=tenant, conversation=conversation, model=f"{secret}-model", outcome="ok",
-        provider="openai", latency_ms=5,
+        tenant=tenant,
+        conversation=conversation,
+        model=f"{secret}-model",
+        outcome="ok",
+        provider="openai",
+        latency_ms=5,
     )
     source = source_get_or_create(tenant=tenant, name=f"{secret} source", kind="upload")
     document = document_ingest(
@@ -116,7 +120,16 @@ MODELS = {
 # Which changelists each role reaches (for its own tenant).
 REACHES = {
     "agent": {"conversation", "contact"},
-    "admin": {"tenant", "key", "membership", "conversation", "contact", "call", "source", "document"},
+    "admin": {
+        "tenant",
+        "key",
+        "membership",
+        "conversation",
+        "contact",
+        "call",
+        "source",
+        "document",
+    },
     "officer": set(),
     "loner": set(),
     "root": set(MODELS),
@@ -311,12 +324,16 @@ def test_autocomplete_offers_only_the_users_tenants(world: World) -> None:
     documents = _autocomplete(client, "knowledge", "chunk", "document", "returns")
     assert {r["id"] for r in documents.json()["results"]} == {str(world.alpha.document.pk)}
     # Users are the operators' alone: no list of anyone's people.
-    for field in (("conversations", "conversation", "assigned_agent"),
-                  ("tenants", "tenantmembership", "user")):
+    for field in (
+        ("conversations", "conversation", "assigned_agent"),
+        ("tenants", "tenantmembership", "user"),
+    ):
         assert _autocomplete(client, *field).status_code == 403
     # An agent may not list tenants either (no settings right), nor a compliance officer
     # conversations.
-    assert _autocomplete(login(world.agent), "conversations", "llmcall", "tenant").status_code == 403
+    assert (
+        _autocomplete(login(world.agent), "conversations", "llmcall", "tenant").status_code == 403
+    )
     officer = login(world.officer)
     assert _autocomplete(officer, "conversations", "llmcall", "conversation").status_code == 403
 
@@ -384,7 +401,10 @@ def test_a_tenant_admin_edits_their_settings_but_not_the_operators(world: World)
     assert tenant.history_token_budget != 999999
     # Only operators add or delete tenants.
     assert client.get("/admin/tenants/tenant/add/").status_code == 403
-    assert client.post(f"/admin/tenants/tenant/{tenant.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        client.post(f"/admin/tenants/tenant/{tenant.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
     assert Tenant.objects.filter(pk=tenant.pk).exists()
 
 
@@ -396,7 +416,9 @@ def test_an_agent_cannot_edit_settings_keys_knowledge_or_members(world: World) -
         f"/admin/tenants/tenant/{alpha.tenant.pk}/change/",
         _tenant_form(alpha.tenant, persona="agent was here"),
     )
-    assert client.post("/admin/tenants/widgetkey/add/", {"tenant": alpha.tenant.pk}).status_code == 403
+    assert (
+        client.post("/admin/tenants/widgetkey/add/", {"tenant": alpha.tenant.pk}).status_code == 403
+    )
     assert client.get("/admin/knowledge/document/upload/").status_code == 403
     response = client.post(
         "/admin/tenants/tenantmembership/add/",
@@ -415,15 +437,23 @@ def test_widget_keys_go_to_the_users_tenant_only(world: World) -> None:
     client = login(world.alpha.admin)
     refused = client.post(
         "/admin/tenants/widgetkey/add/",
-        {"tenant": world.beta.tenant.pk, "label": "mine now", "is_active": "on",
-         "allowed_origins": "[]"},
+        {
+            "tenant": world.beta.tenant.pk,
+            "label": "mine now",
+            "is_active": "on",
+            "allowed_origins": "[]",
+        },
     )
     assert refused.status_code == 200  # the form again, with an error
     assert not WidgetKey.objects.filter(label="mine now").exists()
     added = client.post(
         "/admin/tenants/widgetkey/add/",
-        {"tenant": world.alpha.tenant.pk, "label": "second", "is_active": "on",
-         "allowed_origins": "[]"},
+        {
+            "tenant": world.alpha.tenant.pk,
+            "label": "second",
+            "is_active": "on",
+            "allowed_origins": "[]",
+        },
     )
     assert added.status_code == 302
     assert WidgetKey.objects.get(label="second").tenant == world.alpha.tenant
@@ -445,8 +475,12 @@ def test_a_tenant_admin_manages_their_members_only(world: World) -> None:
     newcomer = _user("newcomer")
     added = client.post(
         "/admin/tenants/tenantmembership/add/",
-        {"tenant": world.alpha.tenant.pk, "username": "newcomer", "role": "agent",
-         "display_name": "Nia"},
+        {
+            "tenant": world.alpha.tenant.pk,
+            "username": "newcomer",
+            "role": "agent",
+            "display_name": "Nia",
+        },
     )
     assert added.status_code == 302
     membership = TenantMembership.objects.get(user=newcomer)
@@ -458,9 +492,11 @@ def test_a_tenant_admin_manages_their_members_only(world: World) -> None:
             {"tenant": world.beta.tenant.pk, "username": username, "role": "admin"},
         )
         assert refused.status_code == 200
-    assert not TenantMembership.objects.filter(tenant=world.beta.tenant).exclude(
-        pk=world.beta.membership.pk
-    ).exists()
+    assert (
+        not TenantMembership.objects.filter(tenant=world.beta.tenant)
+        .exclude(pk=world.beta.membership.pk)
+        .exists()
+    )
     # An unknown username gets an error, and no one is listed to pick from.
     unknown = client.post(
         "/admin/tenants/tenantmembership/add/",
@@ -478,9 +514,12 @@ def test_a_tenant_admin_manages_their_members_only(world: World) -> None:
     )
     own.refresh_from_db()
     assert (own.role, own.display_name) == (Role.ADMIN, "Alex")
-    assert client.post(
-        f"/admin/tenants/tenantmembership/{own.pk}/delete/", {"post": "yes"}
-    ).status_code == 403
+    assert (
+        client.post(
+            f"/admin/tenants/tenantmembership/{own.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
     client.post(
         "/admin/tenants/tenantmembership/",
         {"action": "delete_selected", "_selected_action": [own.pk], "post": "yes"},
@@ -508,8 +547,12 @@ def test_users_and_groups_are_the_operators_alone(world: World) -> None:
         assert client.get(url).status_code == 403, url
     client.post(
         f"/admin/auth/user/{world.alpha.admin.pk}/change/",
-        {"username": world.alpha.admin.username, "is_staff": "on", "is_superuser": "on",
-         "is_active": "on"},
+        {
+            "username": world.alpha.admin.username,
+            "is_staff": "on",
+            "is_superuser": "on",
+            "is_active": "on",
+        },
     )
     world.alpha.admin.refresh_from_db()
     assert not world.alpha.admin.is_superuser
