@@ -1,8 +1,10 @@
 """Agents' view of conversations: filterable lists, the transcript shown as a chat, and (with
 `static/admin_extras/agent.js`) the live agent panel: take over, reply, hand back, close.
 
-Staff see the conversations of the tenants they are members of; superusers see every tenant's.
-A membership is what lets a staff user view conversations: no model permission is needed.
+Staff see the conversations and contacts of the tenants where their role lets them work on
+conversations (agents, tenant admins), and the model calls of those where it lets them see usage
+(tenant admins); superusers see every tenant's. The role decides (supportbot.tenants.roles): no
+model permission is needed, and none gives more.
 """
 
 from typing import Any
@@ -16,12 +18,9 @@ from django.utils.html import format_html, format_html_join
 
 from conversations.agent_socket import agent_socket_path
 from conversations.models import Contact, Conversation, LLMCall
-from conversations.selectors import (
-    conversation_resume_seq,
-    conversation_transcript_page,
-    tenant_rows_for_user,
-)
-from supportbot.tenants.selectors import tenant_ids_for_user
+from conversations.selectors import conversation_resume_seq, conversation_transcript_page
+from supportbot.tenants.roles import Capability, user_can
+from supportbot.tenants.scoped_admin import TenantListFilter, TenantScopedAdmin
 
 
 def contact_identity_html(contact: Contact) -> str:
@@ -41,23 +40,18 @@ def contact_identity_html(contact: Contact) -> str:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+class ReadOnlyScopedAdmin(TenantScopedAdmin):
+    """Rows written by the service itself: read, never added, edited or deleted here
+    (erasure goes through the data requests of compliance)."""
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class TenantScopedAdmin(ReadOnlyAdmin):
-    """Lists only rows of the tenants the user is a member of (superusers: all)."""
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return tenant_rows_for_user(super().get_queryset(request), user=request.user)
+    rows_addable = False
+    rows_editable = False
+    rows_deletable = False
 
 
 @admin.register(Conversation)
-class ConversationAdmin(TenantScopedAdmin):
+class ConversationAdmin(ReadOnlyScopedAdmin):
+    capability = Capability.CONVERSATIONS
     list_display = (
         "short_id",
         "tenant",
@@ -70,7 +64,7 @@ class ConversationAdmin(TenantScopedAdmin):
         "created_at",
     )
     list_filter = (
-        ("tenant", admin.RelatedOnlyFieldListFilter),
+        TenantListFilter,
         "status",
         "channel",
         "language",
@@ -119,18 +113,6 @@ class ConversationAdmin(TenantScopedAdmin):
 
     class Media:
         css = {"all": ("admin_extras/transcript.css",)}
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        tenant_ids = tenant_ids_for_user(request.user)
-        return tenant_ids is None or bool(tenant_ids) or super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
-        tenant_ids = tenant_ids_for_user(request.user)
-        if tenant_ids is None:
-            return True
-        if obj is not None and obj.tenant_id not in tenant_ids:
-            return False
-        return bool(tenant_ids) or super().has_view_permission(request, obj)
 
     @admin.display(description="Conversation", ordering="id")
     def short_id(self, obj: Conversation) -> str:
@@ -190,9 +172,10 @@ class ConversationAdmin(TenantScopedAdmin):
             )
             extra_context["transcript"] = page.messages
             extra_context["transcript_page"] = page
-            extra_context["llm_calls"] = LLMCall.objects.filter(conversation=conversation).order_by(
-                "-created_at"
-            )[:50]
+            if user_can(request.user, conversation.tenant_id, Capability.USAGE):
+                extra_context["llm_calls"] = LLMCall.objects.filter(
+                    conversation=conversation
+                ).order_by("-created_at")[:50]
             if page.newer is None:
                 # The live panel adds to the newest page only.
                 extra_context["agent_panel"] = {
@@ -204,9 +187,10 @@ class ConversationAdmin(TenantScopedAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(TenantScopedAdmin):
+class ContactAdmin(ReadOnlyScopedAdmin):
+    capability = Capability.CONVERSATIONS
     list_display = ("id", "tenant", "identity", "locale", "created_at", "last_seen_at")
-    list_filter = (("tenant", admin.RelatedOnlyFieldListFilter),)
+    list_filter = (TenantListFilter,)
     search_fields = ("id", "external_id", "email", "name")
     list_select_related = ("tenant",)
 
@@ -219,7 +203,8 @@ class ContactAdmin(TenantScopedAdmin):
 
 
 @admin.register(LLMCall)
-class LLMCallAdmin(TenantScopedAdmin):
+class LLMCallAdmin(ReadOnlyScopedAdmin):
+    capability = Capability.USAGE
     list_display = (
         "created_at",
         "tenant",
@@ -235,7 +220,7 @@ class LLMCallAdmin(TenantScopedAdmin):
         "attempts",
     )
     list_filter = (
-        ("tenant", admin.RelatedOnlyFieldListFilter),
+        TenantListFilter,
         "outcome",
         "purpose",
         "model",

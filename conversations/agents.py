@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from conversations import frames
 from conversations.handoff import conversation_cancel_replies, conversation_lock
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message
 from conversations.notices import notice
+from supportbot.tenants.selectors import agent_display_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -66,9 +66,15 @@ def _closed() -> AgentActionError:
     return AgentActionError("conversation_closed", "This conversation is closed.")
 
 
+def _agent_name(conversation: Conversation, agent_id: int | None) -> str:
+    """The agent's display name in the conversation's tenant; "" without one."""
+    if agent_id is None:
+        return ""
+    return agent_display_name(tenant_id=conversation.tenant_id, user_id=agent_id)
+
+
 def _assigned_to_other(conversation: Conversation) -> AgentActionError:
-    agent = conversation.assigned_agent
-    holder = frames.display_name(agent) if agent is not None else "another agent"
+    holder = _agent_name(conversation, conversation.assigned_agent_id) or "Another agent"
     return AgentActionError("assigned_to_other", f"{holder} is answering this conversation.")
 
 
@@ -85,7 +91,11 @@ def _take_over_locked(conversation: Conversation, agent: User, *, sender: str | 
     conversation.assigned_agent = agent
     conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
     conversation_cancel_replies(conversation=conversation)
-    _append_notice(conversation, "agent_joined", name=frames.display_name(agent))
+    name = _agent_name(conversation, agent.pk)
+    if name:
+        _append_notice(conversation, "agent_joined", name=name)
+    else:
+        _append_notice(conversation, "agent_joined_unnamed")
     conversation_changed(conversation, sender=sender)
     return True
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conversations.models import Conversation, Message
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractUser
+from supportbot.tenants.selectors import agent_display_name, agent_display_names
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -18,7 +16,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def message_payload(message: Message) -> dict[str, Any]:
+def message_payload(
+    message: Message, *, agent_names: Mapping[int, str] | None = None
+) -> dict[str, Any]:
+    """A message as clients see it. An agent's message names its author by their display name
+    in the tenant ("" without one: the client shows its neutral "support team"), looked up
+    unless `agent_names` (user id -> name, from `agent_display_names`) already holds them."""
     payload: dict[str, Any] = {
         "id": str(message.id),
         "seq": message.seq,
@@ -31,25 +34,26 @@ def message_payload(message: Message) -> dict[str, Any]:
     }
     if message.language:
         payload["language"] = message.language
-    is_agents = message.role == Message.Role.AGENT and message.author_id is not None
-    author = message.author if is_agents else None
-    if author is not None:
-        payload["author_name"] = display_name(author)
+    if message.role == Message.Role.AGENT and message.author_id is not None:
+        if agent_names is None:
+            agent_names = agent_display_names(
+                tenant_id=message.tenant_id, user_ids=[message.author_id]
+            )
+        payload["author_name"] = agent_names.get(message.author_id, "")
     return payload
-
-
-def display_name(user: AbstractUser) -> str:
-    """How visitors see an agent: their first name, else their username."""
-    return (getattr(user, "first_name", "") or "").strip() or user.get_username()
 
 
 def conversation_state(conversation: Conversation) -> dict[str, Any]:
     """What a widget shows about the conversation itself (protocol extension)."""
-    agent = conversation.assigned_agent if conversation.assigned_agent_id else None
+    agent_id = conversation.assigned_agent_id
     return {
         "status": conversation.status,
         "language": conversation.language,
-        "agent": {"name": display_name(agent)} if agent is not None else None,
+        "agent": (
+            {"name": agent_display_name(tenant_id=conversation.tenant_id, user_id=agent_id)}
+            if agent_id is not None
+            else None
+        ),
     }
 
 
@@ -58,12 +62,15 @@ def welcome_frame(
 ) -> dict[str, Any]:
     """What a (re)connecting socket gets first: the conversation's state and the messages it
     missed. `extra` holds what one socket adds (the widget's `visitor_token`)."""
+    messages = list(messages)
+    authors = {m.author_id for m in messages if m.role == Message.Role.AGENT and m.author_id}
+    names = agent_display_names(tenant_id=conversation.tenant_id, user_ids=authors)
     return {
         "type": "welcome",
         **extra,
         "conversation_id": str(conversation.pk),
         "seq": conversation.last_seq,
-        "messages": [message_payload(m) for m in messages],
+        "messages": [message_payload(m, agent_names=names) for m in messages],
         "conversation": conversation_state(conversation),
     }
 

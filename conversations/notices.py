@@ -76,6 +76,13 @@ NOTICES: dict[str, dict[str, str]] = {
         "de": "{name} aus unserem Team ist dem Gespräch beigetreten.",
         "pt": "{name}, da nossa equipa, juntou-se à conversa.",
     },
+    "agent_joined_unnamed": {
+        "en": "A support agent from our team has joined the conversation.",
+        "es": "Un agente de soporte de nuestro equipo se ha unido a la conversación.",
+        "fr": "Un agent du support de notre équipe a rejoint la conversation.",
+        "de": "Ein Support-Mitarbeiter aus unserem Team ist dem Gespräch beigetreten.",
+        "pt": "Um agente de apoio da nossa equipa juntou-se à conversa.",
+    },
     "handed_back": {
         "en": "You're chatting with our assistant again.",
         "es": "Vuelves a hablar con nuestro asistente.",

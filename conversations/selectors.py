@@ -21,7 +21,7 @@ from django.db.models import Model, QuerySet
 from conversations.models import Contact, Conversation, Message
 from conversations.visitors import TokenExpired, VisitorClaims, visitor_token_read
 from supportbot.tenants.models import Tenant
-from supportbot.tenants.selectors import tenant_ids_for_user
+from supportbot.tenants.roles import Capability, rows_for_user, user_can_anywhere
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -209,30 +209,28 @@ def _is_agent(user: AnyUser) -> TypeGuard[User]:
 
 
 def tenant_rows_for_user(rows: QuerySet[_Row], *, user: AnyUser) -> QuerySet[_Row]:
-    """The rows (of a model with a `tenant`) of the tenants `user` is a member of: every tenant's
-    for a superuser, none for anyone else who is not an active staff member.
+    """The rows (of a model with a `tenant`) of the tenants where `user` may work on
+    conversations (supportbot.tenants.roles): every tenant's for a superuser, none for anyone
+    who is not an active staff member or whose roles there give no such right.
 
     The admin's lists and the agents' access both scope by this one rule.
     """
-    if user is None:
-        return rows.none()
-    tenant_ids = tenant_ids_for_user(user)
-    if tenant_ids is None:
-        return rows
-    return rows.filter(tenant_id__in=tenant_ids)
+    return rows_for_user(rows, user=user, capability=Capability.CONVERSATIONS)
 
 
 def access_agent(user: AnyUser, *, session_key: str | None = None) -> User:
-    """The user as the database has them now, when they are an active staff member.
+    """The user as the database has them now, when they are an active staff member whose role
+    lets them work on some tenant's conversations (an agent or tenant admin; a compliance
+    officer is not an agent).
 
-    A socket keeps the user it was opened by; staff or active flags may have changed since, and
-    with `session_key` (the login session the socket was opened with) the user may have logged
-    out since. NotAnAgent otherwise.
+    A socket keeps the user it was opened by; staff or active flags and memberships may have
+    changed since, and with `session_key` (the login session the socket was opened with) the
+    user may have logged out since. NotAnAgent otherwise.
     """
     user_id = getattr(user, "pk", None)
     stored = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
-    if not _is_agent(stored):
-        raise NotAnAgent("Only staff members can work on conversations.")
+    if not _is_agent(stored) or not user_can_anywhere(stored, Capability.CONVERSATIONS):
+        raise NotAnAgent("Only agents can work on conversations.")
     if session_key is not None and not _session_is_users(session_key, stored):
         raise NotAnAgent("The login session has ended.")
     return stored

@@ -1,5 +1,6 @@
 """Admin for the knowledge base: sources, documents with their chunks (read-only), and an upload
-form for several files at once. Staff see only their tenants' rows (superusers see all)."""
+form for several files at once. Tenant admins see and change only their tenants' rows
+(superusers: all); agents and compliance officers do not reach it (supportbot.tenants.roles)."""
 
 from __future__ import annotations
 
@@ -20,51 +21,20 @@ from knowledge.languages import normalize_language
 from knowledge.models import Chunk, Document, DocumentUpload, KnowledgeSource
 from knowledge.uploads import document_upload_create
 from supportbot.tenants.models import Tenant
-from supportbot.tenants.selectors import tenant_ids_for_user
+from supportbot.tenants.roles import Capability, tenants_for_user, user_can, user_can_anywhere
+from supportbot.tenants.scoped_admin import TenantListFilter, TenantScopedAdmin
 
 DEFAULT_UPLOAD_SOURCE = "Uploads"
 
 
-def user_tenants(request: HttpRequest) -> QuerySet[Tenant]:
-    ids = tenant_ids_for_user(request.user)
-    tenants = Tenant.objects.order_by("name")
-    return tenants if ids is None else tenants.filter(id__in=ids)
-
-
-class TenantFilter(admin.SimpleListFilter):
-    """Filter by tenant, offering only the tenants the user may see."""
-
-    title = "tenant"
-    parameter_name = "tenant"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(str(t.id), t.name) for t in user_tenants(request)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value and value.isdigit():
-            return queryset.filter(tenant_id=int(value))
-        return queryset
-
-
-class TenantScopedAdmin(admin.ModelAdmin):
-    """Rows, choices and filters limited to the tenants of the user's memberships."""
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset = super().get_queryset(request)
-        ids = tenant_ids_for_user(request.user)
-        return queryset if ids is None else queryset.filter(tenant_id__in=ids)
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "tenant":
-            kwargs["queryset"] = user_tenants(request)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+class KnowledgeAdmin(TenantScopedAdmin):
+    capability = Capability.KNOWLEDGE
 
 
 @admin.register(KnowledgeSource)
-class KnowledgeSourceAdmin(TenantScopedAdmin):
+class KnowledgeSourceAdmin(KnowledgeAdmin):
     list_display = ("name", "tenant", "kind", "document_count", "created_at")
-    list_filter = (TenantFilter, "kind")
+    list_filter = (TenantListFilter, "kind")
     search_fields = ("name",)
     list_select_related = ("tenant",)
     fields = ("tenant", "name", "kind", "created_at")
@@ -98,6 +68,12 @@ class ChunkInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Document | None = None) -> bool:
         return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Document | None = None) -> bool:
+        # The role decides (not Django's model permissions), for the document's tenant.
+        if obj is None:
+            return user_can_anywhere(request.user, Capability.KNOWLEDGE)
+        return user_can(request.user, obj.tenant_id, Capability.KNOWLEDGE)
 
     @admin.display(description="Text")
     def text_html(self, obj: Chunk) -> str:
@@ -159,9 +135,9 @@ class DocumentUploadForm(forms.Form):
 
 
 @admin.register(Document)
-class DocumentAdmin(TenantScopedAdmin):
+class DocumentAdmin(KnowledgeAdmin):
     list_display = ("title", "tenant", "source", "language", "chunk_count", "updated_at")
-    list_filter = (TenantFilter, "language", "content_type")
+    list_filter = (TenantListFilter, "language", "content_type")
     search_fields = ("title", "key", "url")
     list_select_related = ("tenant", "source")
     date_hierarchy = "updated_at"
@@ -189,8 +165,7 @@ class DocumentAdmin(TenantScopedAdmin):
     def chunk_count(self, obj: Document) -> int:
         return int(getattr(obj, "_chunks", 0))
 
-    def has_change_permission(self, request: HttpRequest, obj: Document | None = None) -> bool:
-        return False  # documents change by uploading the file again
+    rows_editable = False  # documents change by uploading the file again
 
     # -- deleting goes through the service
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
@@ -215,7 +190,7 @@ class DocumentAdmin(TenantScopedAdmin):
     def upload_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        tenants = user_tenants(request)
+        tenants = tenants_for_user(request.user, self.capability)
         if request.method == "POST":
             form = DocumentUploadForm(request.POST, request.FILES, tenants=tenants)
             if form.is_valid():
@@ -260,12 +235,15 @@ class DocumentAdmin(TenantScopedAdmin):
 
 
 @admin.register(DocumentUpload)
-class DocumentUploadAdmin(TenantScopedAdmin):
+class DocumentUploadAdmin(KnowledgeAdmin):
     """Uploaded files and how their ingestion went (pending, processing, ready or failed).
-    Read-only; a user's access follows their access to documents."""
+    Read-only: the role that manages the tenant's knowledge sees them (rows_* below)."""
+
+    rows_addable = False  # uploading goes through the documents' upload page
+    rows_editable = False
 
     list_display = ("filename", "tenant", "source", "state_label", "detail", "created_at")
-    list_filter = (TenantFilter, "state")
+    list_filter = (TenantListFilter, "state")
     search_fields = ("filename",)
     list_select_related = ("tenant", "source")
     fields = (
@@ -289,21 +267,3 @@ class DocumentUploadAdmin(TenantScopedAdmin):
         return format_html(
             '<span class="upload-state upload-{}">{}</span>', obj.state, obj.get_state_display()
         )
-
-    def _documents(self, request: HttpRequest, action: str) -> bool:
-        return request.user.has_perm(f"knowledge.{action}_document")
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._documents(request, "view") or self._documents(request, "add")
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # uploading goes through the documents' upload page
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._documents(request, "delete")

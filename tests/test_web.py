@@ -99,7 +99,7 @@ def test_admin_transcript_shows_the_chat_escaped(admin_client: Client, make_tena
     assert "<script>alert('x')</script>" not in body
     assert "Hi **there**" in body
     listing = admin_client.get(
-        "/admin/conversations/conversation/", {"tenant__id__exact": tenant.pk, "q": "hello"}
+        "/admin/conversations/conversation/", {"tenant": tenant.pk, "q": "hello"}
     )
     assert listing.status_code == 200
     assert str(session.conversation.pk)[:8] in listing.content.decode()

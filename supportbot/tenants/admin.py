@@ -1,16 +1,57 @@
+"""Admin of tenants, their widget keys and members, scoped by role (supportbot.tenants.roles).
+
+Operators (superusers) add and delete tenants and edit every field; a tenant admin edits their
+own tenants' settings in `TENANT_ADMIN_FIELDS` (the rest are shown read-only), their widget keys
+and their members. Users and groups are the operators' alone.
+"""
+
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.cache import add_never_cache_headers
 
-from supportbot.tenants.models import Tenant, WidgetKey
+from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
+from supportbot.tenants.roles import Capability, is_operator, user_can
+from supportbot.tenants.scoped_admin import OperatorOnlyAdmin, TenantListFilter, TenantScopedAdmin
 from supportbot.tenants.services import tenant_llm_key_after_edit, tenant_rotate_identity_secret
+
+# What a tenant admin may edit of their tenant; every other field (the slug, the active flag,
+# the provider, model and key, the token budgets: what costs the operator or sends requests
+# elsewhere) is the operator's. A field not named here is read-only for tenant admins.
+TENANT_ADMIN_FIELDS = frozenset(
+    {
+        "name",
+        "allowed_origins",
+        "persona",
+        "supported_languages",
+        "fallback_language",
+        "message_max_chars",
+        "knowledge_passages",
+        "handoff_after_failures",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
+        "conversation_mode",
+        "person_first_wait_minutes",
+        "business_hours_timezone",
+        "business_hours",
+        "ai_disclosure",
+        "identity_required",
+    }
+)
+_KEY_FIELDS = ("llm_api_key", "clear_llm_api_key")
 
 
 class WidgetKeyInline(admin.TabularInline):
@@ -18,6 +59,23 @@ class WidgetKeyInline(admin.TabularInline):
     extra = 0
     fields = ("public_key", "label", "is_active", "allowed_origins", "created_at")
     readonly_fields = ("public_key", "created_at")
+
+    def _allows(self, request: HttpRequest, obj: Tenant | None) -> bool:
+        if obj is None:
+            return is_operator(request.user)
+        return user_can(request.user, obj, Capability.WIDGET_KEYS)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allows(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allows(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allows(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allows(request, obj)
 
 
 class TenantAdminForm(forms.ModelForm):
@@ -64,8 +122,17 @@ class TenantAdminForm(forms.ModelForm):
         )
 
 
+class TenantSettingsForm(TenantAdminForm):
+    """A tenant admin's form: no provider key fields (the provider is the operator's)."""
+
+    llm_api_key = None  # type: ignore[assignment]
+    clear_llm_api_key = None  # type: ignore[assignment]
+
+
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin):
+    capability = Capability.SETTINGS
+    tenant_field = "pk"
     form = TenantAdminForm
     list_display = ("name", "slug", "is_active", "llm_provider", "llm_model", "created_at")
     list_filter = ("is_active", "llm_provider")
@@ -136,6 +203,38 @@ class TenantAdmin(admin.ModelAdmin):
         ),
     )
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request.user)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if is_operator(request.user):
+            return fieldsets
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in _KEY_FIELDS]})
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        if is_operator(request.user):
+            return readonly
+        shown = flatten_fieldsets(self.get_fieldsets(request, obj))
+        return readonly + tuple(f for f in shown if f not in TENANT_ADMIN_FIELDS)
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
+        return super().get_prepopulated_fields(request, obj) if is_operator(request.user) else {}
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if not is_operator(request.user):
+            kwargs["form"] = TenantSettingsForm
+        return super().get_form(request, obj, change, **kwargs)
+
     @admin.display(description="Identity secret")
     def identity_secret_status(self, obj: Tenant | None) -> str:
         # Never the secret itself: it is shown once, when rotated.
@@ -200,9 +299,97 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(WidgetKey)
-class WidgetKeyAdmin(admin.ModelAdmin):
+class WidgetKeyAdmin(TenantScopedAdmin):
+    capability = Capability.WIDGET_KEYS
     list_display = ("public_key", "tenant", "label", "is_active", "created_at")
-    list_filter = ("is_active", "tenant")
+    list_filter = ("is_active", TenantListFilter)
     search_fields = ("public_key", "label", "tenant__name")
     readonly_fields = ("public_key", "created_at")
     list_select_related = ("tenant",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A key never moves to another tenant.
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return readonly if obj is None else ("tenant", *readonly)
+
+
+class MembershipAddForm(forms.ModelForm):
+    """Adding a member names an existing user by their exact username: the user list itself
+    (every tenant's people) is never offered."""
+
+    username = forms.CharField(max_length=150, help_text="The exact username of an existing user.")
+
+    class Meta:
+        model = TenantMembership
+        fields = ("tenant", "username", "role", "display_name")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        username = cleaned.get("username")
+        tenant = cleaned.get("tenant")
+        if not username or tenant is None:
+            return cleaned
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise forms.ValidationError({"username": "No active user has this username."})
+        if TenantMembership.objects.filter(tenant=tenant, user=user).exists():
+            raise forms.ValidationError({"username": "This user is already a member."})
+        self.instance.user = user
+        return cleaned
+
+
+@admin.register(TenantMembership)
+class MembershipAdmin(TenantScopedAdmin):
+    """A tenant admin manages their own tenants' members: roles there and display names. They
+    cannot change their own role or remove themselves, nor reach another tenant."""
+
+    capability = Capability.MEMBERS
+    list_display = ("user", "tenant", "role", "display_name", "created_at")
+    list_filter = (TenantListFilter, "role")
+    search_fields = ("user__username", "display_name", "tenant__name")
+    list_select_related = ("tenant", "user")
+    fields = ("tenant", "user", "role", "display_name", "created_at")
+
+    def _own(self, request: HttpRequest, obj: Any) -> bool:
+        return obj is not None and obj.user_id == request.user.pk
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ("tenant", "username", "role", "display_name")
+        return self.fields
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = MembershipAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        readonly: tuple[str, ...] = ("tenant", "user", "created_at")
+        if self._own(request, obj) and not is_operator(request.user):
+            readonly += ("role",)
+        return readonly
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if self._own(request, obj) and not is_operator(request.user):
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+UserModel = get_user_model()
+for _model in (UserModel, Group):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+
+
+@admin.register(UserModel)
+class OperatorUserAdmin(OperatorOnlyAdmin, UserAdmin):
+    """Users (and who is staff or superuser) are the operators' alone."""
+
+
+@admin.register(Group)
+class OperatorGroupAdmin(OperatorOnlyAdmin, GroupAdmin):
+    """Groups grant Django model permissions, which the scoped admins do not read."""

@@ -267,18 +267,35 @@ class WidgetKey(models.Model):
         return self.allowed_origins or self.tenant.allowed_origins
 
 
+DISPLAY_NAME_MAX_CHARS = 80
+
+
+def _validate_display_name(value: str) -> None:
+    if any(not ch.isprintable() for ch in value):
+        raise ValidationError("A display name is one line of printable characters.")
+
+
 class TenantMembership(models.Model):
-    """A staff user's access to one tenant: agents answer its conversations."""
+    """A staff user's access to one tenant, with their role there (see tenants/roles.py)."""
 
     class Role(models.TextChoices):
         AGENT = "agent", "Agent"
         ADMIN = "admin", "Tenant admin"
+        COMPLIANCE = "compliance", "Compliance officer"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_memberships"
     )
     role = models.CharField(max_length=12, choices=Role.choices, default=Role.AGENT)
+    display_name = models.CharField(
+        max_length=DISPLAY_NAME_MAX_CHARS,
+        blank=True,
+        default="",
+        validators=[_validate_display_name],
+        help_text='The name visitors see when this person answers (e.g. "Sam"). Empty: '
+        'visitors see a neutral "Support agent", never the login name or email.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -287,4 +304,7 @@ class TenantMembership(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.tenant} ({self.role})"
+        return f"{self.user} @ {self.tenant} ({self.get_role_display()})"
+
+    def clean(self) -> None:
+        self.display_name = " ".join((self.display_name or "").split())

@@ -1,10 +1,10 @@
-"""Reads for tenants: widget key lookup and the provider settings a tenant's replies use."""
+"""Reads for tenants: widget key lookup, the provider settings a tenant's replies use, and the
+names visitors see for agents. Who may do what is decided in `supportbot.tenants.roles`."""
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
 
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
@@ -62,15 +62,17 @@ def tenant_chat_params(tenant: Tenant) -> ChatParams:
     )
 
 
-def tenant_ids_for_user(user: AbstractBaseUser | AnonymousUser) -> set[int] | None:
-    """Tenants whose conversations `user` may see: None means all (a superuser)."""
-    if not user.is_authenticated or not user.is_active:
-        return set()
-    if getattr(user, "is_superuser", False):
-        return None
-    if not getattr(user, "is_staff", False):
-        return set()
-    return set(TenantMembership.objects.filter(user_id=user.pk).values_list("tenant_id", flat=True))
+def agent_display_names(*, tenant_id: int, user_ids: Iterable[int]) -> dict[int, str]:
+    """The names visitors see for these users in this tenant: their memberships' display
+    names; a user without one is left out (the caller shows a neutral name, never a login name,
+    an email or a full name)."""
+    rows = TenantMembership.objects.filter(tenant_id=tenant_id, user_id__in=set(user_ids))
+    return dict(rows.exclude(display_name="").values_list("user_id", "display_name"))
+
+
+def agent_display_name(*, tenant_id: int, user_id: int) -> str:
+    """The name visitors see for this user in this tenant; "" when they have none."""
+    return agent_display_names(tenant_id=tenant_id, user_ids=[user_id]).get(user_id, "")
 
 
 def widget_key_is_active(widget_key_id: int) -> bool:

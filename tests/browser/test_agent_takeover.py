@@ -31,7 +31,9 @@ def _create_agent(live_stack: Any, slug: str, username: str) -> None:
         user = get_user_model().objects.create_user(
             username=username, password=PASSWORD, is_staff=True, first_name="Ana"
         )
-        TenantMembership.objects.create(tenant=Tenant.objects.get(slug=slug), user=user)
+        TenantMembership.objects.create(
+            tenant=Tenant.objects.get(slug=slug), user=user, display_name="Ana"
+        )
 
     live_stack.in_thread(create)
 

@@ -29,6 +29,7 @@ from conversations.models import Conversation, LLMCall, Message, ReplyJob
 from conversations.selectors import (
     ConversationNotFound,
     NotAnAgent,
+    access_agent,
     access_conversation_for_agent,
 )
 from supportbot.asgi import application
@@ -55,12 +56,22 @@ OWN_ORIGIN = f"http://{HOST}"
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def make_user(username: str, *, tenant: Any = None, staff: bool = True, **fields: Any) -> Any:
+def make_user(
+    username: str,
+    *,
+    tenant: Any = None,
+    staff: bool = True,
+    display_name: str = "",
+    role: str = TenantMembership.Role.AGENT,
+    **fields: Any,
+) -> Any:
     user = get_user_model().objects.create_user(
         username=username, password="pw-not-used", is_staff=staff, **fields
     )
     if tenant is not None:
-        TenantMembership.objects.create(tenant=tenant, user=user)
+        TenantMembership.objects.create(
+            tenant=tenant, user=user, display_name=display_name, role=role
+        )
     return user
 
 
@@ -135,7 +146,7 @@ def tenant_and_key(make_tenant: Any, llm: Any) -> Any:
 
 @pytest.fixture
 def agent(tenant_and_key: Any) -> Any:
-    return make_user("ana", tenant=tenant_and_key[0], first_name="Ana")
+    return make_user("ana", tenant=tenant_and_key[0], first_name="Ann", display_name="Ana")
 
 
 async def visitor_with_conversation(key: Any) -> tuple[WebsocketCommunicator, str]:
@@ -565,6 +576,70 @@ async def test_non_staff_anonymous_and_unknown_are_refused(tenant_and_key: Any, 
     await visitor.disconnect()
 
 
+async def test_a_compliance_officer_is_no_agent_and_a_tenant_admin_is(
+    tenant_and_key: Any,
+) -> None:
+    """Compliance officers see transcripts only through a data request: not on this socket."""
+    tenant, key = tenant_and_key
+    officer = await database_sync_to_async(make_user)(
+        "olga", tenant=tenant, role=TenantMembership.Role.COMPLIANCE
+    )
+    admin = await database_sync_to_async(make_user)(
+        "adam", tenant=tenant, role=TenantMembership.Role.ADMIN, display_name="Adam"
+    )
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, officer)
+    await assert_closed_with(ws, 4403)
+    with pytest.raises(NotAnAgent):
+        await database_sync_to_async(access_agent)(officer)
+    with pytest.raises(ConversationNotFound):
+        await database_sync_to_async(access_conversation_for_agent)(
+            user=officer, conversation_id=conversation_id
+        )
+
+    ws = await connect_agent(conversation_id, admin)
+    await agent_welcome(ws)
+    await ws.send_json_to({"type": "take_over"})
+    frames = await receive_until(visitor, is_updated)
+    assert frames[-1]["conversation"]["agent"] == {"name": "Adam"}
+    for communicator in (visitor, ws):
+        await communicator.disconnect()
+
+
+async def test_visitors_never_see_an_agents_login_or_real_name(tenant_and_key: Any) -> None:
+    """Without a display name in the tenant, visitors get a neutral wording only."""
+    tenant, key = tenant_and_key
+    agent = await database_sync_to_async(make_user)(
+        "jdoe.private", tenant=tenant, first_name="John", last_name="Doe", email="jd@corp.example"
+    )
+    visitor, conversation_id = await visitor_with_conversation(key)
+    ws = await connect_agent(conversation_id, agent)
+    await agent_welcome(ws)
+    await ws.send_json_to({"type": "take_over"})
+    await ws.send_json_to({"type": "reply", "text": "How can I help?"})
+    seen = await receive_each(
+        visitor,
+        is_updated,
+        lambda f: f["type"] == "message" and f["message"]["role"] == "agent",
+    )
+    notices = [f["message"]["text"] for f in seen if is_notice(f)]
+    assert notices == ["A support agent from our team has joined the conversation."]
+    updated = next(f for f in seen if is_updated(f))
+    assert updated["conversation"]["agent"] == {"name": ""}
+    reply = next(f for f in seen if f["type"] == "message" and f["message"]["role"] == "agent")
+    assert reply["message"]["author_name"] == ""
+    # A page opened later gets the reply in its catch-up (one lookup for every author): no name.
+    again = await connect_agent(conversation_id, agent)
+    welcome = await agent_welcome(again)
+    replies = [m for m in welcome["messages"] if m["role"] == "agent"]
+    assert [m["author_name"] for m in replies] == [""]
+    for frame in [*seen, welcome]:
+        for private in ("jdoe", "John", "Doe", "jd@corp"):
+            assert private not in str(frame), frame
+    for communicator in (visitor, ws, again):
+        await communicator.disconnect()
+
+
 async def test_cross_origin_agent_socket_is_refused(tenant_and_key: Any, agent: Any) -> None:
     _, key = tenant_and_key
     visitor, conversation_id = await visitor_with_conversation(key)
@@ -588,7 +663,8 @@ async def test_superuser_may_open_any_tenants_conversation(tenant_and_key: Any) 
     await agent_welcome(ws)
     await ws.send_json_to({"type": "take_over"})
     frames = await receive_until(visitor, is_updated)
-    assert frames[-1]["conversation"]["agent"] == {"name": "root"}
+    # Without a membership (and its display name) the visitor sees no name at all.
+    assert frames[-1]["conversation"]["agent"] == {"name": ""}
     for communicator in (visitor, ws):
         await communicator.disconnect()
 
@@ -712,7 +788,7 @@ def test_admin_lists_only_the_agents_tenants(make_tenant: Any) -> None:
     tenant_b, _ = make_tenant(name="Beta Secret")
     mine = _conversation(tenant_a, status="waiting_for_agent")
     theirs = _conversation(tenant_b)
-    agent = make_user("ana", tenant=tenant_a, first_name="Ana")
+    agent = make_user("ana", tenant=tenant_a, display_name="Ana")
     client = Client()
     client.force_login(agent)
 

@@ -56,7 +56,7 @@ def beta_staff(shops) -> User:
     user.user_permissions.set(
         Permission.objects.filter(content_type__app_label="knowledge", codename__in=codenames)
     )
-    TenantMembership.objects.create(tenant=b, user=user)
+    TenantMembership.objects.create(tenant=b, user=user, role=TenantMembership.Role.ADMIN)
     return user
 
 
