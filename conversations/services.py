@@ -81,8 +81,10 @@ def _session_from_access(
 ) -> VisitorSession:
     """The session of `access`: what is not stored yet is made in memory, under the ids its
     token carries, and the token is signed afresh (a sliding expiry)."""
-    contact = contact or access.contact or Contact(
-        id=access.contact_id or uuid.uuid4(), tenant=tenant, locale=locale[:35]
+    contact = (
+        contact
+        or access.contact
+        or Contact(id=access.contact_id or uuid.uuid4(), tenant=tenant, locale=locale[:35])
     )
     conversation = access.conversation or Conversation(
         id=access.pending_conversation_id or uuid.uuid4(),
@@ -154,6 +156,7 @@ def visitor_request_agent(*, conversation: Conversation) -> bool:
         return conversation_request_agent(
             conversation_id=conversation.pk, reason="The visitor asked for a person."
         )
+
 
 def identified_session_open(
     *,
