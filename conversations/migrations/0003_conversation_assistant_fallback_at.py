@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("conversations", "0002_conversation_assigned_agent_and_more"),
-        ("tenants", "0005_conversation_modes_and_ai_disclosure"),
+        ("tenants", "0006_conversation_modes_and_ai_disclosure"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
