@@ -232,12 +232,22 @@ async def test_a_verified_visitors_token_without_the_identity_is_refused(shop: A
     await ws.disconnect()
 
 
+async def _say(ws: Any, text: str) -> None:
+    """Send a message and wait for its ack (the first message stores the conversation)."""
+    client_id = str(uuid.uuid4())
+    await ws.send_json_to({"type": "message", "client_id": client_id, "text": text})
+    await receive_until(ws, lambda f: f.get("type") == "ack" and f.get("client_id") == client_id)
+
+
 async def test_an_anonymous_visitor_who_signs_in_switches_to_the_verified_contact(
-    shop: Any,
+    shop: Any, llm: Any
 ) -> None:
     tenant, key = shop
+    llm.enqueue(Reply(text="Hello."))
+    llm.enqueue(Reply(text="Hello, Ann."))
     ws = await connect()
     anonymous = await hello(ws, key.public_key)
+    await _say(ws, "Hi")
     await ws.disconnect()
 
     ann = await database_sync_to_async(sign)(tenant, sub="ann")
@@ -249,6 +259,7 @@ async def test_an_anonymous_visitor_who_signs_in_switches_to_the_verified_contac
         visitor_token=anonymous["visitor_token"],
         conversation_id=anonymous["conversation_id"],
     )
+    await _say(ws, "It's Ann")
     await ws.disconnect()
     assert signed_in["visitor_token"] != anonymous["visitor_token"]
     assert signed_in["conversation_id"] != anonymous["conversation_id"]

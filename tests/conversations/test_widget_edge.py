@@ -45,7 +45,15 @@ from tests.support.llm_server import Reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
-WELCOME_KEYS = {"type", "visitor_token", "conversation_id", "seq", "messages", "conversation"}
+WELCOME_KEYS = {
+    "type",
+    "visitor_token",
+    "conversation_id",
+    "seq",
+    "messages",
+    "conversation",
+    "assistant",
+}
 
 
 @pytest.fixture

@@ -96,8 +96,12 @@ def world(make_tenant: Any) -> World:
 
 
 def login(user: User) -> Client:
+    """A browser that signed in through the admin's own login page (no second factor is
+    required outside production)."""
     client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
+    response = client.post("/admin/login/", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 302, response.status_code
+    assert client.session.get("_auth_user_id") == str(user.pk)
     return client
 
 
@@ -361,6 +365,11 @@ def _tenant_form(tenant: Tenant, **changes: Any) -> dict[str, Any]:
         "llm_api_version": "",
         "max_tokens": tenant.max_tokens,
         "stop": "[]",
+        "conversation_mode": tenant.conversation_mode,
+        "person_first_wait_minutes": tenant.person_first_wait_minutes,
+        "business_hours_timezone": tenant.business_hours_timezone,
+        "business_hours": "{}",
+        "ai_disclosure": "{}",
         "widget_keys-TOTAL_FORMS": "0",
         "widget_keys-INITIAL_FORMS": "0",
     }
