@@ -1,9 +1,22 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
-from supportbot.tenants.models import Tenant, WidgetKey
+from supportbot.tenants.models import ModelPrice, Tenant, TenantLimits, WidgetKey
+from supportbot.tenants.prices import prices_reload
 from supportbot.tenants.services import tenant_llm_key_after_edit
+from supportbot.tenants.usage import (
+    tenant_ids_administered,
+    today,
+    usage_days,
+    usage_now,
+)
+from supportbot.tenants.usage_chart import day_summaries, usage_chart_svg
 
 
 class WidgetKeyInline(admin.TabularInline):
@@ -11,6 +24,38 @@ class WidgetKeyInline(admin.TabularInline):
     extra = 0
     fields = ("public_key", "label", "is_active", "allowed_origins", "created_at")
     readonly_fields = ("public_key", "created_at")
+
+
+class SuperuserOnly:
+    """Only superusers see and change these rows (operators' controls: limits, prices)."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request)
+
+
+class TenantLimitsInline(SuperuserOnly, admin.StackedInline):
+    model = TenantLimits
+    can_delete = False
+    max_num = 1
+    fields = (
+        "requests_per_minute",
+        "tokens_per_day",
+        "tokens_per_month",
+        "spend_per_month",
+        "max_concurrent_replies",
+    )
 
 
 class TenantAdminForm(forms.ModelForm):
@@ -58,9 +103,10 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "llm_provider")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    inlines = [WidgetKeyInline]
+    inlines = [WidgetKeyInline, TenantLimitsInline]
+    readonly_fields = ("usage_link",)
     fieldsets = (
-        (None, {"fields": ("name", "slug", "is_active", "allowed_origins")}),
+        (None, {"fields": ("name", "slug", "is_active", "allowed_origins", "usage_link")}),
         (
             "Assistant",
             {
@@ -105,6 +151,45 @@ class TenantAdmin(admin.ModelAdmin):
         ),
     )
 
+    @admin.display(description="Usage")
+    def usage_link(self, obj: Tenant) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:tenants_tenant_usage", args=[obj.pk])
+        return format_html('<a href="{}">Tokens, cost and replies, last 30 days</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        usage = path(
+            "<int:tenant_id>/usage/",
+            self.admin_site.admin_view(self.usage_view),
+            name="tenants_tenant_usage",
+        )
+        return [usage, *super().get_urls()]
+
+    def usage_view(self, request: HttpRequest, tenant_id: int) -> HttpResponse:
+        """The tenant's usage: superusers and the tenant's own admins only (404 for anyone
+        else, so another tenant's id reveals nothing)."""
+        allowed = tenant_ids_administered(request.user)
+        if allowed is not None and tenant_id not in allowed:
+            raise Http404("No such tenant.")
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is None:
+            raise Http404("No such tenant.")
+        rows = usage_days(tenant.pk, days=30)
+        now = usage_now(tenant)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Usage of {tenant.name}",
+            "tenant": tenant,
+            "opts": self.model._meta,
+            "chart": usage_chart_svg(rows, last_day=today(), days=30),
+            "days": day_summaries(rows),
+            "rows": rows,
+            "now": now,
+            "percentages": now.percentages(),
+        }
+        return TemplateResponse(request, "admin/tenants/tenant/usage.html", context)
+
     def save_model(
         self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool
     ) -> None:
@@ -130,3 +215,25 @@ class WidgetKeyAdmin(admin.ModelAdmin):
     search_fields = ("public_key", "label", "tenant__name")
     readonly_fields = ("public_key", "created_at")
     list_select_related = ("tenant",)
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(SuperuserOnly, admin.ModelAdmin):
+    list_display = (
+        "model",
+        "prompt_per_million",
+        "completion_per_million",
+        "prices_as_of",
+        "note",
+    )
+    search_fields = ("model",)
+
+    def save_model(
+        self, request: HttpRequest, obj: ModelPrice, form: forms.ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        prices_reload()
+
+    def delete_model(self, request: HttpRequest, obj: ModelPrice) -> None:
+        super().delete_model(request, obj)
+        prices_reload()
