@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.db import connections
+
 from conversations.handoff import reply_cancel_requested
 from supportbot.llm import CallRecord, ChatParams, Finished, ProviderConfig, TextDelta, stream_chat
 from supportbot.tenants.limits import CallBudget, Reservation
@@ -112,6 +114,9 @@ class ProviderStream:
         finally:
             if reservation is not None:
                 reservation.release()  # a call that never reported: nothing was used
+            # The limits may read Postgres on this thread (prices, counters rebuilt after a
+            # new day): give its pooled connection back, or it stays taken for good.
+            connections.close_all()
 
     def __iter__(self) -> Iterator[TextDelta | Finished]:
         while True:

@@ -69,16 +69,19 @@ ALERT_THRESHOLDS = (100, 80)  # percent of a budget: logged once per crossing, b
 #       day TTL s, month TTL s, reservation sets TTL ms
 # Returns {0} reserved, {-1} counters missing (seed, then again), {n} refused by limit n.
 _RESERVE = """
+local function give_back(key, field, n)  -- n: digits; Redis refuses "-0"
+  if n ~= '0' then redis.call('HINCRBY', key, field, '-' .. n) end
+end
 local now = tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
 for _, rid in ipairs(expired) do
   local v = redis.call('HGET', KEYS[5], rid)
   if v then
     local t, s, dk, mk = string.match(v, '^(%d+) (%d+) (%S+) (%S+)$')
-    if redis.call('EXISTS', dk) == 1 then redis.call('HINCRBY', dk, 'reserved', '-' .. t) end
+    if redis.call('EXISTS', dk) == 1 then give_back(dk, 'reserved', t) end
     if redis.call('EXISTS', mk) == 1 then
-      redis.call('HINCRBY', mk, 'reserved', '-' .. t)
-      redis.call('HINCRBY', mk, 'rspent', '-' .. s)
+      give_back(mk, 'reserved', t)
+      give_back(mk, 'rspent', s)
     end
     redis.call('HDEL', KEYS[5], rid)
   end
@@ -129,12 +132,15 @@ return {0}
 # ARGV: id ("" when nothing was reserved), tokens used, spend used (nano), day TTL, month TTL
 # Returns {tokens today, tokens this month, spend this month (nano)}.
 _SETTLE = """
+local function give_back(key, field, n)  -- n: digits; Redis refuses "-0"
+  if n ~= '0' then redis.call('HINCRBY', key, field, '-' .. n) end
+end
 local v = ARGV[1] ~= '' and redis.call('HGET', KEYS[4], ARGV[1])
 if v then
   local t, s = string.match(v, '^(%d+) (%d+) ')
-  redis.call('HINCRBY', KEYS[1], 'reserved', '-' .. t)
-  redis.call('HINCRBY', KEYS[2], 'reserved', '-' .. t)
-  redis.call('HINCRBY', KEYS[2], 'rspent', '-' .. s)
+  give_back(KEYS[1], 'reserved', t)
+  give_back(KEYS[2], 'reserved', t)
+  give_back(KEYS[2], 'rspent', s)
   redis.call('HDEL', KEYS[4], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
 end
@@ -417,7 +423,7 @@ def _reserve_once(
             1 if limits.budgets else 0,
             DAY_TTL_SECONDS,
             MONTH_TTL_SECONDS,
-            int((ttl + RESERVATION_MARGIN_SECONDS) * 1000),
+            MONTH_TTL_SECONDS * 1000,  # the reservation sets outlive every reservation
         ],
     )
     return int(result[0])

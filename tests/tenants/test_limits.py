@@ -80,11 +80,12 @@ def test_settling_replaces_the_reservation_with_the_real_usage(tenant: Tenant) -
 def test_a_budget_crossing_is_logged_once(tenant: Tenant, caplog: Any) -> None:
     budget = CallBudget(tenant.pk, Limits(tokens_per_day=1000))
     with caplog.at_level(logging.WARNING, logger="supportbot.tenants.limits"):
-        for _ in range(3):
-            budget.reserve_embedding(CONFIG, ["x"], model="m").settle(_record(300, 0))
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 1
-    assert "90% of its tokens per day" in messages[0]
+        for tokens in (850, 50, 50, 49, 1):  # 85%, 90%, 95%, 99.9%, 100%
+            budget.reserve_embedding(CONFIG, ["x"], model="gpt-4o-mini").settle(_record(tokens, 0))
+    crossings = [r.getMessage() for r in caplog.records if "has used" in r.getMessage()]
+    assert len(crossings) == 2
+    assert "has used 85% of its tokens per day" in crossings[0]
+    assert "has used 100% of its tokens per day" in crossings[1]
 
 
 def test_prices_match_dated_versions_and_the_local_model_is_free(db: None) -> None:
