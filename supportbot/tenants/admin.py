@@ -45,19 +45,6 @@ class SuperuserOnly:
         return self.has_view_permission(request)
 
 
-class TenantLimitsInline(SuperuserOnly, admin.StackedInline):
-    model = TenantLimits
-    can_delete = False
-    max_num = 1
-    fields = (
-        "requests_per_minute",
-        "tokens_per_day",
-        "tokens_per_month",
-        "spend_per_month",
-        "max_concurrent_replies",
-    )
-
-
 class TenantAdminForm(forms.ModelForm):
     llm_api_key = forms.CharField(
         label="LLM API key",
@@ -103,7 +90,7 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "llm_provider")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    inlines = [WidgetKeyInline, TenantLimitsInline]
+    inlines = [WidgetKeyInline]
     readonly_fields = ("usage_link",)
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "allowed_origins", "usage_link")}),
@@ -237,3 +224,21 @@ class ModelPriceAdmin(SuperuserOnly, admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: ModelPrice) -> None:
         super().delete_model(request, obj)
         prices_reload()
+
+
+@admin.register(TenantLimits)
+class TenantLimitsAdmin(SuperuserOnly, admin.ModelAdmin):
+    """A tenant's usage limits (also `manage.py tenant_limits`); 0 is no limit."""
+
+    list_display = (
+        "tenant",
+        "requests_per_minute",
+        "tokens_per_day",
+        "tokens_per_month",
+        "spend_per_month",
+        "max_concurrent_replies",
+        "updated_at",
+    )
+    list_select_related = ("tenant",)
+    search_fields = ("tenant__name", "tenant__slug")
+    autocomplete_fields = ("tenant",)

@@ -240,6 +240,14 @@ def test_only_superusers_edit_prices_and_limits(client: Any, shops: tuple[Tenant
     alpha, _ = shops
     client.force_login(_staff("alpha-admin", alpha, TenantMembership.Role.ADMIN))
     assert client.get(reverse("admin:tenants_modelprice_changelist")).status_code == 403
+    assert client.get(reverse("admin:tenants_tenantlimits_changelist")).status_code == 403
+    limits_row = alpha.limits
+    response = client.post(
+        reverse("admin:tenants_tenantlimits_change", args=[limits_row.pk]),
+        {"tenant": alpha.pk, "tokens_per_day": "0"},
+    )
+    assert response.status_code == 403
+    assert tenant_limits_by_id(alpha.pk).tokens_per_day == 1000
     price = ModelPrice.objects.get(model="gpt-4o")
     response = client.post(
         reverse("admin:tenants_modelprice_change", args=[price.pk]),
