@@ -202,6 +202,7 @@ class LLMCallAdmin(TenantScopedAdmin):
         "finish_reason",
         "prompt_tokens",
         "completion_tokens",
+        "cost",
         "latency_ms",
         "first_token_ms",
         "attempts",
