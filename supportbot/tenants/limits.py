@@ -154,6 +154,31 @@ return {day, month, spent}
 """
 
 
+# KEYS: day hash, month hash
+# ARGV: tokens on the day, tokens in the month, spend in the month (nano) from Postgres; TTLs
+# A counter that is not seeded yet takes the larger of its own count (the calls settled since it
+# was created) and Postgres's; the first to seed wins, so racing workers never lower a count.
+_SEED = """
+local function raise_to(key, field, value)
+  if tonumber(value) > tonumber(redis.call('HGET', key, field) or '0') then
+    redis.call('HSET', key, field, value)
+  end
+end
+if redis.call('HEXISTS', KEYS[1], 'seeded') == 0 then
+  raise_to(KEYS[1], 'used', ARGV[1])
+  redis.call('HSET', KEYS[1], 'seeded', 1)
+end
+if redis.call('HEXISTS', KEYS[2], 'seeded') == 0 then
+  raise_to(KEYS[2], 'used', ARGV[2])
+  raise_to(KEYS[2], 'spent', ARGV[3])
+  redis.call('HSET', KEYS[2], 'seeded', 1)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+"""
+
+
 class UsageLimitReached(LLMError):
     """A limit of the tenant refused the call before it was made: no request was sent."""
 
@@ -431,27 +456,24 @@ def _reserve_once(
 
 def _seed(tenant_id: int, periods: Periods) -> None:
     """Rebuild the tenant's counters of this day and month from its usage rows (Postgres is
-    the truth; Redis lost them, or the period just began). Reservations are left as they are."""
+    the truth; Redis lost them, or the period just began). Reservations are left as they are;
+    a counter is never lowered (calls settled in Redis may not be in Postgres yet)."""
     day = datetime.strptime(periods.day + "+0000", "%Y%m%d%z").date()
     rows = TenantUsageDay.objects.filter(
         tenant_id=tenant_id, day__gte=day.replace(day=1), day__lte=day
     )
     month = rows.aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost"))
     today = rows.filter(day=day).aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
-    pipe = get_redis().pipeline()
-    dk, mk = day_key(tenant_id, periods.day), month_key(tenant_id, periods.month)
-    pipe.hset(dk, mapping={"used": (today["p"] or 0) + (today["c"] or 0), "seeded": 1})
-    pipe.hset(
-        mk,
-        mapping={
-            "used": (month["p"] or 0) + (month["c"] or 0),
-            "spent": to_nano(month["cost"] or Decimal(0)),
-            "seeded": 1,
-        },
+    _script("seed", _SEED)(
+        keys=[day_key(tenant_id, periods.day), month_key(tenant_id, periods.month)],
+        args=[
+            (today["p"] or 0) + (today["c"] or 0),
+            (month["p"] or 0) + (month["c"] or 0),
+            to_nano(month["cost"] or Decimal(0)),
+            DAY_TTL_SECONDS,
+            MONTH_TTL_SECONDS,
+        ],
     )
-    pipe.expire(dk, DAY_TTL_SECONDS)
-    pipe.expire(mk, MONTH_TTL_SECONDS)
-    pipe.execute()
 
 
 _DETAILS = {
