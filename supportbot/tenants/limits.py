@@ -31,12 +31,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Sum
 
-from supportbot.llm import CallRecord, ChatParams, LLMError, ProviderConfig
+from supportbot.llm import CallRecord, ChatParams, LLMError, ProviderConfig, TransientLLMError
 from supportbot.llm.tokens import count_message_tokens, count_tokens
 from supportbot.redis_store import get_redis, redis_key
 from supportbot.tenants.models import Tenant, TenantLimits, TenantUsageDay
@@ -53,6 +54,7 @@ LIMIT_SPEND_MONTH = "limit_spend_month"
 LIMIT_CODES = frozenset(
     {LIMIT_REQUESTS, LIMIT_CONCURRENCY, LIMIT_TOKENS_DAY, LIMIT_TOKENS_MONTH, LIMIT_SPEND_MONTH}
 )
+LIMITS_UNAVAILABLE = "limits_unavailable"  # Redis could not be asked: the call is not made
 WAITING_CODES = frozenset({LIMIT_REQUESTS, LIMIT_CONCURRENCY})  # may clear in a moment
 _CODES = {1: LIMIT_REQUESTS, 2: LIMIT_CONCURRENCY, 3: LIMIT_TOKENS_DAY, 4: LIMIT_TOKENS_MONTH}
 _CODES[5] = LIMIT_SPEND_MONTH
@@ -375,13 +377,18 @@ class CallBudget:
         give_up_at = time.monotonic() + max(wait, 0.0)
         seeded = False
         while True:
-            code = _reserve_once(reservation, prompt + completion, spend, ttl, reply)
+            try:
+                code = _reserve_once(reservation, prompt + completion, spend, ttl, reply)
+            except redis.RedisError:
+                logger.exception("the limits of tenant %s could not be checked", self.tenant_id)
+                detail = "the usage limits could not be checked"
+                raise TransientLLMError(LIMITS_UNAVAILABLE, detail) from None
             if code == -1 and not seeded:
                 _seed(self.tenant_id, periods)
                 seeded = True
                 continue
             if code == -1:
-                raise LLMError("limits_unavailable", "the usage counters could not be rebuilt")
+                raise TransientLLMError(LIMITS_UNAVAILABLE, "the usage counters were not rebuilt")
             if code == 0:
                 return reservation
             error = _CODES[code]
@@ -389,11 +396,9 @@ class CallBudget:
             if error not in WAITING_CODES or left <= 0 or (cancelled is not None and cancelled()):
                 raise UsageLimitReached(error, _refusal_detail(error))
             time.sleep(min(left, POLL_SECONDS * random.uniform(0.5, 1.5)))
-            if Periods.now().day != periods.day:
-                reservation.periods = periods = Periods.now()
-                seeded = False
-            else:
-                reservation.periods = periods = Periods.now()
+            now = Periods.now()
+            seeded = seeded and now.day == periods.day  # a new day has counters to seed
+            reservation.periods = periods = now
 
 
 def _max_tokens(params: ChatParams | None) -> int:
