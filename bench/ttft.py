@@ -1,6 +1,7 @@
 """Time to first token through the whole stack, against the openai SDK called directly.
 
     .venv/bin/python bench/ttft.py [--conversations 1 50] [--rounds N] [--json out.json] [--trace]
+                                   [--limits]
 
 Both sides talk to the same scripted OpenAI-compatible server (tests/support/llm_server.py, its
 own process on loopback): 200 ms before the first token, then 100 tokens/s, 50-token replies.
@@ -19,6 +20,12 @@ servers to use (a database `supportbot_bench_<pid>` is created on that Postgres 
 dropped afterwards; give Redis a database of its own); without them embedded servers are started
 under var/bench/. --trace adds per-stage timestamps inside Daphne and the worker (bench/_probe.py)
 and prints where the time goes between the message and its first delta.
+
+--limits adds a third side, the cost of the per-tenant limit checks: a second tenant of the same
+stack with every limit set (`manage.py tenant_limits`: requests a minute, tokens a day and a
+month, spend a month, concurrent replies; all far above what the run uses, so every reply is
+reserved, checked and settled, never refused). Its rounds alternate with the first tenant's
+(no limits), in alternating order; the report gives the median and p95 TTFT difference.
 """
 
 from __future__ import annotations
@@ -257,7 +264,11 @@ def stack_round(ws_url: str, key: str, n: int) -> list[Sample]:
 
 
 def summarize(
-    n: int, baseline: list[Sample], stack: list[Sample], cpu: dict[str, float]
+    n: int,
+    baseline: list[Sample],
+    stack: list[Sample],
+    cpu: dict[str, float],
+    limited: list[Sample] | None = None,
 ) -> dict[str, Any]:
     def side(samples: list[Sample]) -> dict[str, Any]:
         ttft = [s.ttft for s in samples if s.ttft is not None]
@@ -277,8 +288,18 @@ def summarize(
         }
 
     b, s = side(baseline), side(stack)
+    limits: dict[str, Any] | None = None
+    if limited is not None:
+        lim = side(limited)
+        limits = {
+            "stack_with_limits": lim,
+            "overhead_median": lim["ttft_median"] - s["ttft_median"],
+            "overhead_p95": lim["ttft_p95"] - s["ttft_p95"],
+            "total_overhead_median": lim["total_median"] - s["total_median"],
+        }
     return {
         "conversations": n,
+        "limits": limits,
         "baseline": b,
         "stack": s,
         "overhead_median": s["ttft_median"] - b["ttft_median"],
@@ -315,6 +336,31 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"| {ms(b['total_median'])} / {ms(s['total_median'])} "
             f"| {s['tokens_delivered']} / {s['tokens_expected']} "
             f"(baseline {b['tokens_delivered']} / {b['tokens_expected']}) |"
+        )
+    return "\n".join(lines)
+
+
+def limits_markdown(results: list[dict[str, Any]]) -> str:
+    lines = [
+        (
+            "| conversations | samples | TTFT no limits median / p95 (ms) | TTFT limits set median "
+            "/ p95 (ms) | added by the limit checks median / p95 (ms) | complete reply added "
+            "median (ms) | complete |"
+        ),
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        limits = r.get("limits")
+        if not limits:
+            continue
+        s, lim = r["stack"], limits["stack_with_limits"]
+        lines.append(
+            f"| {r['conversations']} | {s['samples']} + {lim['samples']} "
+            f"| {ms(s['ttft_median'])} / {ms(s['ttft_p95'])} "
+            f"| {ms(lim['ttft_median'])} / {ms(lim['ttft_p95'])} "
+            f"| {signed_ms(limits['overhead_median'])} / {signed_ms(limits['overhead_p95'])} "
+            f"| {signed_ms(limits['total_overhead_median'])} "
+            f"| {lim['complete']}/{lim['samples']} |"
         )
     return "\n".join(lines)
 
@@ -381,15 +427,24 @@ def stack_env(database_url: str, redis_url: str, llm_url: str) -> dict[str, str]
 
 
 def measure_level(
-    args: argparse.Namespace, client: Any, stack: Stack, key: str, n: int
+    args: argparse.Namespace,
+    client: Any,
+    stack: Stack,
+    key: str,
+    n: int,
+    limited_key: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Sample]]]:
-    """Alternating baseline and stack rounds of `n` conversations at once."""
+    """Alternating baseline and stack rounds of `n` conversations at once (and, with
+    `limited_key`, rounds of the tenant with limits, before or after the other's in turn)."""
     rounds = args.rounds or default_rounds(n)
     if n > 1:  # one untimed round at this level: threads, pools, connections
         baseline_round(client, n)
         stack_round(stack.ws_url, key, n)
+        if limited_key:
+            stack_round(stack.ws_url, limited_key, n)
     baseline: list[Sample] = []
     stacked: list[Sample] = []
+    limited: list[Sample] = []
     cpu = dict.fromkeys(("client_baseline", "client_stack", "web", "worker"), 0.0)
     pids = {"web": stack.web.process.pid, "worker": stack.worker.process.pid}
     for r in range(rounds):
@@ -397,6 +452,9 @@ def measure_level(
         baseline += baseline_round(client, n)
         cpu["client_baseline"] += own_cpu_seconds() - before
         time.sleep(args.pause)
+        if limited_key and r % 2 == 0:
+            limited += stack_round(stack.ws_url, limited_key, n)
+            time.sleep(args.pause)
         before = own_cpu_seconds()
         before_procs = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
         stacked += stack_round(stack.ws_url, key, n)
@@ -404,12 +462,47 @@ def measure_level(
         for name, pid in pids.items():
             cpu[name] += process_cpu_seconds(pid) - before_procs[name]
         time.sleep(args.pause)
+        if limited_key and r % 2 == 1:
+            limited += stack_round(stack.ws_url, limited_key, n)
+            time.sleep(args.pause)
         say(
             f"{n} conversations, round {r + 1}/{rounds}: TTFT median stack "
             f"{ms(median([s.ttft for s in stacked[-n:] if s.ttft is not None]))} ms, "
             f"baseline {ms(median([s.ttft for s in baseline[-n:] if s.ttft is not None]))} ms"
         )
-    return summarize(n, baseline, stacked, cpu), {"baseline": baseline, "stack": stacked}
+    sides = {"baseline": baseline, "stack": stacked}
+    if limited_key:
+        sides["stack_with_limits"] = limited
+        say(
+            f"{n} conversations, limits set: TTFT median "
+            f"{ms(median([s.ttft for s in limited if s.ttft is not None]))} ms, without "
+            f"{ms(median([s.ttft for s in stacked if s.ttft is not None]))} ms"
+        )
+    return summarize(n, baseline, stacked, cpu, limited if limited_key else None), sides
+
+
+# Limits far above what a run uses: every reply is checked, reserved and settled, none refused.
+BENCH_LIMITS = [
+    "--requests-per-minute",
+    "1000000",
+    "--tokens-per-day",
+    "1000000000000",
+    "--tokens-per-month",
+    "1000000000000",
+    "--spend-per-month",
+    "1000000",
+    "--max-concurrent-replies",
+    "100000",
+]
+
+
+def create_limited_tenant(env: dict[str, str], database: str) -> str:
+    """A second tenant with every limit set (`tenant_limits`): its widget key."""
+    tenant_args = ["--name", f"Bench limits {database}", "--allowed-origin", ORIGIN]
+    created = last_json_line(manage(["tenant_create", *tenant_args, "--json"], env))
+    shown = manage(["tenant_limits", created["tenant"], *BENCH_LIMITS, "--json"], env)
+    say(f"tenant with limits: {json.dumps(last_json_line(shown)['limits'])}")
+    return str(created["widget_key"])
 
 
 def run(args: argparse.Namespace, children: Children) -> dict[str, Any]:
@@ -451,6 +544,7 @@ def run(args: argparse.Namespace, children: Children) -> dict[str, Any]:
                 tenant_args = ["--name", f"Bench {database}", "--allowed-origin", ORIGIN]
                 created = manage(["tenant_create", *tenant_args, "--json"], env)
                 key = last_json_line(created)["widget_key"]
+                limited_key = create_limited_tenant(env, database) if args.limits else None
                 say("starting Daphne and the Celery worker")
                 stack = start_stack(
                     children, env, worker_concurrency=args.worker_concurrency, launcher=launcher
@@ -461,8 +555,10 @@ def run(args: argparse.Namespace, children: Children) -> dict[str, Any]:
                 for _ in range(args.warmup):
                     baseline_round(client, 1)
                     stack_round(stack.ws_url, key, 1)
+                    if limited_key:
+                        stack_round(stack.ws_url, limited_key, 1)
                 for n in args.conversations:
-                    summary, samples = measure_level(args, client, stack, key, n)
+                    summary, samples = measure_level(args, client, stack, key, n, limited_key)
                     results.append(summary)
                     raw[n] = samples
             finally:
@@ -484,6 +580,7 @@ def run(args: argparse.Namespace, children: Children) -> dict[str, Any]:
             "worker_concurrency": args.worker_concurrency,
             "warmup": args.warmup,
             "trace": bool(args.trace),
+            "limits": bool(args.limits),
             "postgres": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
             "redis": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded",
         },
@@ -511,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-concurrency", type=int, default=64)
     parser.add_argument("--json", type=Path, default=None, help="write every sample here")
     parser.add_argument("--trace", action="store_true", help="per-stage timestamps (see above)")
+    parser.add_argument(
+        "--limits", action="store_true", help="also a tenant with limits set (see above)"
+    )
     args = parser.parse_args(argv)
 
     exit_on_sigterm()
@@ -535,6 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(verdict(report["results"])))
     print()
+    if args.limits:
+        print("The per-tenant limit checks: a tenant with every limit set against one without")
+        print()
+        print(limits_markdown(report["results"]))
+        print()
     print("CPU time per reply (ms)")
     print()
     print(cpu_markdown(report["results"]))

@@ -215,6 +215,7 @@ class LLMCallAdmin(ReadOnlyScopedAdmin):
         "finish_reason",
         "prompt_tokens",
         "completion_tokens",
+        "cost",
         "latency_ms",
         "first_token_ms",
         "attempts",

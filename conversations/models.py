@@ -1,6 +1,7 @@
 """Contacts (visitors), conversations, their messages, reply jobs and LLM call records."""
 
 import uuid
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -215,6 +216,8 @@ class LLMCall(models.Model):
     latency_ms = models.PositiveIntegerField()
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=1)
+    # From the price table (supportbot.tenants.prices) at the time of the call.
+    cost = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal(0))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -234,6 +237,7 @@ class LLMCall(models.Model):
         purpose: str,
         conversation_id: uuid.UUID | None = None,
         message_id: uuid.UUID | None = None,
+        cost: Decimal = Decimal(0),
     ) -> "LLMCall":
         """An unsaved row for what the LLM layer reported about one call."""
         return cls(
@@ -251,6 +255,7 @@ class LLMCall(models.Model):
             latency_ms=record.latency_ms,
             first_token_ms=record.first_token_ms,
             attempts=record.attempts,
+            cost=cost,
         )
 
 

@@ -39,6 +39,20 @@ NOTICES: dict[str, dict[str, str]] = {
         "pt": "Desculpe, esta resposta foi interrompida antes de terminar. A sua mensagem foi "
         "guardada e uma pessoa da nossa equipa pode vê-la.",
     },
+    "usage_limit": {
+        "en": "The assistant has reached its usage limit for now, so it can't write an answer. "
+        "Your message is saved and a person from our team can see it.",
+        "es": "El asistente ha alcanzado su límite de uso por ahora y no puede escribir una "
+        "respuesta. Tu mensaje está guardado y una persona de nuestro equipo puede verlo.",
+        "fr": "L'assistant a atteint sa limite d'utilisation pour le moment et ne peut pas "
+        "rédiger de réponse. Votre message est enregistré et une personne de notre équipe "
+        "peut le voir.",
+        "de": "Der Assistent hat sein Nutzungslimit vorerst erreicht und kann keine Antwort "
+        "schreiben. Ihre Nachricht ist gespeichert und eine Person aus unserem Team kann sie "
+        "sehen.",
+        "pt": "O assistente atingiu o seu limite de utilização por agora e não pode escrever "
+        "uma resposta. A sua mensagem foi guardada e uma pessoa da nossa equipa pode vê-la.",
+    },
     "handoff": {
         "en": "I've asked a person from our team to join this conversation. They'll reply here.",
         "es": "He pedido a una persona de nuestro equipo que se una a esta conversación. "

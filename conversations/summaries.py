@@ -7,8 +7,10 @@ fit in about half the budget stay out of the summary: they are sent verbatim wit
 
 The model's output is not trusted: it is parsed and validated, its lengths capped, and anything
 malformed keeps the previous summary. Every call is recorded as an `LLMCall` with purpose
-"summary". A Redis lock keeps two workers from summarising one conversation at once; the row is
-locked only for the final write, never during the call.
+"summary" and its cost. The tenant's limits reserve each call first (`CallBudget`): a summary
+over budget is skipped (the reply prompt keeps trimming the oldest turns instead). A Redis
+lock keeps two workers from summarising one conversation at once; the row is locked only for
+the final write, never during the call.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from supportbot.llm import (
 )
 from supportbot.llm.data_blocks import data_block, data_section
 from supportbot.redis_store import get_redis, redis_key
+from supportbot.tenants.limits import CallBudget, Reservation, UsageLimitReached, tenant_limits
 from supportbot.tenants.selectors import tenant_chat_params, tenant_provider_config
+from supportbot.tenants.usage import usage_day_add
 
 logger = logging.getLogger(__name__)
 
@@ -336,11 +340,24 @@ def parse_summary(text: str) -> dict[str, Any] | None:
     return _validated(data)
 
 
-def _record(conversation: Conversation, record: CallRecord) -> LLMCall:
+def _record(conversation: Conversation, record: CallRecord, reservation: Reservation) -> LLMCall:
+    cost = reservation.settle(record)
     call = LLMCall.from_record(
-        record, tenant_id=conversation.tenant_id, purpose=PURPOSE, conversation_id=conversation.pk
+        record,
+        tenant_id=conversation.tenant_id,
+        purpose=PURPOSE,
+        conversation_id=conversation.pk,
+        cost=cost,
     )
     call.save()
+    usage_day_add(
+        tenant_id=conversation.tenant_id,
+        model=record.model,
+        requests=record.attempts,
+        prompt_tokens=record.prompt_tokens or 0,
+        completion_tokens=record.completion_tokens or 0,
+        cost=cost,
+    )
     return call
 
 
@@ -377,7 +394,7 @@ def conversation_summarize(*, conversation_id: str | UUID) -> bool:
         pk = conversation_id if isinstance(conversation_id, UUID) else UUID(str(conversation_id))
     except ValueError:
         return False
-    conversation = Conversation.objects.select_related("tenant").filter(pk=pk).first()
+    conversation = Conversation.objects.select_related("tenant__limits").filter(pk=pk).first()
     if conversation is None:
         return False
     key = str(conversation.pk)
@@ -410,12 +427,20 @@ def _summary_ask(
     """The model's new summary, validated; None (and a back-off) when it gave none."""
     key = str(conversation.pk)
     calls: list[LLMCall] = []
+    messages, params = _request(conversation.summary, plan.to_summarise), _params(conversation)
+    budget = CallBudget(conversation.tenant_id, tenant_limits(conversation.tenant))
+    try:
+        reservation = budget.reserve_chat(config, messages, params, reply=False)
+    except UsageLimitReached as exc:
+        logger.info("summary of conversation %s skipped: %s", key, exc.code)
+        _back_off(key)
+        return None
     try:
         finished = complete_chat(
             config,
-            _request(conversation.summary, plan.to_summarise),
-            _params(conversation),
-            on_record=lambda record: calls.append(_record(conversation, record)),
+            messages,
+            params,
+            on_record=lambda record: calls.append(_record(conversation, record, reservation)),
         )
     except TransientLLMError:
         raise
@@ -423,6 +448,8 @@ def _summary_ask(
         logger.warning("summary of conversation %s failed: %s", key, exc.code)
         _back_off(key)
         return None
+    finally:
+        reservation.release()  # a no-op once the call settled it
     summary = parse_summary(finished.text)
     if summary is None:
         logger.warning(

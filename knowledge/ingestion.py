@@ -103,7 +103,7 @@ def document_ingest(
     if not doc_language:
         doc_language = normalize_language(tenant.fallback_language)
     config = search_config_for(doc_language)
-    embeddings = _embed_drafts(doc_title, drafts)
+    embeddings = _embed_drafts(tenant.pk, doc_title, drafts)
 
     for attempt in (1, 2):
         try:
@@ -157,12 +157,12 @@ def _unchanged(
     )
 
 
-def _embed_drafts(title: str, drafts: list[ChunkDraft]) -> list[list[float]] | None:
+def _embed_drafts(tenant_id: int, title: str, drafts: list[ChunkDraft]) -> list[list[float]] | None:
     if not drafts or not vectors.embeddings_enabled():
         return None
     texts = [vectors.chunk_embedding_text(title, d.heading, d.text) for d in drafts]
     try:
-        return vectors.embed_passages(texts)
+        return vectors.embed_passages(texts, tenant_id=tenant_id)
     except LLMError as exc:
         # Full-text search still finds the document; a later import of the same file (a no-op
         # otherwise) fills the missing embeddings in.
@@ -251,7 +251,7 @@ def _embed_missing(document: Document) -> int:
         return 0
     texts = [vectors.chunk_embedding_text(document.title, h, t) for _, h, t in missing]
     try:
-        found = vectors.embed_passages(texts)
+        found = vectors.embed_passages(texts, tenant_id=document.tenant_id)
     except LLMError as exc:
         log.warning("embedding failed (%s): chunks stay without embeddings", exc)
         return 0

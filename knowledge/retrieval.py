@@ -88,7 +88,11 @@ def search_knowledge(
     scores = dict(ranked)
 
     if hybrid:
-        vector = list(query_embedding) if query_embedding else vectors.embed_query(query)
+        vector = (
+            list(query_embedding)
+            if query_embedding
+            else vectors.embed_query(query, tenant_id=tenant_id)
+        )
         if vector:
             nearest = vectors.nearest_chunks(
                 tenant_id=tenant_id,

@@ -10,6 +10,10 @@ Everything here is raw SQL: the column is not a model field.
 
 Embeddings are computed only when LLM_EMBEDDING_MODEL is set (see knowledge.conf); each chunk
 records the model that made its vector, and a search compares only vectors of the current model.
+Every embeddings call passes the tenant's limits first (`CallBudget.reserve_embedding`) and
+adds its tokens and cost to the tenant's usage; one over budget is refused
+(`UsageLimitReached`, an LLMError): a search goes on with full-text results, an import indexes
+its document for full-text search only.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 from knowledge import conf
-from supportbot.llm import LLMError, ProviderConfig, embed_texts
+from supportbot.llm import CallRecord, LLMError, ProviderConfig, embed_texts
+from supportbot.tenants.limits import CallBudget, tenant_limits_by_id
+from supportbot.tenants.usage import usage_day_add
 
 log = logging.getLogger("supportbot.knowledge")
 
@@ -217,16 +223,42 @@ def chunk_embedding_text(title: str, heading: str, text: str) -> str:
     return f"{head}\n\n{text}" if head else text
 
 
-def embed_passages(texts: list[str]) -> list[list[float]]:
-    """Vectors for chunks (ingestion): the configured model, the server's retries and deadline."""
-    return embed_texts(conf.embedding_provider_config(), texts, model=conf.embedding_model())
+def _embed_for_tenant(
+    tenant_id: int, config: ProviderConfig, texts: list[str], model: str
+) -> list[list[float]]:
+    """embed_texts through the tenant's limits; the call's usage is added to the tenant's."""
+    reservation = CallBudget(tenant_id, tenant_limits_by_id(tenant_id)).reserve_embedding(
+        config, texts, model=model
+    )
+    records: list[CallRecord] = []
+    try:
+        return embed_texts(config, texts, model=model, on_record=records.append)
+    finally:
+        for record in records:
+            cost = reservation.settle(record)
+            usage_day_add(
+                tenant_id=tenant_id,
+                model=record.model,
+                requests=record.attempts,
+                prompt_tokens=record.prompt_tokens or 0,
+                cost=cost,
+            )
+        reservation.release()
 
 
-def embed_query(query: str) -> list[float] | None:
-    """The vector of a search query, or None when the provider fails or is slow (logged).
+def embed_passages(texts: list[str], *, tenant_id: int) -> list[list[float]]:
+    """Vectors for chunks of tenant `tenant_id` (ingestion): the configured model, the server's
+    retries and deadline. Raises LLMError (UsageLimitReached when over the tenant's budget)."""
+    model = conf.embedding_model()
+    return _embed_for_tenant(tenant_id, conf.embedding_provider_config(), texts, model)
+
+
+def embed_query(query: str, *, tenant_id: int) -> list[float] | None:
+    """The vector of a search query of tenant `tenant_id`, or None when the provider fails, is
+    slow or the tenant is over budget (logged).
 
     A search must not wait long: one attempt bounded by KNOWLEDGE_QUERY_EMBEDDING_TIMEOUT.
-    Recent queries are cached in the process.
+    Recent queries are cached in the process (a cached vector costs no call).
     """
     query = " ".join(query.split())
     model = conf.embedding_model()
@@ -234,13 +266,15 @@ def embed_query(query: str) -> list[float] | None:
         return None
     config = conf.embedding_provider_config(deadline=conf.query_embedding_timeout(), max_retries=0)
     try:
-        return list(_embed_query_cached(config, model, query))
+        return list(_embed_query_cached(tenant_id, config, model, query))
     except LLMError as exc:
         log.warning("query embedding failed (%s): full-text results only", exc.code)
         return None
 
 
 @functools.lru_cache(maxsize=512)
-def _embed_query_cached(config: ProviderConfig, model: str, query: str) -> tuple[float, ...]:
-    (vector,) = embed_texts(config, [query], model=model)
+def _embed_query_cached(
+    tenant_id: int, config: ProviderConfig, model: str, query: str
+) -> tuple[float, ...]:
+    (vector,) = _embed_for_tenant(tenant_id, config, [query], model)
     return tuple(vector)

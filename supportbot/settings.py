@@ -128,6 +128,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "supportbot.tenants.context_processors.budget_banners",
             ],
         },
     },
@@ -247,6 +248,12 @@ REPLY_LEASE_SECONDS = env.float("REPLY_LEASE_SECONDS", default=15.0)
 # Tokens of history sent to the model: the default of a new tenant's history_token_budget
 # (each tenant's own value is set in admin).
 HISTORY_TOKEN_BUDGET = env.int("HISTORY_TOKEN_BUDGET", default=3000)
+
+# --- Per-tenant usage limits (supportbot/tenants/limits.py) ---------------------------------
+# A reply over its tenant's requests-a-minute or concurrency limit waits this long, then degrades.
+LIMIT_WAIT_SECONDS = env.float("LIMIT_WAIT_SECONDS", default=3.0)
+# Completion tokens reserved for a call that sets no max_tokens (a tenant without one).
+LIMIT_RESERVE_MAX_TOKENS = env.int("LIMIT_RESERVE_MAX_TOKENS", default=2048)
 
 # --- Widget edge limits -----------------------------------------------------------------------
 WIDGET_MAX_FRAME_BYTES = 64 * 1024

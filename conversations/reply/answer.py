@@ -9,25 +9,39 @@ from conversations.reply.claim import Claim, LeaseKeeper
 from conversations.reply.delivery import ReplyDelivery
 from conversations.reply.finish import Outcome
 from conversations.reply.passages import sources_cited
-from conversations.reply.provider_stream import ProviderStream
+from conversations.reply.provider_stream import ProviderStream, SettledCall
 from conversations.reply.tools import ToolTurn, tool_call_run
-from supportbot.llm import CallRecord, Finished, ProviderConfig, TextDelta
+from supportbot.llm import Finished, ProviderConfig, TextDelta
+from supportbot.tenants.usage import usage_day_add
 
 MAX_TOOL_STEPS = 3
 
 
-def _calls_record(claim: Claim, records: list[CallRecord]) -> None:
+def _calls_record(claim: Claim, calls: list[SettledCall]) -> None:
+    """Store the calls of a request (with their cost) and add them to the tenant's usage."""
+    if not calls:
+        return
     LLMCall.objects.bulk_create(
         LLMCall.from_record(
-            record,
+            call.record,
             tenant_id=claim.tenant.pk,
             purpose="reply",
             conversation_id=claim.conversation.pk,
             message_id=claim.reply.pk,
+            cost=call.cost,
         )
-        for record in records
+        for call in calls
     )
-    records.clear()
+    for call in calls:
+        usage_day_add(
+            tenant_id=claim.tenant.pk,
+            model=call.record.model,
+            requests=call.record.attempts,
+            prompt_tokens=call.record.prompt_tokens or 0,
+            completion_tokens=call.record.completion_tokens or 0,
+            cost=call.cost,
+        )
+    calls.clear()
 
 
 def _step(
@@ -65,9 +79,15 @@ def _tool_request(finished: Finished) -> dict[str, Any]:
 
 
 def reply_answer(
-    claim: Claim, delivery: ReplyDelivery, config: ProviderConfig, first: ProviderStream | None
+    claim: Claim,
+    delivery: ReplyDelivery,
+    config: ProviderConfig,
+    first: ProviderStream | None,
+    *,
+    wait: float,
 ) -> Outcome:
     """The tool loop with model `config`; `first` is the request already on its way, if any.
+    A request over the tenant's rate or concurrency limit waits up to `wait` seconds.
 
     Raises the provider's LLMError, and LeaseLost when another worker took the job over.
     """
@@ -88,7 +108,12 @@ def reply_answer(
             if step == MAX_TOOL_STEPS:
                 params = replace(params, tool_choice="none")  # answer now
             stream = ProviderStream(
-                config=config, messages=messages, params=params, cancel=claim.cancel
+                config=config,
+                messages=messages,
+                params=params,
+                cancel=claim.cancel,
+                budget=claim.budget,
+                wait=wait,
             )
         finished = _step(claim, stream, delivery, lease)
         stream = None

@@ -25,6 +25,7 @@ from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.reply.context import ReplyContext, reply_context_build
 from conversations.reply.provider_stream import CancelFlag, ProviderStream
+from supportbot.tenants.limits import CallBudget, tenant_limits
 from supportbot.tenants.models import Tenant
 from supportbot.trace import trace
 
@@ -47,6 +48,11 @@ def lease_seconds() -> float:
     return float(settings.REPLY_LEASE_SECONDS)
 
 
+def limit_wait_seconds() -> float:
+    """How long a request over its tenant's rate or concurrency limit waits for a turn."""
+    return float(settings.LIMIT_WAIT_SECONDS)
+
+
 @dataclass
 class Claim:
     """A reply job this worker holds, and what its reply is generated from."""
@@ -59,6 +65,7 @@ class Claim:
     context: ReplyContext
     cancel: CancelFlag
     provider_stream: ProviderStream  # the first request, started before the claim's writes
+    budget: CallBudget  # the tenant's limits, which every request of the reply passes
 
     @property
     def tenant(self) -> Tenant:
@@ -72,7 +79,7 @@ class Claim:
 def _job(job_id: int) -> ReplyJob | None:
     """The job with all a claim reads: conversation, tenant, trigger, reply (no lock)."""
     return (
-        ReplyJob.objects.select_related("conversation__tenant", "trigger", "reply")
+        ReplyJob.objects.select_related("conversation__tenant__limits", "trigger", "reply")
         .filter(pk=job_id)
         .first()
     )
@@ -171,9 +178,15 @@ def reply_job_claim(job_id: int) -> Claim | None:
                 return None
     context = reply_context_build(job)
     cancel = CancelFlag(job_id=job.pk)
+    budget = CallBudget(job.tenant_id, tenant_limits(job.conversation.tenant))
     # The request goes out now; the claim's writes happen while the model thinks.
     stream = ProviderStream(
-        config=context.config, messages=context.messages, params=context.params, cancel=cancel
+        config=context.config,
+        messages=context.messages,
+        params=context.params,
+        cancel=cancel,
+        budget=budget,
+        wait=limit_wait_seconds(),
     )
     try:
         reply = _claim_writes(job, context)
@@ -193,6 +206,7 @@ def reply_job_claim(job_id: int) -> Claim | None:
         context=context,
         cancel=cancel,
         provider_stream=stream,
+        budget=budget,
     )
 
 

@@ -10,6 +10,7 @@ from conversations.reply.claim import Claim
 from conversations.reply.finish import Outcome, reply_finish
 from conversations.reply.passages import knowledge_search, sources_cited
 from supportbot.llm import LLMError
+from supportbot.tenants.limits import LIMIT_CODES
 
 
 def _recent_failures(claim: Claim) -> int:
@@ -38,17 +39,22 @@ def _quote_or_offer(claim: Claim) -> Outcome:
 
 
 def reply_degrade(claim: Claim, error: LLMError) -> None:
-    """Finish the reply without a model, after `error`."""
+    """Finish the reply without a model, after `error`. When the tenant's usage limits refused
+    the call, the reply says so first."""
     outcome = _quote_or_offer(claim)
+    over_limit = error.code in LIMIT_CODES
+    if over_limit:
+        outcome.text = f"{notice('usage_limit', claim.language)}\n\n{outcome.text}"
     reply_finish(claim, outcome, degraded=f"degraded:{error.code}")
     if not outcome.sources:
+        detail = (
+            "The assistant has reached its usage limit; your message is kept."
+            if over_limit
+            else "The assistant can't answer right now; your message is kept."
+        )
         broadcast_frame(
             claim.conversation.pk,
-            frames.error_frame(
-                "unavailable",
-                "The assistant can't answer right now; your message is kept.",
-                client_id=claim.trigger.client_id,
-            ),
+            frames.error_frame("unavailable", detail, client_id=claim.trigger.client_id),
         )
     if _recent_failures(claim) >= max(claim.tenant.handoff_after_failures, 1):
         conversation_request_agent(

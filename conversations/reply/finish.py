@@ -14,6 +14,7 @@ from conversations.notices import notice
 from conversations.reply.claim import Claim, own_job_lock
 from conversations.stream_state import snapshot_clear
 from supportbot.llm import Finished
+from supportbot.tenants.usage import usage_day_add
 
 
 @dataclass
@@ -76,6 +77,12 @@ def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
         job.state = ReplyJob.State.DONE
         job.error_code = degraded[:40]
         job.save(update_fields=["state", "error_code", "updated_at"])
+        usage_day_add(
+            tenant_id=claim.tenant.pk,
+            model=reply.model or claim.context.config.model,
+            replies=1,
+            degraded_replies=1 if degraded else 0,
+        )
         broadcast_on_commit(claim.conversation.pk, frames.message_frame(reply))
         for text in notices:
             message_append(conversation=claim.conversation, role=Message.Role.SYSTEM, text=text)

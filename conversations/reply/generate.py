@@ -19,6 +19,7 @@ from conversations.reply.claim import (
     LeaseLost,
     claim_release,
     connection_release,
+    limit_wait_seconds,
     reply_job_claim,
 )
 from conversations.reply.degrade import reply_degrade
@@ -27,6 +28,7 @@ from conversations.reply.finish import reply_finish
 from conversations.reply.provider_stream import ProviderStream
 from conversations.summaries import summary_enqueue_if_needed
 from supportbot.llm import LLMError, ProviderConfig, StreamInterrupted
+from supportbot.tenants.limits import UsageLimitReached
 from supportbot.trace import trace
 
 logger = logging.getLogger(__name__)
@@ -58,8 +60,11 @@ def _reply_write(claim: Claim) -> None:
     for config in _models(claim):
         if first is None:
             delivery.start()  # the fallback answers from the start under the same id
+        # After a refusal by the tenant's limits, the fallback model is tried only if it fits
+        # at once (a cheaper model may fit the money left): no second wait.
+        wait = 0.0 if isinstance(error, UsageLimitReached) else limit_wait_seconds()
         try:
-            outcome = reply_answer(claim, delivery, config, first)
+            outcome = reply_answer(claim, delivery, config, first, wait=wait)
         except StreamInterrupted as exc:
             error = exc
         except LLMError as exc:

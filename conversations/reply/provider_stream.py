@@ -3,6 +3,12 @@
 The worker starts the request first and does its database writes while the model thinks,
 instead of before. Events come back through a queue, and so do the call records, so only the
 worker's own thread touches the database.
+
+Before the request, the tenant's limits reserve it (`CallBudget.reserve_chat`, the choke point
+of every provider call): a rate or concurrency limit waits up to LIMIT_WAIT_SECONDS on this
+thread, a spent budget refuses at once; either refusal comes out of the iteration as
+`UsageLimitReached`, with no request made. The reservation is settled with the call's record
+on this thread (Redis only), as soon as the call ends.
 """
 
 import queue
@@ -10,10 +16,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from django.db import connections
 
 from conversations.handoff import reply_cancel_requested
 from supportbot.llm import CallRecord, ChatParams, Finished, ProviderConfig, TextDelta, stream_chat
+from supportbot.tenants.limits import CallBudget, Reservation
 from supportbot.trace import trace
 
 CANCEL_CHECK_INTERVAL = 0.1
@@ -39,11 +49,19 @@ class CancelFlag:
         return self.cancelled
 
 
+@dataclass(frozen=True)
+class SettledCall:
+    """A call's record and what it cost."""
+
+    record: CallRecord
+    cost: Decimal
+
+
 class ProviderStream:
     """One streamed chat request, running on its own thread from the moment it is created.
 
     Iterate it for the events (`TextDelta`s, then one `Finished`); an error of the request is
-    raised by the iteration. `records` holds the request's `CallRecord` once it ended.
+    raised by the iteration. `records` holds the request's `SettledCall` once it ended.
     """
 
     def __init__(
@@ -53,9 +71,13 @@ class ProviderStream:
         messages: list[dict[str, Any]],
         params: ChatParams,
         cancel: CancelFlag,
+        budget: CallBudget,
+        wait: float = 0.0,
     ) -> None:
-        self.records: list[CallRecord] = []
+        self.records: list[SettledCall] = []
         self._cancel = cancel
+        self._budget = budget
+        self._wait = wait
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._run,
@@ -69,12 +91,18 @@ class ProviderStream:
         self, config: ProviderConfig, messages: list[dict[str, Any]], params: ChatParams
     ) -> None:
         job_id = self._cancel.job_id
-        trace("reply.llm_request", job_id)
         first = True
+        reservation: Reservation | None = None
         try:
-            events = stream_chat(
-                config, messages, params, on_record=self.records.append, cancelled=self._cancel
+            reservation = self._budget.reserve_chat(
+                config, messages, params, reply=True, wait=self._wait, cancelled=self._cancel
             )
+            trace("reply.llm_request", job_id)
+
+            def settle(record: CallRecord, reserved: Reservation = reservation) -> None:
+                self.records.append(SettledCall(record, reserved.settle(record)))
+
+            events = stream_chat(config, messages, params, on_record=settle, cancelled=self._cancel)
             for event in events:
                 if first and isinstance(event, TextDelta) and event.text:
                     first = False
@@ -83,6 +111,12 @@ class ProviderStream:
             self._events.put(_END)
         except BaseException as exc:  # handed to the consuming thread
             self._events.put(exc)
+        finally:
+            if reservation is not None:
+                reservation.release()  # a call that never reported: nothing was used
+            # The limits may read Postgres on this thread (prices, counters rebuilt after a
+            # new day): give its pooled connection back, or it stays taken for good.
+            connections.close_all()
 
     def __iter__(self) -> Iterator[TextDelta | Finished]:
         while True:

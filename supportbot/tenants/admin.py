@@ -16,13 +16,17 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 
-from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
-from supportbot.tenants.roles import Capability, is_operator, user_can
+from supportbot.tenants.models import ModelPrice, Tenant, TenantLimits, TenantMembership, WidgetKey
+from supportbot.tenants.prices import prices_reload
+from supportbot.tenants.roles import Capability, is_operator, tenant_ids_for_user, user_can
 from supportbot.tenants.scoped_admin import OperatorOnlyAdmin, TenantListFilter, TenantScopedAdmin
 from supportbot.tenants.services import tenant_llm_key_after_edit, tenant_rotate_identity_secret
+from supportbot.tenants.usage import today, usage_days, usage_now
+from supportbot.tenants.usage_chart import day_summaries, usage_chart_svg
 
 # What a tenant admin may edit of their tenant; every other field (the slug, the active flag,
 # the provider, model and key, the token budgets: what costs the operator or sends requests
@@ -139,10 +143,10 @@ class TenantAdmin(TenantScopedAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [WidgetKeyInline]
-    readonly_fields = ("identity_secret_status",)
+    readonly_fields = ("identity_secret_status", "usage_link")
     change_form_template = "admin/tenants/tenant/change_form.html"
     fieldsets = (
-        (None, {"fields": ("name", "slug", "is_active", "allowed_origins")}),
+        (None, {"fields": ("name", "slug", "is_active", "allowed_origins", "usage_link")}),
         (
             "Assistant",
             {
@@ -248,7 +252,12 @@ class TenantAdmin(TenantScopedAdmin):
             self.admin_site.admin_view(self.rotate_identity_secret_view),
             name="tenants_tenant_rotate_identity_secret",
         )
-        return [rotate, *super().get_urls()]
+        usage = path(
+            "<int:tenant_id>/usage/",
+            self.admin_site.admin_view(self.usage_view),
+            name="tenants_tenant_usage",
+        )
+        return [rotate, usage, *super().get_urls()]
 
     def rotate_identity_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """GET asks to confirm; POST rotates and shows the new secret once, in this response's
@@ -279,6 +288,37 @@ class TenantAdmin(TenantScopedAdmin):
         )
         add_never_cache_headers(response)
         return response
+
+    @admin.display(description="Usage")
+    def usage_link(self, obj: Tenant) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:tenants_tenant_usage", args=[obj.pk])
+        return format_html('<a href="{}">Tokens, cost and replies, last 30 days</a>', url)
+
+    def usage_view(self, request: HttpRequest, tenant_id: int) -> HttpResponse:
+        """The tenant's usage: superusers and the tenant's own admins only (404 for anyone
+        else, so another tenant's id reveals nothing)."""
+        allowed = tenant_ids_for_user(request.user, Capability.USAGE)
+        if allowed is not None and tenant_id not in allowed:
+            raise Http404("No such tenant.")
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is None:
+            raise Http404("No such tenant.")
+        rows = usage_days(tenant.pk, days=30)
+        now = usage_now(tenant)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Usage of {tenant.name}",
+            "tenant": tenant,
+            "opts": self.model._meta,
+            "chart": usage_chart_svg(rows, last_day=today(), days=30),
+            "days": day_summaries(rows),
+            "rows": rows,
+            "now": now,
+            "percentages": now.percentages(),
+        }
+        return TemplateResponse(request, "admin/tenants/tenant/usage.html", context)
 
     def save_model(
         self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool
@@ -393,3 +433,43 @@ class OperatorUserAdmin(OperatorOnlyAdmin, UserAdmin):
 @admin.register(Group)
 class OperatorGroupAdmin(OperatorOnlyAdmin, GroupAdmin):
     """Groups grant Django model permissions, which the scoped admins do not read."""
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(OperatorOnlyAdmin):
+    list_display = (
+        "model",
+        "prompt_per_million",
+        "completion_per_million",
+        "prices_as_of",
+        "note",
+    )
+    search_fields = ("model",)
+
+    def save_model(
+        self, request: HttpRequest, obj: ModelPrice, form: forms.ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        prices_reload()
+
+    def delete_model(self, request: HttpRequest, obj: ModelPrice) -> None:
+        super().delete_model(request, obj)
+        prices_reload()
+
+
+@admin.register(TenantLimits)
+class TenantLimitsAdmin(OperatorOnlyAdmin):
+    """A tenant's usage limits (also `manage.py tenant_limits`); 0 is no limit."""
+
+    list_display = (
+        "tenant",
+        "requests_per_minute",
+        "tokens_per_day",
+        "tokens_per_month",
+        "spend_per_month",
+        "max_concurrent_replies",
+        "updated_at",
+    )
+    list_select_related = ("tenant",)
+    search_fields = ("tenant__name", "tenant__slug")
+    autocomplete_fields = ("tenant",)

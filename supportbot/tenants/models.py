@@ -1,6 +1,7 @@
 """Tenants (the companies using Supportbot) and their public widget keys."""
 
 import secrets
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -308,3 +309,89 @@ class TenantMembership(models.Model):
 
     def clean(self) -> None:
         self.display_name = " ".join((self.display_name or "").split())
+
+
+class TenantLimits(models.Model):
+    """A tenant's limits on model use, enforced by the workers before every provider call
+    (supportbot/tenants/limits.py). Zero means no limit."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="limits")
+    requests_per_minute = models.PositiveIntegerField(
+        default=0, help_text="Provider requests a minute (replies, summaries, embeddings). 0: none."
+    )
+    tokens_per_day = models.PositiveBigIntegerField(
+        default=0, help_text="Prompt + completion tokens a day (UTC). 0: no limit."
+    )
+    tokens_per_month = models.PositiveBigIntegerField(
+        default=0, help_text="Prompt + completion tokens a calendar month (UTC). 0: no limit."
+    )
+    spend_per_month = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Spend a calendar month, in the price table's currency (USD). 0: no limit.",
+    )
+    max_concurrent_replies = models.PositiveIntegerField(
+        default=0, help_text="Reply requests in flight at once. 0: no limit."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "usage limits"
+        verbose_name_plural = "usage limits"
+
+    def __str__(self) -> str:
+        return f"Limits of {self.tenant}"
+
+
+class ModelPrice(models.Model):
+    """What one model costs per million tokens; the spend of every call is computed from it.
+
+    `model` matches a call's model exactly, or as the prefix of a dated version
+    ("gpt-4o-mini" prices "gpt-4o-mini-2024-07-18"). A model with no row costs nothing.
+    """
+
+    model = models.CharField(max_length=200, unique=True)
+    prompt_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, validators=[MinValueValidator(Decimal(0))]
+    )
+    completion_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, validators=[MinValueValidator(Decimal(0))]
+    )
+    prices_as_of = models.DateField(help_text="When these prices were taken from the provider.")
+    note = models.CharField(max_length=200, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class TenantUsageDay(models.Model):
+    """A tenant's use of one model on one day (UTC): tokens, cost, replies.
+
+    Aggregates only: nothing here points to a conversation, message or person, so erasing a
+    person leaves the usage history intact. Written when each call settles.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_days")
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal(0))
+    replies = models.PositiveIntegerField(default=0)
+    degraded_replies = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "day", "model"], name="usage_day_unique")
+        ]
+        indexes = [models.Index(fields=["tenant", "-day"], name="usage_day_tenant_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.model}"

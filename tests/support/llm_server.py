@@ -146,6 +146,11 @@ class ScriptedLLMServer:
         self.port = port
         self.default = Reply()
         self.requests: list[RecordedRequest] = []
+        # Chat requests being answered now, and the most at once since the last reset. A request
+        # stops counting just before its last event is written, so a client that has read a
+        # whole reply never sees it still counted.
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._queue: deque[Reply] = deque()
         self._embedding_queue: deque[Reply] = deque()
         self._cond = threading.Condition()
@@ -207,6 +212,7 @@ class ScriptedLLMServer:
             self._embedding_queue.clear()
             self.requests.clear()
             self.default = Reply()
+            self.max_in_flight = self.in_flight
 
     def wait_for_requests(self, n: int, timeout: float = 10) -> list[RecordedRequest]:
         """Block until at least n requests were recorded; TimeoutError after `timeout` seconds."""
@@ -243,6 +249,15 @@ class ScriptedLLMServer:
             if self._queue:
                 return self._queue.popleft()
             return self.default
+
+    def _enter(self) -> None:
+        with self._cond:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._cond:
+            self.in_flight -= 1
 
     def _next_embedding_reply(self) -> Reply | None:
         with self._cond:
@@ -371,10 +386,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- replies -------------------------------------------------------------------------------
     def _chat(self, request: RecordedRequest) -> None:
+        self.owner._enter()
+        self._counted = True
+        try:
+            self._chat_answer(request)
+        finally:
+            self._done_counting()
+
+    def _done_counting(self) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self.owner._leave()
+
+    def _chat_answer(self, request: RecordedRequest) -> None:
         body = request.json if isinstance(request.json, dict) else {}
         reply = self.owner._next_reply(body)
         model = reply.model or _requested_model(request) or "scripted-model"
         if reply.status >= 400:
+            self._done_counting()
             self._send_error_body(
                 reply.status,
                 f"scripted error {reply.status}",
@@ -488,6 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
             ],
             "usage": _usage(reply, body, len(tokens) + _tool_tokens(calls)),
         }
+        self._done_counting()
         self._send_json(200, payload, headers=reply.headers)
 
     def _stream(self, reply: Reply, model: str, body: dict[str, Any], include_usage: bool) -> None:
@@ -544,6 +574,7 @@ class _Handler(BaseHTTPRequestHandler):
             # an absolute schedule: no drift however long the writes take
             self._sleep(start + n * reply.token_interval - time.monotonic())
             delta(pieces[n])
+        self._done_counting()
         delta({}, reply.finish_reason)
         if include_usage:
             event([], usage=_usage(reply, body, len(pieces)))
