@@ -21,7 +21,11 @@ from conversations.notices import notice
 from conversations.reply.claim import _job
 from conversations.reply.context import reply_context_build
 from conversations.reply.generate import reply_generate
-from conversations.services import message_post_from_visitor, visitor_session_open
+from conversations.services import (
+    message_post_from_visitor,
+    visitor_conversation_store,
+    visitor_session_open,
+)
 from conversations.summaries import conversation_summarize
 from knowledge import vectors
 from supportbot.llm import count_message_tokens, count_tokens
@@ -228,6 +232,7 @@ def _long_conversation(tenant: Tenant) -> Conversation:
     conversation = visitor_session_open(
         tenant=tenant, visitor_token=None, conversation_id=None
     ).conversation
+    visitor_conversation_store(conversation=conversation)  # a hello alone stores nothing
     for n in range(12):
         for role, text in (
             (Message.Role.USER, f"Question {n}: my parcel 4411 has still not arrived at all."),

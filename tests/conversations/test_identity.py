@@ -248,6 +248,7 @@ async def test_an_anonymous_visitor_who_signs_in_switches_to_the_verified_contac
     ws = await connect()
     anonymous = await hello(ws, key.public_key)
     await _say(ws, "Hi")
+    await receive_until(ws, is_final_assistant)
     await ws.disconnect()
 
     ann = await database_sync_to_async(sign)(tenant, sub="ann")
@@ -260,6 +261,7 @@ async def test_an_anonymous_visitor_who_signs_in_switches_to_the_verified_contac
         conversation_id=anonymous["conversation_id"],
     )
     await _say(ws, "It's Ann")
+    await receive_until(ws, is_final_assistant)  # the reply is done before the test ends
     await ws.disconnect()
     assert signed_in["visitor_token"] != anonymous["visitor_token"]
     assert signed_in["conversation_id"] != anonymous["conversation_id"]
