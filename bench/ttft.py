@@ -421,7 +421,11 @@ def stack_env(database_url: str, redis_url: str, llm_url: str) -> dict[str, str]
         "LLM_BASE_URL": llm_url,
         "LLM_API_KEY": API_KEY,
         "LLM_MODEL": MODEL,
-        "WIDGET_MAX_CONNECTIONS_PER_CLIENT": "10000",  # every bench visitor is 127.0.0.1
+        # Every bench visitor is 127.0.0.1 and comes through one widget key: the edge limits
+        # per client and per key would refuse most of them (a real audience is many clients).
+        "WIDGET_MAX_CONNECTIONS_PER_CLIENT": "10000",
+        "WIDGET_CONVERSATIONS_PER_CLIENT_PER_HOUR": "1000000",
+        "WIDGET_KEY_MESSAGES_PER_MINUTE": "1000000",
         "PYTHONUNBUFFERED": "1",
     }
 
