@@ -67,7 +67,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def healthz_details(request: HttpRequest) -> JsonResponse:
-    if not (request.user.is_authenticated and request.user.is_active and request.user.is_staff):
+    # The platform's health is the operators' (superusers'): not a tenant's staff.
+    user = request.user
+    if not (user.is_authenticated and user.is_active and user.is_staff and user.is_superuser):
         raise Http404()
     ok, checks = _serving()
     body = {"status": "ok" if ok else "unavailable", **checks, "llm": _check_llm()}

@@ -29,13 +29,18 @@ def test_healthz_tells_the_public_the_status_only(
     assert response.json() == {"status": "unavailable"}
 
 
-def test_healthz_details_are_for_staff(
+def test_healthz_details_are_for_operators(
     client: Client, admin_client: Client, llm: Any, django_user_model: Any
 ) -> None:
     assert client.get("/healthz/details").status_code == 404
     client.force_login(
         django_user_model.objects.create_user(username="visitor", password="pw-visitor-1")
     )
+    assert client.get("/healthz/details").status_code == 404
+    agent = django_user_model.objects.create_user(
+        username="agent", password="pw-agent-1", is_staff=True
+    )
+    client.force_login(agent)  # a tenant's staff member, not an operator
     assert client.get("/healthz/details").status_code == 404
     response = admin_client.get("/healthz/details")
     assert response.status_code == 200

@@ -7,6 +7,8 @@ and their members. Users and groups are the operators' alone.
 
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin, AccessLogAdmin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
@@ -19,6 +21,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from supportbot.tenants.models import ModelPrice, Tenant, TenantLimits, TenantMembership, WidgetKey
 from supportbot.tenants.prices import prices_reload
@@ -420,7 +424,7 @@ class MembershipAdmin(TenantScopedAdmin):
 
 
 UserModel = get_user_model()
-for _model in (UserModel, Group):
+for _model in (UserModel, Group, AccessAttempt, AccessLog, AccessFailureLog, TOTPDevice):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
 
@@ -433,6 +437,28 @@ class OperatorUserAdmin(OperatorOnlyAdmin, UserAdmin):
 @admin.register(Group)
 class OperatorGroupAdmin(OperatorOnlyAdmin, GroupAdmin):
     """Groups grant Django model permissions, which the scoped admins do not read."""
+
+
+# Login attempts and two-factor devices name every tenant's staff: the operators' alone, whatever
+# Django model permissions a user was given.
+@admin.register(AccessAttempt)
+class OperatorAccessAttemptAdmin(OperatorOnlyAdmin, AccessAttemptAdmin):
+    """Failed admin logins being counted (lockouts)."""
+
+
+@admin.register(AccessLog)
+class OperatorAccessLogAdmin(OperatorOnlyAdmin, AccessLogAdmin):
+    """Admin logins and logouts."""
+
+
+@admin.register(AccessFailureLog)
+class OperatorAccessFailureLogAdmin(OperatorOnlyAdmin, AccessFailureLogAdmin):
+    """Every failed admin login."""
+
+
+@admin.register(TOTPDevice)
+class OperatorTOTPDeviceAdmin(OperatorOnlyAdmin, TOTPDeviceAdmin):
+    """Staff users' authenticator devices (the secret is never shown)."""
 
 
 @admin.register(ModelPrice)

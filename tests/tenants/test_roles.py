@@ -568,6 +568,24 @@ def test_users_and_groups_are_the_operators_alone(world: World) -> None:
     assert login(world.root).get("/admin/auth/user/").status_code == 200
 
 
+def test_login_attempts_and_devices_are_the_operators_alone(world: World) -> None:
+    """They name every tenant's staff: not even a user given every Django permission sees
+    them."""
+    pages = (
+        "/admin/axes/accessattempt/",
+        "/admin/axes/accesslog/",
+        "/admin/axes/accessfailurelog/",
+        "/admin/otp_totp/totpdevice/",
+    )
+    for user in (world.alpha.admin, world.loner):
+        client = login(user)
+        for url in pages:
+            assert client.get(url).status_code == 403, (user.username, url)
+    root = login(world.root)
+    for url in pages:
+        assert root.get(url).status_code == 200, url
+
+
 # --- knowledge and usage ----------------------------------------------------------------------
 
 
