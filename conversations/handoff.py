@@ -12,7 +12,7 @@ from conversations.broadcast import broadcast_on_commit
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.notices import notice
-from conversations.stream_state import snapshot_clear, snapshot_read
+from conversations.stream_state import snapshot_seal
 from supportbot.redis_store import get_redis, redis_key
 
 _CANCEL_TTL_SECONDS = 600
@@ -89,13 +89,12 @@ def _cancel_running_replies(conversation: Conversation, *, except_job: int | Non
         transaction.on_commit(partial(_flag_cancelled, job.pk))
         reply = job.reply
         if reply is not None and reply.status == Message.Status.STREAMING:
-            snapshot = snapshot_read(reply.pk)
-            reply.text = snapshot.text if snapshot else ""
+            # Sealed: the worker publishes no delta past this text (see stream_state).
+            reply.text = snapshot_seal(reply.pk).text
             reply.status = Message.Status.FAILED
             reply.completed_at = timezone.now()
             reply.save(update_fields=["text", "status", "completed_at"])
             broadcast_on_commit(conversation.pk, frames.message_frame(reply))
-            transaction.on_commit(partial(snapshot_clear, reply.pk))
 
 
 def _flag_cancelled(job_id: int) -> None:

@@ -3,6 +3,10 @@
 The worker writes the snapshot for delta `index` before it publishes that delta, so a socket
 that subscribes first and reads the snapshot second misses nothing and repeats nothing: it
 forwards only deltas with a higher index than the snapshot's.
+
+A reply cancelled mid-stream (an agent took over) is *sealed*: the seal returns the text so far
+and, in the same Redis script, refuses every later write, so the worker publishes no delta the
+cancelled reply's final text does not hold. A sealed snapshot is left to expire.
 """
 
 from collections.abc import Iterable
@@ -25,12 +29,33 @@ def _key(message_id: UUID | str) -> str:
     return redis_key("reply-stream", message_id)
 
 
-def snapshot_write(message_id: UUID | str, *, text: str, index: int) -> None:
-    key = _key(message_id)
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.hset(key, mapping={"text": text, "index": index})
-    pipe.expire(key, _TTL_SECONDS)
-    pipe.execute()
+_WRITE = """
+if redis.call('HGET', KEYS[1], 'sealed') == '1' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'text', ARGV[1], 'index', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+_SEAL = """
+redis.call('HSET', KEYS[1], 'sealed', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('HMGET', KEYS[1], 'text', 'index')
+"""
+
+
+def snapshot_write(message_id: UUID | str, *, text: str, index: int) -> bool:
+    """Record the text up to delta `index`; False when the reply was sealed (cancelled): the
+    delta must not be published."""
+    written = get_redis().eval(_WRITE, 1, _key(message_id), text, index, _TTL_SECONDS)
+    return bool(written)
+
+
+def snapshot_seal(message_id: UUID | str) -> StreamSnapshot:
+    """The text so far of a reply being cancelled; no later write is accepted."""
+    text, index = get_redis().eval(_SEAL, 1, _key(message_id), _TTL_SECONDS)
+    return StreamSnapshot(text=text or "", index=int(index) if index is not None else -1)
 
 
 def snapshot_read(message_id: UUID | str) -> StreamSnapshot | None:

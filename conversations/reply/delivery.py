@@ -31,7 +31,8 @@ class ReplyDelivery:
     def start(self) -> None:
         """Tell the sockets a reply starts (again, from nothing, for a fallback model)."""
         self.text, self.pending, self.index = "", "", -1
-        snapshot_write(self.message_id, text="", index=-1)
+        if not snapshot_write(self.message_id, text="", index=-1):
+            return  # cancelled (sealed): nothing more reaches the sockets
         broadcast_frame(
             self.conversation_id, {"type": "reply.start", "message_id": self.message_id}
         )
@@ -49,8 +50,11 @@ class ReplyDelivery:
             return
         self.index += 1
         self.text += self.pending
-        # The snapshot first, then the delta: see stream_state.
-        snapshot_write(self.message_id, text=self.text, index=self.index)
+        # The snapshot first, then the delta: see stream_state. A sealed (cancelled) reply
+        # publishes nothing more.
+        if not snapshot_write(self.message_id, text=self.text, index=self.index):
+            self.pending = ""
+            return
         if self.index == 0:
             trace("reply.first_delta", self.message_id)
         broadcast_frame(
