@@ -14,7 +14,6 @@ AI disclosure in the visitor's language.
 """
 
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -108,17 +107,6 @@ def _newest_visitor_message(conversation: Conversation) -> Message | None:
     )
 
 
-def _reply_queue(conversation: Conversation, trigger: Message) -> None:
-    """A reply to the waiting messages (the history holds them all; the newest triggers it).
-    The same row and enqueue as `services.reply_job_queue`, which sits above this layer."""
-    if ReplyJob.objects.filter(trigger=trigger).exists():
-        return
-    job = ReplyJob.objects.create(
-        tenant_id=conversation.tenant_id, conversation=conversation, trigger=trigger
-    )
-    transaction.on_commit(partial(jobs.reply_job_enqueue, job.pk))
-
-
 def person_first_release(*, conversation_id: UUID | str, now: datetime | None = None) -> bool:
     """Hand a person-first conversation whose wait is over to the assistant, which answers.
 
@@ -147,8 +135,8 @@ def person_first_release(*, conversation_id: UUID | str, now: datetime | None = 
         conversation_changed(conversation)
         _append_notice(conversation, "person_first_released", _visitor_language(conversation))
         trigger = _newest_visitor_message(conversation)
-        if trigger is not None:
-            _reply_queue(conversation, trigger)
+        if trigger is not None and not ReplyJob.objects.filter(trigger=trigger).exists():
+            jobs.reply_job_queue(conversation=conversation, trigger=trigger)
     return True
 
 

@@ -6,6 +6,9 @@ registered names.
 """
 
 from celery import current_app
+from django.db import transaction
+
+from conversations.models import Conversation, Message, ReplyJob
 
 REPLY_TASK = "conversations.generate_reply"
 SUMMARY_TASK = "conversations.summarize_conversation"
@@ -23,3 +26,12 @@ def reply_job_enqueue(job_id: int) -> None:
 def summary_enqueue(conversation_id: str) -> None:
     """Queue a new rolling summary of a conversation (call after commit)."""
     _send(SUMMARY_TASK, conversation_id)
+
+
+def reply_job_queue(*, conversation: Conversation, trigger: Message) -> ReplyJob:
+    """Create the state row of a reply to `trigger` and enqueue its job after commit."""
+    job = ReplyJob.objects.create(
+        tenant_id=conversation.tenant_id, conversation=conversation, trigger=trigger
+    )
+    transaction.on_commit(lambda: reply_job_enqueue(job.pk))
+    return job

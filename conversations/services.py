@@ -16,7 +16,7 @@ from conversations import jobs
 from conversations.assistant_modes import person_first_wait_begin
 from conversations.handoff import asks_for_a_person, conversation_request_agent
 from conversations.messages import conversation_changed, message_append
-from conversations.models import Contact, Conversation, Message, ReplyJob
+from conversations.models import Contact, Conversation, Message
 from conversations.selectors import (
     VisitorAccess,
     VisitorRefused,
@@ -268,7 +268,7 @@ def message_post_from_visitor(
                 elif not person_first_wait_begin(
                     conversation=conversation, trigger=message, route=route
                 ):
-                    reply_job_queue(conversation=conversation, trigger=message)
+                    jobs.reply_job_queue(conversation=conversation, trigger=message)
     except IntegrityError:
         # The same client_id raced in on another socket: that insert won.
         existing = message_by_client_id(conversation=conversation, client_id=client_id)
@@ -284,12 +284,3 @@ def _conversation_reopen(conversation: Conversation) -> None:
     conversation.assigned_agent = None
     conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
     conversation_changed(conversation)
-
-
-def reply_job_queue(*, conversation: Conversation, trigger: Message) -> ReplyJob:
-    """Create the state row of a reply and enqueue its job after commit."""
-    job = ReplyJob.objects.create(
-        tenant_id=conversation.tenant_id, conversation=conversation, trigger=trigger
-    )
-    transaction.on_commit(lambda: jobs.reply_job_enqueue(job.pk))
-    return job
