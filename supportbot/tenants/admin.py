@@ -86,6 +86,75 @@ class WidgetKeyInline(admin.TabularInline):
         return self._allows(request, obj)
 
 
+# The tenant page, section by section: the one list of the fields an operator sees.
+TENANT_FIELDSETS: Any = (
+    (None, {"fields": ("name", "slug", "is_active", "allowed_origins", "usage_link")}),
+    (
+        "Assistant",
+        {
+            "fields": (
+                "persona",
+                "supported_languages",
+                "fallback_language",
+                "message_max_chars",
+                "history_token_budget",
+                "knowledge_passages",
+                "handoff_after_failures",
+            )
+        },
+    ),
+    (
+        "Model provider (blank: the server's default)",
+        {
+            "fields": (
+                "llm_provider",
+                "llm_base_url",
+                "llm_model",
+                "fallback_llm_model",
+                "llm_api_version",
+                "llm_api_key",
+                "clear_llm_api_key",
+            )
+        },
+    ),
+    (
+        "Generation parameters",
+        {
+            "fields": (
+                "temperature",
+                "top_p",
+                "max_tokens",
+                "presence_penalty",
+                "frequency_penalty",
+                "seed",
+                "stop",
+            )
+        },
+    ),
+    (
+        "Conversation mode and AI disclosure",
+        {
+            "fields": (
+                "conversation_mode",
+                "person_first_wait_minutes",
+                "business_hours_timezone",
+                "business_hours",
+                "ai_disclosure",
+            )
+        },
+    ),
+    (
+        "Visitor identity",
+        {"fields": ("identity_required", "identity_secret_status")},
+    ),
+)
+_TENANT_FORM_FIELDS = tuple(
+    name
+    for name in flatten_fieldsets(TENANT_FIELDSETS)
+    if name not in {"usage_link", "identity_secret_status", "llm_api_key", "clear_llm_api_key"}
+)
+
+
 class TenantAdminForm(forms.ModelForm):
     llm_api_key = forms.CharField(
         label="LLM API key",
@@ -97,37 +166,8 @@ class TenantAdminForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = (
-            "name",
-            "slug",
-            "is_active",
-            "allowed_origins",
-            "persona",
-            "supported_languages",
-            "fallback_language",
-            "message_max_chars",
-            "history_token_budget",
-            "knowledge_passages",
-            "handoff_after_failures",
-            "llm_provider",
-            "llm_base_url",
-            "llm_model",
-            "fallback_llm_model",
-            "llm_api_version",
-            "temperature",
-            "top_p",
-            "max_tokens",
-            "presence_penalty",
-            "frequency_penalty",
-            "seed",
-            "stop",
-            "conversation_mode",
-            "person_first_wait_minutes",
-            "business_hours_timezone",
-            "business_hours",
-            "ai_disclosure",
-            "identity_required",
-        )
+        # The model fields the fieldsets show (the admin narrows them further by role).
+        fields = _TENANT_FORM_FIELDS
 
 
 class TenantSettingsForm(TenantAdminForm):
@@ -149,67 +189,7 @@ class TenantAdmin(TenantScopedAdmin):
     inlines = [WidgetKeyInline]
     readonly_fields = ("identity_secret_status", "usage_link")
     change_form_template = "admin/tenants/tenant/change_form.html"
-    fieldsets = (
-        (None, {"fields": ("name", "slug", "is_active", "allowed_origins", "usage_link")}),
-        (
-            "Assistant",
-            {
-                "fields": (
-                    "persona",
-                    "supported_languages",
-                    "fallback_language",
-                    "message_max_chars",
-                    "history_token_budget",
-                    "knowledge_passages",
-                    "handoff_after_failures",
-                )
-            },
-        ),
-        (
-            "Model provider (blank: the server's default)",
-            {
-                "fields": (
-                    "llm_provider",
-                    "llm_base_url",
-                    "llm_model",
-                    "fallback_llm_model",
-                    "llm_api_version",
-                    "llm_api_key",
-                    "clear_llm_api_key",
-                )
-            },
-        ),
-        (
-            "Generation parameters",
-            {
-                "fields": (
-                    "temperature",
-                    "top_p",
-                    "max_tokens",
-                    "presence_penalty",
-                    "frequency_penalty",
-                    "seed",
-                    "stop",
-                )
-            },
-        ),
-        (
-            "Conversation mode and AI disclosure",
-            {
-                "fields": (
-                    "conversation_mode",
-                    "person_first_wait_minutes",
-                    "business_hours_timezone",
-                    "business_hours",
-                    "ai_disclosure",
-                )
-            },
-        ),
-        (
-            "Visitor identity",
-            {"fields": ("identity_required", "identity_secret_status")},
-        ),
-    )
+    fieldsets = TENANT_FIELDSETS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return is_operator(request.user)
