@@ -24,6 +24,7 @@ from supportbot.tenants.disclosure import (
     ai_disclosures,
 )
 from supportbot.tenants.models import Tenant
+from tests.support.admin_forms import tenant_change_data
 
 # 2026-12-02 is a Wednesday.
 WED_0830_UTC = datetime(2026, 12, 2, 8, 30, tzinfo=UTC)
@@ -175,11 +176,7 @@ def test_the_admin_edits_the_mode_hours_and_disclosure(
     page = admin_client.get(url)
     assert "Conversation mode and AI disclosure" in page.content.decode()
     form = page.context["adminform"].form
-    data = {
-        name: ("" if value is None else value)
-        for name, value in form.initial.items()
-        if name in form.fields and not isinstance(value, list | dict)
-    }
+    data = tenant_change_data(form)
     data.update(
         {
             "allowed_origins": '["https://shop.example.com"]',
@@ -190,8 +187,6 @@ def test_the_admin_edits_the_mode_hours_and_disclosure(
             "business_hours_timezone": "Europe/Madrid",
             "business_hours": '{"mon": ["9:00-17:00"]}',
             "ai_disclosure": '{"es": "Hablas con la IA de Acme."}',
-            "widget_keys-TOTAL_FORMS": "0",
-            "widget_keys-INITIAL_FORMS": "0",
         }
     )
     response = admin_client.post(url, data)

@@ -15,6 +15,7 @@ from supportbot.llm import ChatParams, PermanentLLMError, complete_chat
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.selectors import tenant_provider_config
 from supportbot.tenants.services import tenant_set_llm_api_key
+from tests.support.admin_forms import tenant_change_data
 from tests.support.llm_server import Reply
 
 pytestmark = pytest.mark.django_db
@@ -92,18 +93,12 @@ def test_the_admin_form_refuses_the_metadata_address(make_tenant: Any, admin_cli
     tenant, _ = make_tenant()
     url = reverse("admin:tenants_tenant_change", args=[tenant.pk])
     form = admin_client.get(url).context["adminform"].form
-    data = {
-        name: ("" if value is None else value)
-        for name, value in form.initial.items()
-        if name in form.fields and not isinstance(value, list | dict)
-    }
+    data = tenant_change_data(form)
     data.update(
         {
             "llm_provider": "openai",
             "llm_base_url": "http://169.254.169.254/latest/meta-data/",
             "allowed_origins": '["https://shop.example.com"]',
-            "widget_keys-TOTAL_FORMS": "0",
-            "widget_keys-INITIAL_FORMS": "0",
         }
     )
     response = admin_client.post(url, data)

@@ -6,6 +6,7 @@ import pytest
 
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.tenants.services import tenant_llm_key_after_edit, tenant_set_llm_api_key
+from tests.support.admin_forms import tenant_change_data
 
 pytestmark = pytest.mark.django_db
 
@@ -51,17 +52,11 @@ def test_the_admin_removes_the_key_when_the_base_url_changes(
     url = reverse("admin:tenants_tenant_change", args=[tenant_with_key.pk])
     page = admin_client.get(url)
     form = page.context["adminform"].form
-    data = {
-        name: ("" if value is None else value)
-        for name, value in form.initial.items()
-        if name in form.fields and not isinstance(value, list | dict)
-    }
+    data = tenant_change_data(form)
     data.update(
         {
             "llm_base_url": "https://attacker.example/v1",
             "allowed_origins": '["https://shop.example.com"]',
-            "widget_keys-TOTAL_FORMS": "0",
-            "widget_keys-INITIAL_FORMS": "0",
         }
     )
     response = admin_client.post(url, data)

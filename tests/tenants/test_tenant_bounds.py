@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from supportbot.tenants import models as tenant_models
+from tests.support.admin_forms import tenant_change_data
 
 pytestmark = pytest.mark.django_db
 
@@ -62,16 +63,10 @@ def test_persona_and_stop_sequences_are_bounded(make_tenant: Any) -> None:
 
 
 def _admin_data(form: Any) -> dict[str, Any]:
-    data = {
-        name: ("" if value is None else value)
-        for name, value in form.initial.items()
-        if name in form.fields and not isinstance(value, list | dict)
-    }
+    data = tenant_change_data(form)
     data.update(
         {
             "allowed_origins": '["https://shop.example.com"]',
-            "widget_keys-TOTAL_FORMS": "0",
-            "widget_keys-INITIAL_FORMS": "0",
         }
     )
     return data
