@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "supportbot.admin_security",
     "supportbot.tenants",
     "supportbot.compliance",
+    "supportbot.compliance_desk",
     "conversations",
     "knowledge",
 ]

@@ -9,8 +9,8 @@ active staff member has none, whatever their memberships or Django model permiss
 |--------------------|---------------------------------------------------------------------|
 | agent              | conversations (read, take over, reply, hand back, close; contacts)  |
 | tenant admin       | conversations, settings, widget keys, knowledge, members, usage     |
-| compliance officer | none yet: the audit log, consent records and data requests they     |
-|                    | work with come later; transcripts only ever through a data request  |
+| compliance officer | audit log, data requests (export, erasure; consent records with     |
+|                    | them); transcripts only ever through a data request                 |
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ class Capability(StrEnum):
     KNOWLEDGE = "knowledge"
     MEMBERS = "members"
     USAGE = "usage"  # model calls, tokens, cost
+    AUDIT = "audit"  # the tenant's audit log: browse, filter, export
+    DATA_REQUESTS = "data_requests"  # find a person, export or erase their data; consent records
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     Role.AGENT: frozenset({Capability.CONVERSATIONS}),
-    Role.ADMIN: frozenset(Capability),
-    Role.COMPLIANCE: frozenset(),
+    Role.ADMIN: frozenset(Capability) - {Capability.AUDIT, Capability.DATA_REQUESTS},
+    Role.COMPLIANCE: frozenset({Capability.AUDIT, Capability.DATA_REQUESTS}),
 }
 
 
