@@ -81,7 +81,7 @@ def _append(
         actor=actor[:100],
         action=action[:60],
         target=target[:200],
-        contact_id=str(contact_id) if contact_id else None,
+        contact_id=str(contact_id) if contact_id else "",
         details_digest=digest,
         anchor_seq=anchor_seq,
         anchor_hash=anchor_hash,

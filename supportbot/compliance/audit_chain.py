@@ -38,7 +38,7 @@ def event_hash(
     actor: str,
     action: str,
     target: str,
-    contact_id: str | None,
+    contact_id: str,
     details_digest: str,
     anchor_seq: int | None,
     anchor_hash: str,
@@ -106,13 +106,12 @@ def _expected_start(tenant_id: int | None, first_seq: int) -> str | None:
     the missing start."""
     if first_seq == 1:
         return ""
-    anchor = (
+    return (
         AuditEvent.objects.filter(tenant_id=tenant_id, anchor_seq=first_seq - 1)
         .order_by("-seq")
         .values_list("anchor_hash", flat=True)
         .first()
     )
-    return anchor
 
 
 def _event_problem(event: AuditEvent, prev: AuditEvent | None, expected_prev: str | None) -> str:

@@ -22,7 +22,7 @@ class AuditEvent(models.Model):
     actor = models.CharField(max_length=100)
     action = models.CharField(max_length=60)
     target = models.CharField(max_length=200, blank=True)
-    contact_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+    contact_id = models.CharField(max_length=64, blank=True, db_index=True)
     details_digest = models.CharField(max_length=64, blank=True)
     # Set on the event retention records: the last removed event (the chain now starts after it).
     anchor_seq = models.BigIntegerField(null=True, blank=True)

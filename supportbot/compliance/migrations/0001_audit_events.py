@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
                 ("target", models.CharField(blank=True, max_length=200)),
                 (
                     "contact_id",
-                    models.CharField(blank=True, db_index=True, max_length=64, null=True),
+                    models.CharField(blank=True, db_index=True, max_length=64),
                 ),
                 ("details_digest", models.CharField(blank=True, max_length=64)),
                 ("anchor_seq", models.BigIntegerField(blank=True, null=True)),
