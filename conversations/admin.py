@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 
 from conversations.agent_socket import agent_socket_path
+from conversations.audit_trail import conversation_event, user_actor
 from conversations.models import Contact, Conversation, LLMCall
 from conversations.selectors import conversation_resume_seq, conversation_transcript_page
 from supportbot.tenants.roles import Capability, user_can
@@ -172,6 +173,12 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
             )
             extra_context["transcript"] = page.messages
             extra_context["transcript_page"] = page
+            conversation_event(
+                conversation,
+                action="transcript.view",
+                actor=user_actor(request.user),
+                details={"page": page.number, "messages": len(page.messages)},
+            )
             if user_can(request.user, conversation.tenant_id, Capability.USAGE):
                 extra_context["llm_calls"] = LLMCall.objects.filter(
                     conversation=conversation

@@ -25,6 +25,7 @@ from conversations.agents import (
     conversation_hand_back,
     conversation_take_over,
 )
+from conversations.audit_trail import conversation_event, user_actor
 from conversations.catch_up import CatchUp, conversation_catch_up
 from conversations.origins import is_own_origin
 from conversations.refusals import CloseCode, SocketRefused
@@ -86,6 +87,7 @@ def agent_socket_open(
     except AccessRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc) or "forbidden") from exc
     _tenant_check(conversation)
+    conversation_event(conversation, action="agent_socket.join", actor=user_actor(agent))
     return AgentSession(agent=agent, conversation_id=conversation.pk, session_key=session_key)
 
 

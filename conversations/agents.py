@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
+from conversations.audit_trail import conversation_event, user_actor
 from conversations.handoff import conversation_cancel_replies, conversation_lock
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message
@@ -91,6 +92,12 @@ def _take_over_locked(conversation: Conversation, agent: User, *, sender: str | 
     conversation.assigned_agent = agent
     conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
     conversation_cancel_replies(conversation=conversation)
+    conversation_event(
+        conversation,
+        action="agent.take_over",
+        actor=user_actor(agent),
+        details={"from_status": status},
+    )
     name = _agent_name(conversation, agent.pk)
     if name:
         _append_notice(conversation, "agent_joined", name=name)
@@ -151,6 +158,12 @@ def agent_message_post(
         message = message_append(
             conversation=locked, role=Message.Role.AGENT, text=text, author=agent, sender=sender
         )
+        conversation_event(
+            locked,
+            action="agent.reply",
+            actor=user_actor(agent),
+            details={"message_id": str(message.pk), "seq": message.seq, "chars": len(text)},
+        )
     _sync(conversation, locked)
     return message
 
@@ -174,6 +187,7 @@ def conversation_hand_back(
             locked.save(update_fields=["status", "assigned_agent", "updated_at"])
             _append_notice(locked, "handed_back")
             conversation_changed(locked, sender=sender)
+            conversation_event(locked, action="agent.hand_back", actor=user_actor(agent))
     _sync(conversation, locked)
     return changed
 
@@ -194,5 +208,6 @@ def conversation_close(
             conversation_cancel_replies(conversation=locked)
             _append_notice(locked, "closed")
             conversation_changed(locked, sender=sender)
+            conversation_event(locked, action="agent.close", actor=user_actor(agent))
     _sync(conversation, locked)
     return changed

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations import frames
+from conversations.audit_trail import conversation_event
 from conversations.broadcast import broadcast_on_commit
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message, ReplyJob
@@ -118,6 +119,12 @@ def conversation_request_agent(
         conversation.handoff_reason = reason[:300]
         conversation.save(update_fields=["status", "handoff_reason", "updated_at"])
         conversation_changed(conversation)
+        conversation_event(
+            conversation,
+            action="handoff",
+            actor="assistant" if from_job is not None else "system",
+            details={"reason": conversation.handoff_reason},
+        )
         _cancel_running_replies(conversation, except_job=from_job)
         if notify:
             message_append(

@@ -17,6 +17,10 @@ from conversations.models import Message
 from supportbot.llm import count_message_tokens
 from supportbot.llm.data_blocks import data_block, data_section, neutralise
 
+# Names the instructions below (the guides and how the prompt is assembled); recorded with
+# every reply in the audit log. Change it whenever they change.
+PROMPT_VERSION = "2026-12-reply-1"
+
 # The turns the model sees: the visitor speaks as "user"; the assistant and agents are the
 # assistant's side. Notices (system messages) are not turns.
 TURN_ROLES: dict[str, str] = {

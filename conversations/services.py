@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from conversations import jobs
 from conversations.assistant_modes import person_first_wait_begin
+from conversations.audit_trail import conversation_event, visitor_actor
 from conversations.handoff import asks_for_a_person, conversation_request_agent
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Contact, Conversation, Message
@@ -269,6 +270,12 @@ def message_post_from_visitor(
                     conversation=conversation, trigger=message, route=route
                 ):
                     jobs.reply_job_queue(conversation=conversation, trigger=message)
+            conversation_event(
+                conversation,
+                action="message.visitor",
+                actor=visitor_actor(conversation),
+                details={"message_id": str(message.pk), "seq": message.seq, "chars": len(text)},
+            )
     except IntegrityError:
         # The same client_id raced in on another socket: that insert won.
         existing = message_by_client_id(conversation=conversation, client_id=client_id)

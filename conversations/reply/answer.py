@@ -120,12 +120,22 @@ def reply_answer(
         if not finished.tool_calls or step == MAX_TOOL_STEPS:
             delivery.flush()
             text = delivery.all_text
-            return Outcome(text=text, finished=finished, sources=sources_cited(turn.passages, text))
+            return Outcome(
+                text=text,
+                finished=finished,
+                sources=sources_cited(turn.passages, text),
+                chunk_ids=[passage.chunk_id for passage in turn.passages],
+            )
         messages.append(_tool_request(finished))
         for call in finished.tool_calls:
             result = tool_call_run(turn, call, step=step)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
         if turn.handed_off:
             delivery.flush()
-            return Outcome(text=delivery.all_text, finished=finished, handed_off=True)
+            return Outcome(
+                text=delivery.all_text,
+                finished=finished,
+                handed_off=True,
+                chunk_ids=[passage.chunk_id for passage in turn.passages],
+            )
     raise AssertionError("unreachable")

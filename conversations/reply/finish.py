@@ -4,13 +4,16 @@ and broadcast on commit."""
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from conversations import frames
+from conversations.audit_trail import conversation_event
 from conversations.broadcast import broadcast_on_commit
 from conversations.messages import message_append
-from conversations.models import Message, ReplyJob
+from conversations.models import LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.notices import notice
+from conversations.prompts import PROMPT_VERSION
 from conversations.reply.claim import Claim, own_job_lock
 from conversations.stream_state import snapshot_clear
 from supportbot.llm import Finished
@@ -25,6 +28,7 @@ class Outcome:
     finished: Finished | None
     sources: list[dict[str, str]] = field(default_factory=list)
     handed_off: bool = False
+    chunk_ids: list[int] | None = None  # the passages the reply was given (None: the prompt's)
 
 
 def _settle(reply: Message, outcome: Outcome, language: str) -> list[str]:
@@ -62,6 +66,38 @@ def _record_model(reply: Message, finished: Finished | None) -> None:
     reply.latency_ms = finished.latency_ms
 
 
+def _audit(claim: Claim, outcome: Outcome, degraded: str) -> None:
+    """The reply's audit event: model, tokens and cost over all its calls, why it ended, the
+    passages it was given, the language, the prompt version and the tools it called."""
+    reply = claim.reply
+    calls = LLMCall.objects.filter(message_id=reply.pk).aggregate(
+        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), cost=Sum("cost")
+    )
+    tools = ToolInvocation.objects.filter(message_id=reply.pk).order_by("created_at")
+    chunk_ids = outcome.chunk_ids
+    if chunk_ids is None:
+        chunk_ids = [passage.chunk_id for passage in claim.context.passages]
+    conversation_event(
+        claim.conversation,
+        action="reply.complete",
+        actor="assistant",
+        details={
+            "message_id": str(reply.pk),
+            "status": reply.status,
+            "model": reply.model,
+            "prompt_tokens": calls["prompt"] or 0,
+            "completion_tokens": calls["completion"] or 0,
+            "cost": str(calls["cost"] or 0),
+            "finish_reason": reply.finish_reason,
+            "degraded": degraded,
+            "chunk_ids": chunk_ids,
+            "language": reply.language,
+            "prompt_version": PROMPT_VERSION,
+            "tool_calls": list(tools.values_list("name", flat=True)),
+        },
+    )
+
+
 def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
     """Store the reply and end its job (error code `degraded`); a no-op when the job is no
     longer this attempt's (taken over, cancelled, finished already)."""
@@ -86,4 +122,5 @@ def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
         broadcast_on_commit(claim.conversation.pk, frames.message_frame(reply))
         for text in notices:
             message_append(conversation=claim.conversation, role=Message.Role.SYSTEM, text=text)
+        _audit(claim, outcome, degraded)
     snapshot_clear(reply.pk)

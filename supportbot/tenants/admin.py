@@ -24,6 +24,7 @@ from django.utils.html import format_html
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from supportbot.tenants.admin_audit import AuditedAdmin, user_actor
 from supportbot.tenants.models import ModelPrice, Tenant, TenantLimits, TenantMembership, WidgetKey
 from supportbot.tenants.prices import prices_reload
 from supportbot.tenants.roles import Capability, is_operator, tenant_ids_for_user, user_can
@@ -178,7 +179,7 @@ class TenantSettingsForm(TenantAdminForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(TenantScopedAdmin):
+class TenantAdmin(AuditedAdmin, TenantScopedAdmin):
     capability = Capability.SETTINGS
     tenant_field = "pk"
     form = TenantAdminForm
@@ -259,7 +260,7 @@ class TenantAdmin(TenantScopedAdmin):
             "rotated": False,
         }
         if request.method == "POST":
-            secret = tenant_rotate_identity_secret(tenant=tenant)
+            secret = tenant_rotate_identity_secret(tenant=tenant, actor=user_actor(request))
             self.log_change(request, tenant, "Rotated the identity secret.")
             messages.success(
                 request,
@@ -323,7 +324,7 @@ class TenantAdmin(TenantScopedAdmin):
 
 
 @admin.register(WidgetKey)
-class WidgetKeyAdmin(TenantScopedAdmin):
+class WidgetKeyAdmin(AuditedAdmin, TenantScopedAdmin):
     capability = Capability.WIDGET_KEYS
     list_display = ("public_key", "tenant", "label", "is_active", "created_at")
     list_filter = ("is_active", TenantListFilter)
@@ -363,7 +364,7 @@ class MembershipAddForm(forms.ModelForm):
 
 
 @admin.register(TenantMembership)
-class MembershipAdmin(TenantScopedAdmin):
+class MembershipAdmin(AuditedAdmin, TenantScopedAdmin):
     """A tenant admin manages their own tenants' members: roles there and display names. They
     cannot change their own role or remove themselves, nor reach another tenant."""
 
@@ -464,7 +465,7 @@ class ModelPriceAdmin(OperatorOnlyAdmin):
 
 
 @admin.register(TenantLimits)
-class TenantLimitsAdmin(OperatorOnlyAdmin):
+class TenantLimitsAdmin(AuditedAdmin, OperatorOnlyAdmin):
     """A tenant's usage limits (also `manage.py tenant_limits`); 0 is no limit."""
 
     list_display = (

@@ -37,6 +37,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Sum
 
+from supportbot.compliance.audit import record_event
 from supportbot.llm import CallRecord, ChatParams, LLMError, ProviderConfig, TransientLLMError
 from supportbot.llm.tokens import count_message_tokens, count_tokens
 from supportbot.redis_store import get_redis, redis_key
@@ -555,7 +556,9 @@ LIMIT_FIELDS = (
 
 
 @transaction.atomic
-def tenant_limits_set(*, tenant: Tenant, **values: int | Decimal) -> TenantLimits:
+def tenant_limits_set(
+    *, tenant: Tenant, actor: str = "system", **values: int | Decimal
+) -> TenantLimits:
     """Set some of a tenant's limits (the others stay as they are; 0 removes one). Raises
     ValueError for an unknown or negative limit."""
     unknown = set(values) - set(LIMIT_FIELDS)
@@ -569,4 +572,11 @@ def tenant_limits_set(*, tenant: Tenant, **values: int | Decimal) -> TenantLimit
         setattr(row, name, value)
     row.full_clean()
     row.save()
+    record_event(
+        tenant_id=tenant.pk,
+        action="tenantlimits.change",
+        actor=actor,
+        target=f"tenantlimits:{row.pk}",
+        details={"fields": sorted(values)},
+    )
     return row

@@ -3,6 +3,7 @@
 from django.db import transaction
 from django.utils.text import slugify
 
+from supportbot.compliance.audit import record_event
 from supportbot.compliance.encryption import encrypt_secret
 from supportbot.tenants.identity import new_identity_secret
 from supportbot.tenants.models import Tenant, WidgetKey
@@ -67,12 +68,19 @@ def tenant_set_llm_api_key(*, tenant: Tenant, api_key: str) -> None:
     tenant.save(update_fields=["llm_api_key_encrypted", "updated_at"])
 
 
-def tenant_rotate_identity_secret(*, tenant: Tenant) -> str:
+def tenant_rotate_identity_secret(*, tenant: Tenant, actor: str = "system") -> str:
     """Replace the tenant's identity secret; returns the new one (to be shown once, never kept).
 
     Identities signed with the old secret are refused from now on.
     """
     secret = new_identity_secret()
-    tenant.identity_secret_encrypted = encrypt_secret(secret)
-    tenant.save(update_fields=["identity_secret_encrypted", "updated_at"])
+    with transaction.atomic():
+        tenant.identity_secret_encrypted = encrypt_secret(secret)
+        tenant.save(update_fields=["identity_secret_encrypted", "updated_at"])
+        record_event(
+            tenant_id=tenant.pk,
+            action="tenant.identity_secret.rotate",
+            actor=actor,
+            target=f"tenant:{tenant.pk}",
+        )
     return secret

@@ -112,7 +112,7 @@ class Command(BaseCommand):
             values["spend_per_month"] = _amount(options["spend_per_month"])
         if values:
             try:
-                tenant_limits_set(tenant=tenant, **values)
+                tenant_limits_set(tenant=tenant, actor="command:tenant_limits", **values)
             except (ValidationError, ValueError) as exc:
                 raise CommandError(str(exc)) from exc
         now = usage_now(tenant)
