@@ -1,1 +1,8 @@
 """The compliance officer's admin pages; each page is a module of this package."""
+
+from django.contrib import admin
+
+from supportbot.compliance.models import AuditEvent
+from supportbot.compliance_desk.audit_log import AuditEventAdmin
+
+admin.site.register(AuditEvent, AuditEventAdmin)
