@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
@@ -196,8 +196,11 @@ class AuditEventAdmin(TenantScopedAdmin):
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return HttpResponseBadRequest("Unknown filter.")
-        events = changelist.get_queryset(request).order_by("tenant_id", "seq")
+        # What exists now: not the export's own event, nor any written while it streams.
+        newest = AuditEvent.objects.aggregate(newest=Max("pk"))["newest"] or 0
+        events = changelist.get_queryset(request).filter(pk__lte=newest)
         self._export_record(request, fmt)
+        events = events.order_by("tenant_id", "seq")
         rows = _csv_rows(events) if fmt == "csv" else _json_rows(events)
         response = StreamingHttpResponse(rows, content_type=self.export_formats[fmt])
         response["Content-Disposition"] = f'attachment; filename="audit-log.{fmt}"'
