@@ -215,7 +215,7 @@ class AuditEventAdmin(TenantScopedAdmin):
         elif chosen == "platform" or allowed is None:
             chains = [None]
         else:
-            chains = sorted(allowed)
+            chains = [*sorted(allowed)]
         details = {"format": fmt, "filters": sorted(request.GET.keys())}
         for tenant_id in chains:
             record_event(
