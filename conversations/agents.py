@@ -92,18 +92,18 @@ def _take_over_locked(conversation: Conversation, agent: User, *, sender: str | 
     conversation.assigned_agent = agent
     conversation.save(update_fields=["status", "assigned_agent", "updated_at"])
     conversation_cancel_replies(conversation=conversation)
-    conversation_event(
-        conversation,
-        action="agent.take_over",
-        actor=user_actor(agent),
-        details={"from_status": status},
-    )
     name = _agent_name(conversation, agent.pk)
     if name:
         _append_notice(conversation, "agent_joined", name=name)
     else:
         _append_notice(conversation, "agent_joined_unnamed")
     conversation_changed(conversation, sender=sender)
+    conversation_event(
+        conversation,
+        action="agent.take_over",
+        actor=user_actor(agent),
+        details={"from_status": status},
+    )
     return True
 
 

@@ -119,12 +119,6 @@ def conversation_request_agent(
         conversation.handoff_reason = reason[:300]
         conversation.save(update_fields=["status", "handoff_reason", "updated_at"])
         conversation_changed(conversation)
-        conversation_event(
-            conversation,
-            action="handoff",
-            actor="assistant" if from_job is not None else "system",
-            details={"reason": conversation.handoff_reason},
-        )
         _cancel_running_replies(conversation, except_job=from_job)
         if notify:
             message_append(
@@ -132,6 +126,12 @@ def conversation_request_agent(
                 role=Message.Role.SYSTEM,
                 text=notice("handoff", conversation.language),
             )
+        conversation_event(
+            conversation,
+            action="handoff",
+            actor="assistant" if from_job is not None else "system",
+            details={"reason": conversation.handoff_reason},
+        )
     return True
 
 
