@@ -21,6 +21,8 @@ from conversations.models import Conversation, Message, ReplyJob
 from conversations.prompts import PROMPT_VERSION
 from conversations.reply.generate import reply_generate
 from conversations.services import message_post_from_visitor, visitor_session_open
+from knowledge.ingestion import document_ingest, source_get_or_create
+from knowledge.models import Chunk
 from supportbot.compliance.audit import keyed_digest
 from supportbot.compliance.audit_chain import verify_chain
 from supportbot.compliance.models import AuditEvent
@@ -90,6 +92,16 @@ def test_a_visitor_message_and_its_reply_are_recorded(posted: Message, llm: Any)
     message_post_from_visitor(conversation=conversation, client_id="c1", text=SECRET_TEXT)
     assert len(events(posted.tenant_id, "message.visitor")) == 1
 
+    source = source_get_or_create(tenant=conversation.tenant, name="Help", kind="upload")
+    document_ingest(
+        tenant=conversation.tenant,
+        source=source,
+        key="cards.md",
+        filename="cards.md",
+        content=b"# Card payments\n\nWe never ask for your card number in the chat.\n",
+        language="en",
+    )
+    chunk_ids = set(Chunk.objects.filter(document__source=source).values_list("pk", flat=True))
     llm.enqueue(
         Reply(
             text="",
@@ -115,7 +127,8 @@ def test_a_visitor_message_and_its_reply_are_recorded(posted: Message, llm: Any)
     assert (facts["prompt_tokens"], facts["completion_tokens"]) == (100, 13)
     assert "cost" in facts
     assert facts["finish_reason"] == "stop"
-    assert facts["chunk_ids"] == []  # no help centre in this tenant
+    assert facts["chunk_ids"]
+    assert set(facts["chunk_ids"]) <= chunk_ids
     assert facts["language"] == "en"
     assert facts["prompt_version"] == PROMPT_VERSION
     assert facts["tool_calls"] == ["search_knowledge"]
