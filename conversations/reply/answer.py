@@ -78,6 +78,22 @@ def _tool_request(finished: Finished) -> dict[str, Any]:
     }
 
 
+def _ended(
+    turn: ToolTurn, delivery: ReplyDelivery, finished: Finished, *, handed_off: bool = False
+) -> Outcome:
+    """The reply's outcome: its text (flushed to the sockets), the sources it cites (none when
+    it handed off) and every passage it was given."""
+    delivery.flush()
+    text = delivery.all_text
+    return Outcome(
+        text=text,
+        finished=finished,
+        sources=[] if handed_off else sources_cited(turn.passages, text),
+        handed_off=handed_off,
+        chunk_ids=[passage.chunk_id for passage in turn.passages],
+    )
+
+
 def reply_answer(
     claim: Claim,
     delivery: ReplyDelivery,
@@ -118,24 +134,11 @@ def reply_answer(
         finished = _step(claim, stream, delivery, lease)
         stream = None
         if not finished.tool_calls or step == MAX_TOOL_STEPS:
-            delivery.flush()
-            text = delivery.all_text
-            return Outcome(
-                text=text,
-                finished=finished,
-                sources=sources_cited(turn.passages, text),
-                chunk_ids=[passage.chunk_id for passage in turn.passages],
-            )
+            return _ended(turn, delivery, finished)
         messages.append(_tool_request(finished))
         for call in finished.tool_calls:
             result = tool_call_run(turn, call, step=step)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
         if turn.handed_off:
-            delivery.flush()
-            return Outcome(
-                text=delivery.all_text,
-                finished=finished,
-                handed_off=True,
-                chunk_ids=[passage.chunk_id for passage in turn.passages],
-            )
+            return _ended(turn, delivery, finished, handed_off=True)
     raise AssertionError("unreachable")
