@@ -80,9 +80,7 @@ def _expired_conversations(tenant_id: int, cutoff: datetime) -> QuerySet[Convers
     open_jobs = ReplyJob.objects.filter(
         conversation=OuterRef("pk"), state__in=[ReplyJob.State.QUEUED, ReplyJob.State.RUNNING]
     )
-    streaming = Message.objects.filter(
-        conversation=OuterRef("pk"), status=Message.Status.STREAMING
-    )
+    streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
     return (
         Conversation.objects.filter(tenant_id=tenant_id, updated_at__lt=cutoff)
         .filter(
@@ -146,9 +144,7 @@ def _conversations_delete_batch(tenant_id: int, cutoff: datetime, batch_size: in
         for label, count in deleted.items():
             counts[_MODEL_CLASSES.get(label, label)] += count
         conversation_ids = [str(pk) for pk in ids]
-        transaction.on_commit(
-            lambda: _redis_state_clear(conversation_ids, message_ids, job_ids)
-        )
+        transaction.on_commit(lambda: _redis_state_clear(conversation_ids, message_ids, job_ids))
     return counts
 
 
@@ -180,9 +176,7 @@ def _conversations_expire(
             {
                 "conversations": expired.count(),
                 "messages": Message.objects.filter(conversation__in=expired).count(),
-                "tool_invocations": ToolInvocation.objects.filter(
-                    conversation__in=expired
-                ).count(),
+                "tool_invocations": ToolInvocation.objects.filter(conversation__in=expired).count(),
                 "reply_jobs": ReplyJob.objects.filter(conversation__in=expired).count(),
                 "contacts": _expired_contacts(tenant.pk, cutoff, leaving=expired).count(),
             }
@@ -194,9 +188,7 @@ def _conversations_expire(
     return counts
 
 
-def _llm_calls_expire(
-    tenant: Tenant, cutoff: datetime, *, dry_run: bool, batch_size: int
-) -> int:
+def _llm_calls_expire(tenant: Tenant, cutoff: datetime, *, dry_run: bool, batch_size: int) -> int:
     expired = LLMCall.objects.filter(tenant_id=tenant.pk, created_at__lt=cutoff).order_by()
     if dry_run:
         return expired.count()

@@ -236,9 +236,7 @@ def test_the_removed_conversations_redis_state_goes(tenants: tuple[Tenant, Tenan
 
     with pytest.MonkeyPatch.context() as patch:
         # Commit hooks run at once: the test's transaction never commits.
-        patch.setattr(
-            retention_module.transaction, "on_commit", lambda func, *a, **k: func()
-        )
+        patch.setattr(retention_module.transaction, "on_commit", lambda func, *a, **k: func())
         retention_run(tenant=alpha, now=NOW)
 
     assert snapshot_read(reply.pk) is None

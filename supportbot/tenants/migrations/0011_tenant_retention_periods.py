@@ -5,25 +5,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0010_default_model_prices'),
+        ("tenants", "0010_default_model_prices"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tenant',
-            name='audit_retention_days',
-            field=models.PositiveIntegerField(blank=True, default=1095, help_text='Days audit events are kept (at least 30). Empty: kept.', null=True, validators=[django.core.validators.MinValueValidator(30), django.core.validators.MaxValueValidator(3660)]),
+            model_name="tenant",
+            name="audit_retention_days",
+            field=models.PositiveIntegerField(
+                blank=True,
+                default=1095,
+                help_text="Days audit events are kept (at least 30). Empty: kept.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(30),
+                    django.core.validators.MaxValueValidator(3660),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='conversation_retention_days',
-            field=models.PositiveIntegerField(blank=True, default=365, help_text="Days after a conversation's last activity before it is deleted with its messages (and its contact, when they have no other conversation). Empty: kept.", null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3660)]),
+            model_name="tenant",
+            name="conversation_retention_days",
+            field=models.PositiveIntegerField(
+                blank=True,
+                default=365,
+                help_text="Days after a conversation's last activity before it is deleted with its messages (and its contact, when they have no other conversation). Empty: kept.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(3660),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='llm_call_retention_days',
-            field=models.PositiveIntegerField(blank=True, default=90, help_text='Days LLM call records are kept (the daily usage totals stay). Empty: kept.', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3660)]),
+            model_name="tenant",
+            name="llm_call_retention_days",
+            field=models.PositiveIntegerField(
+                blank=True,
+                default=90,
+                help_text="Days LLM call records are kept (the daily usage totals stay). Empty: kept.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(3660),
+                ],
+            ),
         ),
     ]
