@@ -399,11 +399,33 @@ if PRODUCTION:
 # setting, and the password of any URL inside a setting (CACHES, CHANNEL_LAYERS...).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "supportbot.error_reports.SettingsRedactingFilter"
 
+# No log line holds message text or personal data: the application logs ids and codes; the
+# libraries that put a client's address or SQL parameters in their DEBUG lines stay at INFO or
+# above whatever LOG_LEVEL says; and every line passes the redaction filter (emails, addresses,
+# tokens and keys masked). APP_LOG_LEVEL sets the application's own loggers apart.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+APP_LOG_LEVEL = env.str("APP_LOG_LEVEL", default="").upper() or LOG_LEVEL
+_LIBRARY_LOG_LEVEL = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "filters": {"personal_data": {"()": "supportbot.compliance.log_redaction.PersonalDataFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["personal_data"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        **{name: {"level": APP_LOG_LEVEL} for name in ("supportbot", "conversations", "knowledge")},
+        **{
+            name: {"level": _LIBRARY_LOG_LEVEL}
+            for name in ("daphne", "django.channels.server", "django.db.backends", "django.server")
+        },
+    },
 }
