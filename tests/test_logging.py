@@ -95,9 +95,8 @@ def test_every_web_process_runs_without_an_access_log() -> None:
     off (the Procfile, the Dockerfile, docker-compose.yml, `make run` and the test stack)."""
     assert DAPHNE_OPTIONS == ("--access-log", "/dev/null")
     for path in ("Procfile", "Dockerfile", "docker-compose.yml"):
-        commands = [
-            line for line in (REPO / path).read_text().splitlines() if re.search(r"\bdaphne -", line)
-        ]
+        lines = (REPO / path).read_text().splitlines()
+        commands = [line for line in lines if re.search(r"\bdaphne -", line)]
         assert commands, path
         for line in commands:
             assert "daphne --access-log /dev/null " in line, (path, line)

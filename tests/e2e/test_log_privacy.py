@@ -71,9 +71,7 @@ def _agent_answers(stack: LiveStack, tenant_id: int, conversation_id: str) -> No
 def _summary_of(stack: LiveStack, conversation_id: str) -> dict[str, Any]:
     from conversations.models import Conversation
 
-    return dict(
-        stack.in_thread(lambda: Conversation.objects.get(pk=conversation_id).summary) or {}
-    )
+    return dict(stack.in_thread(lambda: Conversation.objects.get(pk=conversation_id).summary) or {})
 
 
 def _output(stack: LiveStack, offsets: dict[Path, int]) -> str:
@@ -93,10 +91,9 @@ def test_a_whole_conversation_leaves_no_personal_data_in_the_logs(
         caplog.set_level(logging.DEBUG, logger=name)
     offsets = {p.log_path: p.log_path.stat().st_size for p in (live_stack.web, *live_stack.workers)}
     key, identity_secret, tenant_id = _tenant_and_secret(live_stack)
+    claims = {"sub": f"user-{uuid.uuid4()}", "email": EMAIL, "name": NAME}
     identity = jwt.encode(
-        {"sub": f"user-{uuid.uuid4()}", "email": EMAIL, "name": NAME, "exp": int(time.time()) + 600},
-        identity_secret,
-        algorithm="HS256",
+        {**claims, "exp": int(time.time()) + 600}, identity_secret, algorithm="HS256"
     )
     summary = {"summary": SUMMARY, "facts": [EMAIL, REPLY], "open_questions": [TEXT]}
     live_stack.llm.reset()
@@ -131,8 +128,10 @@ def test_a_whole_conversation_leaves_no_personal_data_in_the_logs(
             )
             recv_until(
                 ws,
-                lambda f: f["type"] == "conversation.updated"
-                and f["conversation"]["status"] == "waiting_for_agent",
+                lambda f: (
+                    f["type"] == "conversation.updated"
+                    and f["conversation"]["status"] == "waiting_for_agent"
+                ),
             )
             _agent_answers(live_stack, tenant_id, conversation_id)
             recv_until(
