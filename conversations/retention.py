@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -246,8 +246,15 @@ def retention_run_all(
     dry_run: bool = False,
 ) -> list[RetentionResult]:
     """`retention_run` for each of `tenants` (default: every tenant, active or not), with one
-    `now` for all."""
+    `now` for all. A tenant whose run fails is logged and left for the next run; the others
+    still run."""
     now = now or timezone.now()
     if tenants is None:
         tenants = Tenant.objects.order_by("pk")
-    return [retention_run(tenant=tenant, now=now, dry_run=dry_run) for tenant in tenants]
+    results = []
+    for tenant in tenants:
+        try:
+            results.append(retention_run(tenant=tenant, now=now, dry_run=dry_run))
+        except DatabaseError:
+            logger.exception("retention of tenant %s failed; the next run tries again", tenant.pk)
+    return results

@@ -77,9 +77,6 @@ def enforce_retention() -> int:
     tenants run."""
     results = retention_run_all()
     for result in results:
-        logger.info(
-            "retention: tenant %s removed %s",
-            result.tenant_id,
-            ", ".join(f"{name} {count}" for name, count in result.counts.items() if count),
-        )
+        removed = ", ".join(f"{name} {count}" for name, count in result.counts.items() if count)
+        logger.info("retention: tenant %s: %s", result.tenant_id, removed or "nothing removed")
     return len(results)

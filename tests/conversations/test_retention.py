@@ -17,6 +17,7 @@ from celery.schedules import crontab
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import DatabaseError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -351,3 +352,23 @@ def test_the_admin_edits_the_periods(make_tenant: Any, admin_client: Any) -> Non
     response = admin_client.post(url, data)
     assert response.status_code == 200
     assert "audit_retention_days" in response.context["adminform"].form.errors
+
+
+def test_a_failing_tenant_does_not_stop_the_others(
+    tenants: tuple[Tenant, Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha, beta = tenants
+    b = _conversation(beta, at=OLD)
+    real_expire = retention_module._conversations_expire
+
+    def expire(tenant: Tenant, *args: Any, **kwargs: Any) -> Any:
+        if tenant.pk == alpha.pk:
+            raise DatabaseError("lost the connection")
+        return real_expire(tenant, *args, **kwargs)
+
+    monkeypatch.setattr(retention_module, "_conversations_expire", expire)
+
+    results = retention_module.retention_run_all(tenants=[alpha, beta], now=NOW)
+
+    assert [r.tenant_id for r in results] == [beta.pk]
+    assert not _exists(Conversation, b.conversation.pk)
