@@ -43,5 +43,6 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD python -c "import os, urllib.request as u; h = (os.environ.get('ALLOWED_HOSTS') or 'localhost').split(',')[0].strip().lstrip('.'); h = 'localhost' if h in ('', '*') else h; u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), headers={'Host': h}), timeout=4)"
 
 # No --proxy-headers: the client address and scheme come from forwarding headers of
-# TRUSTED_PROXIES only (supportbot.client_address).
-CMD ["sh", "-c", "exec daphne -b 0.0.0.0 -p \"$PORT\" supportbot.asgi:application"]
+# TRUSTED_PROXIES only (supportbot.client_address). No access log: its lines hold each
+# visitor's address.
+CMD ["sh", "-c", "exec daphne --access-log /dev/null -b 0.0.0.0 -p \"$PORT\" supportbot.asgi:application"]

@@ -1,6 +1,7 @@
 """Handing a conversation to a person, and stopping the assistant's replies when that happens."""
 
 import re
+from collections.abc import Iterable
 from functools import partial
 from uuid import UUID
 
@@ -43,6 +44,13 @@ def _cancel_key(job_id: int) -> str:
 
 def reply_cancel_requested(job_id: int) -> bool:
     return bool(get_redis().exists(_cancel_key(job_id)))
+
+
+def reply_cancel_flags_clear(job_ids: Iterable[int]) -> None:
+    """Remove the cancel flags of `job_ids` (removed reply jobs), if any is left."""
+    keys = [_cancel_key(job_id) for job_id in job_ids]
+    if keys:
+        get_redis().delete(*keys)
 
 
 def _open_jobs_locked(conversation_id: UUID | str, *, except_job: int | None) -> list[ReplyJob]:

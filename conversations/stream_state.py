@@ -69,6 +69,13 @@ def snapshot_clear(message_id: UUID | str) -> None:
     get_redis().delete(_key(message_id))
 
 
+def snapshots_clear(message_ids: Iterable[UUID | str]) -> None:
+    """Remove the snapshots of `message_ids` (removed replies), if any is left."""
+    keys = [_key(message_id) for message_id in message_ids]
+    if keys:
+        get_redis().delete(*keys)
+
+
 def resume_frames(messages: Iterable[Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """For a (re)connecting socket: `reply.start` and the text so far of each reply still
     streaming among `messages`, and the delta index each snapshot covers."""

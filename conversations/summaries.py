@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
@@ -171,6 +172,13 @@ def _pending_key(conversation_id: str) -> str:
 
 def _lock_key(conversation_id: str) -> str:
     return redis_key("summary-lock", conversation_id)
+
+
+def summary_state_clear(conversation_ids: Iterable[str]) -> None:
+    """Remove the summary keys of `conversation_ids` (removed conversations), if any is left."""
+    keys = [key(pk) for pk in conversation_ids for key in (_pending_key, _lock_key)]
+    if keys:
+        get_redis().delete(*keys)
 
 
 def summary_enqueue_if_needed(

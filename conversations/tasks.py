@@ -10,6 +10,7 @@ from django.db import OperationalError
 from conversations.assistant_modes import person_first_waits_release
 from conversations.reply.claim import LeaseHeld
 from conversations.reply.generate import reply_generate, reply_jobs_requeue_stalled
+from conversations.retention import retention_run_all
 from conversations.summaries import conversation_summarize
 from supportbot.llm import TransientLLMError
 
@@ -68,3 +69,14 @@ def release_person_first_waits() -> int:
     if released:
         logger.info("released %d person-first conversations to the assistant", released)
     return released
+
+
+@shared_task(name="conversations.enforce_retention", ignore_result=True)
+def enforce_retention() -> int:
+    """Remove every tenant's rows past their retention periods (nightly); the number of
+    tenants run."""
+    results = retention_run_all()
+    for result in results:
+        removed = ", ".join(f"{name} {count}" for name, count in result.counts.items() if count)
+        logger.info("retention: tenant %s: %s", result.tenant_id, removed or "nothing removed")
+    return len(results)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from supportbot.client_address import trusted_networks_parse
 
@@ -203,12 +204,29 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
+# Retention runs nightly at RETENTION_RUN_AT (HH:MM, UTC), deleting RETENTION_BATCH_SIZE rows
+# per transaction.
+_RETENTION_RUN_AT = env.str("RETENTION_RUN_AT", default="03:30")
+try:
+    _RETENTION_HOUR, _RETENTION_MINUTE = (int(part) for part in _RETENTION_RUN_AT.split(":"))
+    if not (0 <= _RETENTION_HOUR < 24 and 0 <= _RETENTION_MINUTE < 60):
+        raise ValueError(_RETENTION_RUN_AT)
+except ValueError:
+    raise environ.ImproperlyConfigured(
+        f"RETENTION_RUN_AT is a time of day, HH:MM (UTC), not {_RETENTION_RUN_AT!r}."
+    ) from None
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stalled-replies": {"task": "conversations.requeue_stalled_replies", "schedule": 60.0},
     # Person first: the assistant answers conversations no agent took within the wait.
     "release-person-first-waits": {
         "task": "conversations.release_person_first_waits",
         "schedule": 30.0,
+    },
+    # Retention: every tenant's expired conversations, LLM call records and audit events.
+    "enforce-retention": {
+        "task": "conversations.enforce_retention",
+        "schedule": crontab(minute=_RETENTION_MINUTE, hour=_RETENTION_HOUR),
     },
 }
 
@@ -381,11 +399,33 @@ if PRODUCTION:
 # setting, and the password of any URL inside a setting (CACHES, CHANNEL_LAYERS...).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "supportbot.error_reports.SettingsRedactingFilter"
 
+# No log line holds message text or personal data: the application logs ids and codes; the
+# libraries that put a client's address or SQL parameters in their DEBUG lines stay at INFO or
+# above whatever LOG_LEVEL says; and every line passes the redaction filter (emails, addresses,
+# tokens and keys masked). APP_LOG_LEVEL sets the application's own loggers apart.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+APP_LOG_LEVEL = env.str("APP_LOG_LEVEL", default="").upper() or LOG_LEVEL
+_LIBRARY_LOG_LEVEL = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "filters": {"personal_data": {"()": "supportbot.compliance.log_redaction.PersonalDataFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["personal_data"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        **{name: {"level": APP_LOG_LEVEL} for name in ("supportbot", "conversations", "knowledge")},
+        **{
+            name: {"level": _LIBRARY_LOG_LEVEL}
+            for name in ("daphne", "django.channels.server", "django.db.backends", "django.server")
+        },
+    },
 }

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from supportbot.compliance.audit_chain import canonical_json, details_digest, event_hash
@@ -138,6 +139,20 @@ def record_event(
         )
 
 
+def expired_event_count(*, tenant_id: int | None, before: datetime) -> int:
+    """How many of `tenant_id`'s events `expire_events(before=...)` would remove (a dry run)."""
+    return _expired_prefix(tenant_id, before).count()
+
+
+def _expired_prefix(tenant_id: int | None, before: datetime) -> QuerySet[AuditEvent]:
+    """The chain's oldest run of events written before `before`."""
+    chain = AuditEvent.objects.filter(tenant_id=tenant_id)
+    first_kept = (
+        chain.filter(created_at__gte=before).order_by("seq").values_list("seq", flat=True).first()
+    )
+    return chain.filter(seq__lt=first_kept) if first_kept is not None else chain
+
+
 def expire_events(*, tenant_id: int | None, before: datetime) -> int:
     """Remove `tenant_id`'s events older than `before` (whole expired segments only; the only
     removal the audit table allows), record that it happened, and return how many went.
@@ -148,14 +163,7 @@ def expire_events(*, tenant_id: int | None, before: datetime) -> int:
     """
     with transaction.atomic():
         _lock_chain(tenant_id)
-        chain = AuditEvent.objects.filter(tenant_id=tenant_id)
-        first_kept = (
-            chain.filter(created_at__gte=before)
-            .order_by("seq")
-            .values_list("seq", flat=True)
-            .first()
-        )
-        expired = chain.filter(seq__lt=first_kept) if first_kept is not None else chain
+        expired = _expired_prefix(tenant_id, before)
         last = expired.order_by("-seq").values_list("seq", "hash").first()
         if last is None:
             return 0

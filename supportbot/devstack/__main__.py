@@ -33,6 +33,8 @@ from .postgres import EmbeddedPostgres
 from .processes import Child, Supervisor
 from .redis import EmbeddedRedis, flushdb
 
+# Daphne's access log would write each visitor's address: none (as in the Procfile).
+DAPHNE_OPTIONS = ("--access-log", "/dev/null")
 TEST_REDIS_DB = 1  # tests never share a Redis database (and so Celery queues) with `make run`
 
 
@@ -290,7 +292,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         python = sys.executable
         supervisor.start(
             "web",
-            [python, "-m", "daphne", "-b", host, "-p", str(port), "supportbot.asgi:application"],
+            [
+                *(python, "-m", "daphne", *DAPHNE_OPTIONS),
+                *("-b", host, "-p", str(port), "supportbot.asgi:application"),
+            ],
             env=env,
             cwd=REPO_ROOT,
         )

@@ -58,6 +58,9 @@ TENANT_ADMIN_FIELDS = frozenset(
         "business_hours",
         "ai_disclosure",
         "identity_required",
+        "conversation_retention_days",
+        "llm_call_retention_days",
+        "audit_retention_days",
     }
 )
 _KEY_FIELDS = ("llm_api_key", "clear_llm_api_key")
@@ -147,6 +150,16 @@ TENANT_FIELDSETS: Any = (
     (
         "Visitor identity",
         {"fields": ("identity_required", "identity_secret_status")},
+    ),
+    (
+        "Retention (days; empty: kept)",
+        {
+            "fields": (
+                "conversation_retention_days",
+                "llm_call_retention_days",
+                "audit_retention_days",
+            )
+        },
     ),
 )
 _TENANT_FORM_FIELDS = tuple(

@@ -33,6 +33,16 @@ MAX_REPLY_TOKENS = 32_768
 MAX_SEED = 2**31 - 1
 MAX_STOP_CHARS = 100
 
+# Retention (days; None keeps the rows): GDPR's storage limitation. Conversations go a year after
+# their last activity; LLM call records (model, tokens, cost: operations data, its daily totals
+# stay in TenantUsageDay) after 90 days; the audit log, the evidence of what was done, after
+# three years (the common limitation period for claims).
+DEFAULT_CONVERSATION_RETENTION_DAYS = 365
+DEFAULT_LLM_CALL_RETENTION_DAYS = 90
+DEFAULT_AUDIT_RETENTION_DAYS = 3 * 365
+MAX_RETENTION_DAYS = 10 * 366
+MIN_AUDIT_RETENTION_DAYS = 30
+
 
 def default_history_token_budget() -> int:
     """A new tenant's history budget: the HISTORY_TOKEN_BUDGET setting."""
@@ -182,6 +192,33 @@ class Tenant(models.Model):
         help_text="When a person can answer, e.g. "
         '{"mon": ["09:00-17:00"], "sat": ["10:00-14:00"]}. A day left out is closed; empty: '
         "any time.",
+    )
+
+    # Retention per data class (conversations.retention, a nightly task); empty: kept.
+    conversation_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=DEFAULT_CONVERSATION_RETENTION_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
+        help_text="Days after a conversation's last activity before it is deleted with its "
+        "messages (and its contact, when they have no other conversation). Empty: kept.",
+    )
+    llm_call_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=DEFAULT_LLM_CALL_RETENTION_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
+        help_text="Days LLM call records are kept (the daily usage totals stay). Empty: kept.",
+    )
+    audit_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=DEFAULT_AUDIT_RETENTION_DAYS,
+        validators=[
+            MinValueValidator(MIN_AUDIT_RETENTION_DAYS),
+            MaxValueValidator(MAX_RETENTION_DAYS),
+        ],
+        help_text=f"Days audit events are kept (at least {MIN_AUDIT_RETENTION_DAYS}). Empty: kept.",
     )
 
     class Meta:

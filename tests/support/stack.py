@@ -22,6 +22,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from supportbot.devstack.__main__ import DAPHNE_OPTIONS
+
 REPO = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO / "var" / "test-logs"
 
@@ -229,6 +231,11 @@ def live_stack(
         "CELERY_UNACKED_RESTORE_INTERVAL": "1",
         "REPLY_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
+        # The application's loggers at their most talkative (tests/e2e/test_log_privacy.py
+        # reads these processes' output), and loopback as the proxy, so a test can give the
+        # visitor an address of its own (X-Forwarded-For).
+        "APP_LOG_LEVEL": "DEBUG",
+        "TRUSTED_PROXIES": "127.0.0.1/32",
     }
     web = ChildProcess(
         name="web",
@@ -236,6 +243,7 @@ def live_stack(
             sys.executable,
             "-m",
             "daphne",
+            *DAPHNE_OPTIONS,
             "-b",
             "127.0.0.1",
             "-p",
