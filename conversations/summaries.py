@@ -173,6 +173,15 @@ def _lock_key(conversation_id: str) -> str:
     return redis_key("summary-lock", conversation_id)
 
 
+def summary_pending_key(conversation_id: str) -> str:
+    """The Redis key of a conversation's pending-summary flag (erased with the person)."""
+    return _pending_key(conversation_id)
+
+
+def summary_lock_key(conversation_id: str) -> str:
+    return _lock_key(conversation_id)
+
+
 def summary_enqueue_if_needed(
     *, conversation: Conversation, history: list[Message], token_budget: int
 ) -> bool:

@@ -5,3 +5,9 @@ class ComplianceConfig(AppConfig):
     name = "supportbot.compliance"
     label = "compliance"
     verbose_name = "Compliance"
+
+    def ready(self) -> None:
+        from supportbot.compliance.data_requests import DataRequestStore
+        from supportbot.compliance.registry import register_store
+
+        register_store(DataRequestStore())
