@@ -68,9 +68,7 @@ def _first_contacts(tenant_id: int, selector: SubjectSelector) -> list[Contact]:
     if selector.email or selector.identity_sub:
         return list(
             Contact.objects.filter(
-                contacts_by_email_or_sub(
-                    tenant_id, email=selector.email, sub=selector.identity_sub
-                )
+                contacts_by_email_or_sub(tenant_id, email=selector.email, sub=selector.identity_sub)
             )
         )
     return []
@@ -322,7 +320,9 @@ class RedisStateStore:
             snapshots.append({"message_id": key.rsplit(":", 1)[-1], "text": data.get("text", "")})
         return {
             "stream_snapshots": snapshots,
-            "rate_limit_counters": [{"kind": "messages per minute"} for _ in keys["rate_limit_counters"]],
+            "rate_limit_counters": [
+                {"kind": "messages per minute"} for _ in keys["rate_limit_counters"]
+            ],
         }
 
     def erase(self, subject: DataSubject) -> dict[str, int]:

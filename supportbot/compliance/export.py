@@ -43,6 +43,14 @@ def _render_value(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
+_STYLE = (
+    "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+    "table{border-collapse:collapse;margin-bottom:1em;width:100%}"
+    "th,td{border:1px solid #ccc;padding:.3em;text-align:left;vertical-align:top}"
+    "pre{white-space:pre-wrap;margin:0}</style></head><body>"
+)
+
+
 def transcript_html(
     sections: dict[str, dict[str, list[dict[str, Any]]]], *, reference: str, created_at: str
 ) -> str:
@@ -51,10 +59,7 @@ def transcript_html(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Your data — {escape(reference)}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "table{border-collapse:collapse;margin-bottom:1em;width:100%}"
-        "th,td{border:1px solid #ccc;padding:.3em;text-align:left;vertical-align:top}"
-        "pre{white-space:pre-wrap;margin:0}</style></head><body>",
+        _STYLE,
         "<h1>Your data</h1>",
         f"<p>Request {escape(reference)}, exported {escape(created_at)}.</p>",
     ]
@@ -86,9 +91,7 @@ def export_zip(
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(
-            "data.json", json.dumps(data, indent=2, ensure_ascii=False, default=str)
-        )
+        archive.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False, default=str))
         archive.writestr(
             "transcript.html",
             transcript_html(sections, reference=reference, created_at=created_at),

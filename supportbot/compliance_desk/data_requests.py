@@ -89,7 +89,7 @@ class DataRequestAdmin(TenantScopedAdmin):
             return "-"
         if export_file_path(obj) is None:
             return "Not available (not built yet, or expired)"
-        url = reverse("admin:compliance_desk_datarequest_download", args=[obj.pk])
+        url = reverse("admin:compliance_datarequest_download", args=[obj.pk])
         expires = obj.export_expires_at.isoformat() if obj.export_expires_at else ""
         return format_html('<a href="{}">Download the zip</a> (until {})', url, expires)
 
@@ -104,12 +104,12 @@ class DataRequestAdmin(TenantScopedAdmin):
             path(
                 "new/",
                 self.admin_site.admin_view(self.new_request_view),
-                name="compliance_desk_datarequest_new",
+                name="compliance_datarequest_new",
             ),
             path(
                 "<int:object_id>/download/",
                 self.admin_site.admin_view(self.download_view),
-                name="compliance_desk_datarequest_download",
+                name="compliance_datarequest_download",
             ),
             *super().get_urls(),
         ]
@@ -117,7 +117,7 @@ class DataRequestAdmin(TenantScopedAdmin):
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        return HttpResponseRedirect(reverse("admin:compliance_desk_datarequest_new"))
+        return HttpResponseRedirect(reverse("admin:compliance_datarequest_new"))
 
     def new_request_view(self, request: HttpRequest) -> HttpResponse:
         """POST `action=preview` shows counts per store; `action=run` queues the request (an
@@ -147,9 +147,7 @@ class DataRequestAdmin(TenantScopedAdmin):
                     response = self._run(request, form, data)
                     if response is not None:
                         return response
-        response = TemplateResponse(
-            request, "admin/compliance_desk/datarequest/new.html", context
-        )
+        response = TemplateResponse(request, "admin/compliance_desk/datarequest/new.html", context)
         add_never_cache_headers(response)
         return response
 
@@ -170,10 +168,10 @@ class DataRequestAdmin(TenantScopedAdmin):
             requested_by=request.user.pk,
         )
         return HttpResponseRedirect(
-            reverse("admin:compliance_desk_datarequest_change", args=[created.pk])
+            reverse("admin:compliance_datarequest_change", args=[created.pk])
         )
 
-    def download_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+    def download_view(self, request: HttpRequest, object_id: int) -> FileResponse:
         """The export's zip, for a user who may serve its tenant (404 for anyone else)."""
         data_request = self.get_queryset(request).filter(pk=object_id).first()
         if data_request is None or not self.has_view_permission(request, data_request):

@@ -76,8 +76,11 @@ def plant_summary(person: Person) -> str:
             "nothing new since last week; could you look into it please?",
             broadcast=False,
         )
-    summary = {"summary": f"The visitor {planted} waits for a parcel.", "facts": [],
-               "open_questions": []}
+    summary = {
+        "summary": f"The visitor {planted} waits for a parcel.",
+        "facts": [],
+        "open_questions": [],
+    }
     person.llm.enqueue(Reply(text=json.dumps(summary)))
     assert conversation_summarize(conversation_id=person.conversation_id)
     return planted
@@ -170,7 +173,9 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
     visitor_text, tool_query = canary("visitor"), canary("tool")
     llm.enqueue(
         Reply(
-            tool_calls=[{"name": "search_knowledge", "arguments": json.dumps({"query": tool_query})}],
+            tool_calls=[
+                {"name": "search_knowledge", "arguments": json.dumps({"query": tool_query})}
+            ],
             finish_reason="tool_calls",
         ),
         Reply(text="Let me look into that parcel for you."),
@@ -179,8 +184,7 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
     conversation_id = welcome["conversation_id"]
     person = Person(tenant, conversation_id, frames[-1]["message"]["id"], llm)
     planted = [visitor_text, tool_query]
-    for planter in PLANTERS:
-        planted.append(await database_sync_to_async(planter)(person))
+    planted += [await database_sync_to_async(planter)(person) for planter in PLANTERS]
 
     # Another person of the same tenant.
     llm.enqueue(Reply(text="Happy to help."))
@@ -235,7 +239,8 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
         assert string not in logs, f"{string} logged"
     assert other_text in dump  # the other person is untouched
     assert other_after == other_messages
-    assert usage_after == usage and usage["prompt"]  # aggregates survive
+    assert usage["prompt"]
+    assert usage_after == usage  # aggregates survive
     # A second export holds nothing, and the person can no longer be found.
     assert all(not records for store in second.values() for records in store.values())
     with pytest.raises(SubjectNotFound):

@@ -4,38 +4,71 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='DataRequest',
+            name="DataRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reference', models.CharField(max_length=32, unique=True)),
-                ('tenant_id', models.BigIntegerField(db_index=True)),
-                ('kind', models.CharField(choices=[('export', 'Export'), ('erase', 'Erasure')], max_length=10)),
-                ('selector_kind', models.CharField(choices=[('contact_id', 'Contact id'), ('email', 'Email'), ('identity_sub', 'Verified identity (sub)'), ('conversation_id', 'Conversation id')], max_length=20)),
-                ('selector_value', models.CharField(blank=True, default='', max_length=255)),
-                ('contact_ids', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=10)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('current_store', models.CharField(blank=True, default='', max_length=64)),
-                ('error', models.CharField(blank=True, default='', max_length=200)),
-                ('requested_by', models.BigIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('certificate', models.JSONField(blank=True, default=dict)),
-                ('export_file', models.CharField(blank=True, default='', max_length=200)),
-                ('export_expires_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("reference", models.CharField(max_length=32, unique=True)),
+                ("tenant_id", models.BigIntegerField(db_index=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("export", "Export"), ("erase", "Erasure")], max_length=10
+                    ),
+                ),
+                (
+                    "selector_kind",
+                    models.CharField(
+                        choices=[
+                            ("contact_id", "Contact id"),
+                            ("email", "Email"),
+                            ("identity_sub", "Verified identity (sub)"),
+                            ("conversation_id", "Conversation id"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("selector_value", models.CharField(blank=True, default="", max_length=255)),
+                ("contact_ids", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("current_store", models.CharField(blank=True, default="", max_length=64)),
+                ("error", models.CharField(blank=True, default="", max_length=200)),
+                ("requested_by", models.BigIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("certificate", models.JSONField(blank=True, default=dict)),
+                ("export_file", models.CharField(blank=True, default="", max_length=200)),
+                ("export_expires_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['tenant_id', '-created_at'], name='datarequest_tenant')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["tenant_id", "-created_at"], name="datarequest_tenant")
+                ],
             },
         ),
     ]
