@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from conversations.broadcast import broadcast_on_commit
+from conversations.erased_visitors import visitor_erased_mark
 from conversations.handoff import reply_cancel_key
 from conversations.models import Contact, Conversation, LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.stream_state import snapshot_key
@@ -139,6 +140,8 @@ class ContactStore:
         }
 
     def erase(self, subject: DataSubject) -> dict[str, int]:
+        for contact_id in subject.contact_ids:
+            visitor_erased_mark(contact_id)
         return {"contacts": _delete(self._rows(subject))}
 
 

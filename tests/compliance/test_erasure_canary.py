@@ -40,7 +40,13 @@ from supportbot.compliance.export import subject_sections
 from supportbot.compliance.models import DataRequest
 from supportbot.compliance.registry import SubjectSelector, find_subject
 from supportbot.tenants.models import Tenant, TenantMembership, TenantUsageDay
-from tests.conversations.test_consumer import SHOP, connect, hello, receive_until
+from tests.conversations.test_consumer import (
+    SHOP,
+    assert_closed_with,
+    connect,
+    hello,
+    receive_until,
+)
 from tests.support.leftovers import database_dump, redis_dump
 from tests.support.llm_server import Reply
 from tests.support.stack import wait_until
@@ -216,6 +222,32 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
     erased = await receive_until(ws, lambda f: f["type"] == "erased", timeout=10)
     assert erased[-1] == {"type": "erased", "conversation_id": conversation_id}
     await ws.disconnect()
+    # A widget that comes back with the erased visitor's token is told to forget it.
+    again = await connect()
+    await again.send_json_to(
+        {
+            "type": "hello",
+            "key": key.public_key,
+            "visitor_token": welcome["visitor_token"],
+            "conversation_id": conversation_id,
+            "last_seq": 4,
+        }
+    )
+    assert await again.receive_json_from(timeout=5) == {
+        "type": "erased",
+        "conversation_id": conversation_id,
+    }
+    await assert_closed_with(again, 4403)
+    # Another visitor of the tenant still says hello as before.
+    other_again = await connect()
+    resumed = await hello(
+        other_again,
+        key.public_key,
+        visitor_token=other_welcome["visitor_token"],
+        conversation_id=other_welcome["conversation_id"],
+    )
+    assert resumed["conversation_id"] == other_welcome["conversation_id"]
+    await other_again.disconnect()
 
     certificate = request.certificate
     assert certificate["reference"] == request.reference
