@@ -250,6 +250,10 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
     await other_again.disconnect()
 
     certificate = request.certificate
+    # The earlier export's zip went with the person.
+    assert certificate["stores"]["compliance.data_requests"]["export_files"] == 1
+    assert not list((tmp_path / "exports").glob("*.zip"))
+    assert (request.progress, request.current_store) == (100, "")
     assert certificate["reference"] == request.reference
     assert certificate["counts"]["messages"] >= 4
     assert certificate["counts"]["contacts"] == 1
