@@ -279,6 +279,16 @@ class ReplyJobStore:
         return {"reply_jobs": _delete(_of_conversations(ReplyJob, subject))}
 
 
+def _existing(keys: list[str]) -> list[str]:
+    """The `keys` that exist in Redis (one round trip)."""
+    if not keys:
+        return []
+    pipe = get_redis().pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    return [key for key, found in zip(keys, pipe.execute(), strict=True) if found]
+
+
 class RedisStateStore:
     """What Redis holds about the person: snapshots of streaming replies (their text), the
     per-visitor message counters, the conversations counted against their client address,
@@ -302,8 +312,8 @@ class RedisStateStore:
             counters += redis.scan_iter(match=redis_key("visitor-messages", contact_id, "*"))
         snapshots = [snapshot_key(m) for m in self._message_ids(subject)]
         return {
-            "stream_snapshots": [k for k in snapshots if redis.exists(k)],
-            "flags": [k for k in flags if redis.exists(k)],
+            "stream_snapshots": _existing(snapshots),
+            "flags": _existing(flags),
             "rate_limit_counters": counters,
         }
 
