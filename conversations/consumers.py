@@ -113,6 +113,8 @@ class WidgetConsumer(ConversationSocket):
             )
         except SocketRefused as refused:
             logger.info("widget hello refused: %s", refused)
+            if refused.last_frame is not None:
+                await self.send_frame(refused.last_frame)
             await self.close(code=refused.close_code)
             return
         self.session = session

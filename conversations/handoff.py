@@ -42,6 +42,11 @@ def _cancel_key(job_id: int) -> str:
     return redis_key("reply-cancel", job_id)
 
 
+def reply_cancel_key(job_id: int) -> str:
+    """The Redis key of a reply job's cancellation flag (erased with the person's data)."""
+    return _cancel_key(job_id)
+
+
 def reply_cancel_requested(job_id: int) -> bool:
     return bool(get_redis().exists(_cancel_key(job_id)))
 

@@ -17,6 +17,10 @@ class CloseCode(IntEnum):
 class SocketRefused(Exception):
     """The socket must be closed with `close_code`; `reason` is for the log, never the client."""
 
-    def __init__(self, close_code: CloseCode, reason: str) -> None:
+    def __init__(
+        self, close_code: CloseCode, reason: str, *, last_frame: dict[str, object] | None = None
+    ) -> None:
         super().__init__(reason)
         self.close_code = int(close_code)
+        # Sent to the client before the socket is closed (the `erased` frame).
+        self.last_frame = last_frame

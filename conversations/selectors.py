@@ -18,6 +18,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 
+from conversations.erased_visitors import visitor_was_erased
 from conversations.models import Contact, Conversation, Message
 from conversations.visitors import TokenExpired, VisitorClaims, visitor_token_read
 from supportbot.tenants.models import Tenant
@@ -38,6 +39,10 @@ class AccessRefused(Exception):
 class VisitorRefused(AccessRefused):
     """A visitor token that is not genuine or not this tenant's, or a conversation that is not
     this visitor's."""
+
+
+class VisitorErased(VisitorRefused):
+    """A visitor token of a contact whose data was erased: the widget must forget it."""
 
 
 class NotAnAgent(AccessRefused):
@@ -92,6 +97,8 @@ def access_conversation_for_visitor(
     claims = _visitor_claims(tenant=tenant, visitor_token=visitor_token)
     if claims is None:
         return VisitorAccess(contact=None, conversation=None)
+    if visitor_was_erased(claims.contact_id):
+        raise VisitorErased("the visitor's data was erased")
     contact = _token_contact(tenant=tenant, claims=claims)
     if contact is not None and contact.external_id:
         raise VisitorRefused("a verified visitor's token needs their identity")

@@ -29,6 +29,11 @@ def _key(message_id: UUID | str) -> str:
     return redis_key("reply-stream", message_id)
 
 
+def snapshot_key(message_id: UUID | str) -> str:
+    """The Redis key of a reply's snapshot (found and erased with the person's data)."""
+    return _key(message_id)
+
+
 _WRITE = """
 if redis.call('HGET', KEYS[1], 'sealed') == '1' then
     return 0

@@ -180,6 +180,14 @@ def summary_state_clear(conversation_ids: Iterable[str]) -> None:
     if keys:
         get_redis().delete(*keys)
 
+def summary_pending_key(conversation_id: str) -> str:
+    """The Redis key of a conversation's pending-summary flag (erased with the person)."""
+    return _pending_key(conversation_id)
+
+
+def summary_lock_key(conversation_id: str) -> str:
+    return _lock_key(conversation_id)
+
 
 def summary_enqueue_if_needed(
     *, conversation: Conversation, history: list[Message], token_budget: int

@@ -25,11 +25,13 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import redis
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 from knowledge import conf
 from supportbot.llm import CallRecord, LLMError, ProviderConfig, embed_texts
+from supportbot.redis_store import get_redis, redis_key
 from supportbot.tenants.limits import CallBudget, tenant_limits_by_id
 from supportbot.tenants.usage import usage_day_add
 
@@ -265,11 +267,38 @@ def embed_query(query: str, *, tenant_id: int) -> list[float] | None:
     if not query or not model:
         return None
     config = conf.embedding_provider_config(deadline=conf.query_embedding_timeout(), max_retries=0)
+    query_cache_forget_if_erased()
     try:
         return list(_embed_query_cached(tenant_id, config, model, query))
     except LLMError as exc:
         log.warning("query embedding failed (%s): full-text results only", exc.code)
         return None
+
+
+_ERASURES_KEY = redis_key("query-embeddings", "erasures")
+_erasures_seen: list[int] = [0]
+
+
+def query_cache_forget_if_erased() -> None:
+    """Empty this process's cache of query vectors (a visitor's words are its keys) when a
+    person was erased since it was last emptied, in any process: the count is in Redis."""
+    try:
+        erasures = int(get_redis().get(_ERASURES_KEY) or 0)
+    except redis.RedisError:
+        log.warning("query cache: erasure count unavailable; cache emptied")
+        erasures = -1
+    if erasures != _erasures_seen[0] or erasures < 0:
+        _embed_query_cached.cache_clear()
+        _erasures_seen[0] = erasures
+
+
+def query_cache_erase() -> int:
+    """Tell every process to empty its query-vector cache before its next search, and empty
+    this one's now; returns how many cached queries this process dropped."""
+    get_redis().incr(_ERASURES_KEY)
+    dropped = _embed_query_cached.cache_info().currsize
+    query_cache_forget_if_erased()
+    return dropped
 
 
 @functools.lru_cache(maxsize=512)

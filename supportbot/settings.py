@@ -228,7 +228,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "conversations.enforce_retention",
         "schedule": crontab(minute=_RETENTION_MINUTE, hour=_RETENTION_HOUR),
     },
+    # Data request exports past DATA_EXPORT_RETENTION_HOURS are deleted.
+    "remove-expired-exports": {"task": "compliance.remove_expired_exports", "schedule": 3600.0},
 }
+
+# --- Data subject requests ---------------------------------------------------------------------
+# Export zips live here (never under static or media; served only through the tenant-checked
+# download of the Data requests page) and are deleted this many hours after they were built.
+DATA_EXPORT_DIR = env.path("DATA_EXPORT_DIR", default=str(VAR_DIR / "data-exports"))
+DATA_EXPORT_RETENTION_HOURS = env.int("DATA_EXPORT_RETENTION_HOURS", default=24)
 
 # --- LLM provider (a tenant may override it in admin) ----------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="") or _devstack_value("llm_provider") or ""

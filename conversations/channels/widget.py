@@ -21,7 +21,7 @@ from conversations.limits import (
 from conversations.models import Conversation
 from conversations.origins import is_own_origin
 from conversations.refusals import CloseCode, SocketRefused
-from conversations.selectors import VisitorRefused, message_by_client_id
+from conversations.selectors import VisitorErased, VisitorRefused, message_by_client_id
 from conversations.services import (
     VisitorSession,
     message_post_from_visitor,
@@ -80,6 +80,9 @@ def widget_hello(
             locale=frame.get("locale") or "",
             identity=identity,
         )
+    except VisitorErased as exc:
+        erased = {"type": "erased", "conversation_id": frame.get("conversation_id") or None}
+        raise SocketRefused(CloseCode.FORBIDDEN, str(exc), last_frame=erased) from exc
     except VisitorRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
     _key_checks[widget_key.pk] = (time.monotonic(), True)

@@ -509,9 +509,18 @@ export class WidgetConnection {
         return this.onErrorFrame(frame);
       case "conversation.updated":
         return this.setConversation(parseConversation(frame.conversation, this.session.conversation));
+      case "erased":
+        return this.onErased(frame);
       default:
         return undefined; // a newer server's frame: ignore
     }
+  }
+
+  /** The visitor's data was erased (now, or before this hello): forget everything stored. */
+  onErased(frame) {
+    const erased = frame.conversation_id != null ? String(frame.conversation_id) : null;
+    if (erased && this.session.conversation_id && erased !== this.session.conversation_id) return;
+    this.startOver();
   }
 
   onWelcome(frame) {
