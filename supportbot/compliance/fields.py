@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
@@ -67,7 +67,7 @@ class _SealedAttribute(DeferredAttribute):
 class EncryptedFieldMixin:
     """What the encrypted fields share; a subclass says how a value becomes bytes."""
 
-    descriptor_class = _SealedAttribute
+    descriptor_class: type[DeferredAttribute] = _SealedAttribute
     attname: str
     name: str
     model: type[models.Model]
@@ -146,7 +146,7 @@ class EncryptedFieldMixin:
         return getattr(obj, self.attname)
 
 
-class EncryptedTextField(EncryptedFieldMixin, models.TextField):  # type: ignore[type-arg]
+class EncryptedTextField(EncryptedFieldMixin, models.TextField):
     """Text stored encrypted; "" is stored as "" (there is nothing to hide)."""
 
     def is_empty(self, value: Any) -> bool:
@@ -167,9 +167,19 @@ class EncryptedTextField(EncryptedFieldMixin, models.TextField):  # type: ignore
         return super().to_python(value)
 
 
-class EncryptedJSONField(EncryptedFieldMixin, models.TextField):  # type: ignore[type-arg]
+if TYPE_CHECKING:
+    _JSONColumn = models.TextField[Any, Any]
+else:
+    _JSONColumn = models.TextField
+
+
+class EncryptedJSONField(EncryptedFieldMixin, _JSONColumn):
     """A JSON value stored encrypted (in a text column); an empty container or None is stored as
     "" and reads back as the field's default."""
+
+    if TYPE_CHECKING:
+        _pyi_private_set_type: Any
+        _pyi_private_get_type: Any
 
     def is_empty(self, value: Any) -> bool:
         return value in ({}, [], "")
@@ -187,7 +197,7 @@ class EncryptedJSONField(EncryptedFieldMixin, models.TextField):  # type: ignore
         return value
 
 
-class BlindIndexField(models.CharField):  # type: ignore[type-arg]
+class BlindIndexField(models.CharField):
     """The keyed blind index (see `encryption.blind_index`) of an encrypted field of the same
     row, kept up to date on save: equality lookups go through it.
 
@@ -217,7 +227,7 @@ class BlindIndexField(models.CharField):  # type: ignore[type-arg]
     def pre_save(self, model_instance: models.Model, add: bool) -> str:
         current = model_instance.__dict__.get(self.attname, "")
         source = model_instance._meta.get_field(self.source)
-        value = model_instance.__dict__.get(source.attname)
+        value = model_instance.__dict__.get(getattr(source, "attname", self.source))
         if value is None or isinstance(value, Sealed):
             return str(current or "")  # the source is unchanged since it was loaded
         tenant_id = getattr(model_instance, getattr(source, "tenant_attname", "tenant_id"))
@@ -240,4 +250,8 @@ def with_blind_indexes(model: type[models.Model], update_fields: Iterable[str]) 
 
 
 def encrypted_fields(model: type[models.Model]) -> list[EncryptedFieldMixin]:
-    return [f for f in model._meta.concrete_fields if isinstance(f, EncryptedFieldMixin)]
+    found: list[EncryptedFieldMixin] = []
+    for field in model._meta.concrete_fields:
+        if isinstance(field, EncryptedFieldMixin):
+            found.append(field)
+    return found

@@ -10,6 +10,7 @@ tenant's newest key is left alone, so an interrupted run simply runs again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -103,12 +104,13 @@ def reencrypt_column(
 ) -> ColumnProgress:
     """Move every value of `column` not under its tenant's newest data key to it."""
     progress = ColumnProgress(column.name)
-    newest: dict[int | None, object] = {}
+    newest: dict[int | None, uuid.UUID] = {}
     for batch in _batches(column, batch_size):
         if max_batches is not None and progress.batches >= max_batches:
             break
         with transaction.atomic():
-            for pk, tenant_id, value in batch:
+            for pk, tenant, value in batch:
+                tenant_id = None if tenant is None else int(str(tenant))
                 progress.scanned += 1
                 token = _token(value)
                 if not is_token(token):
