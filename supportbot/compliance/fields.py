@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
@@ -250,8 +250,8 @@ def with_blind_indexes(model: type[models.Model], update_fields: Iterable[str]) 
 
 
 def encrypted_fields(model: type[models.Model]) -> list[EncryptedFieldMixin]:
-    found: list[EncryptedFieldMixin] = []
-    for field in model._meta.concrete_fields:
-        if isinstance(field, EncryptedFieldMixin):
-            found.append(field)
-    return found
+    return [
+        cast(EncryptedFieldMixin, field)
+        for field in model._meta.concrete_fields
+        if isinstance(field, EncryptedFieldMixin)
+    ]
