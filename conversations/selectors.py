@@ -21,7 +21,7 @@ from django.db.models import Model, Q, QuerySet
 
 from conversations.models import Contact, Conversation, Message
 from conversations.visitors import TokenExpired, VisitorClaims, visitor_token_read
-from supportbot.compliance.encryption import IndexKind, blind_index, blind_index_lookup
+from supportbot.compliance.encryption import IndexKind, blind_index, blind_index_lookups
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.roles import Capability, rows_for_user, user_can_anywhere
 
@@ -375,10 +375,9 @@ _CONTACT_INDEXES: tuple[tuple[IndexKind, str], ...] = (
 def contacts_matching(tenant_ids: Iterable[int], term: str) -> Q:
     """Contacts of `tenant_ids` whose email (compared lower-cased) or verified identity `sub` is
     `term`, found through their blind indexes (the columns themselves are encrypted)."""
+    tenant_ids = list(tenant_ids)
     matches = Q(pk__in=[])
-    for tenant_id in tenant_ids:
-        for kind, column in _CONTACT_INDEXES:
-            index = blind_index_lookup(tenant_id, term, kind=kind)
-            if index:
-                matches |= Q(tenant_id=tenant_id, **{column: index})
+    for kind, column in _CONTACT_INDEXES:
+        for tenant_id, index in blind_index_lookups(tenant_ids, term, kind=kind).items():
+            matches |= Q(tenant_id=tenant_id, **{column: index})
     return matches
