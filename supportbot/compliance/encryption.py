@@ -176,6 +176,8 @@ class _BoundedCache(Generic[K, V]):
 
 # Unwrapped key material by data key id (ids are random UUIDs: never reused).
 _materials: _BoundedCache[uuid.UUID, bytes] = _BoundedCache(KEY_CACHE_SIZE)
+# The cipher of each data key (made once: building one costs as much as a decryption).
+_ciphers: _BoundedCache[uuid.UUID, AESGCM] = _BoundedCache(KEY_CACHE_SIZE)
 # (tenant, purpose) -> (newest key id, monotonic time it was read).
 _newest: _BoundedCache[tuple[int | None, str], tuple[uuid.UUID, float]] = _BoundedCache(
     KEY_CACHE_SIZE
@@ -189,6 +191,7 @@ _uncommitted_lock = threading.Lock()
 def clear_caches() -> None:
     """Forget every unwrapped key (after a change of the ring, or a flushed database)."""
     _materials.clear()
+    _ciphers.clear()
     _newest.clear()
     _key_ring.cache_clear()
 
@@ -209,6 +212,14 @@ def _material_by_id(key_id: uuid.UUID) -> bytes:
     if row is None:
         raise DecryptionError(f"data key {key_id} does not exist")
     return _material(row)
+
+
+def _cipher(key_id: uuid.UUID, material: bytes) -> AESGCM:
+    cipher = _ciphers.get(key_id)
+    if cipher is None:
+        cipher = AESGCM(material)
+        _ciphers.put(key_id, cipher)
+    return cipher
 
 
 def _newest_row(tenant_id: int | None, purpose: str) -> DataKey | None:
@@ -312,7 +323,9 @@ def encrypt_bytes(plaintext: bytes, *, tenant_id: int | None, label: str) -> str
     (the field, e.g. "conversations.message.text")."""
     key_id, material = _newest_key(tenant_id, DataKey.Purpose.DATA)
     nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(material).encrypt(nonce, plaintext, _value_aad(key_id, tenant_id, label))
+    sealed = _cipher(key_id, material).encrypt(
+        nonce, plaintext, _value_aad(key_id, tenant_id, label)
+    )
     return PREFIX + base64.urlsafe_b64encode(key_id.bytes + nonce + sealed).decode()
 
 
@@ -321,10 +334,10 @@ def decrypt_bytes(token: str, *, tenant_id: int | None, label: str) -> bytes:
     field, was altered, or its key is gone."""
     blob = _decode_token(token)
     key_id = uuid.UUID(bytes=blob[:KEY_ID_BYTES])
-    material = _material_by_id(key_id)
+    cipher = _ciphers.get(key_id) or _cipher(key_id, _material_by_id(key_id))
     nonce = blob[KEY_ID_BYTES : KEY_ID_BYTES + NONCE_BYTES]
     try:
-        return AESGCM(material).decrypt(
+        return cipher.decrypt(
             nonce, blob[KEY_ID_BYTES + NONCE_BYTES :], _value_aad(key_id, tenant_id, label)
         )
     except InvalidTag as exc:
