@@ -19,8 +19,12 @@ from django.utils.html import format_html, format_html_join
 from conversations.agent_socket import agent_socket_path
 from conversations.audit_trail import conversation_event, user_actor
 from conversations.models import Contact, Conversation, LLMCall
-from conversations.selectors import conversation_resume_seq, conversation_transcript_page
-from supportbot.tenants.roles import Capability, user_can
+from conversations.selectors import (
+    contacts_matching,
+    conversation_resume_seq,
+    conversation_transcript_page,
+)
+from supportbot.tenants.roles import Capability, tenants_for_user, user_can
 from supportbot.tenants.scoped_admin import TenantListFilter, TenantScopedAdmin
 
 
@@ -39,6 +43,27 @@ def contact_identity_html(contact: Contact) -> str:
         contact.email,
         contact.external_id,
     )
+
+
+def _with_contact_matches(
+    model_admin: TenantScopedAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    search_term: str,
+    *,
+    contact_field: str,
+) -> tuple[QuerySet[Any], bool]:
+    """The admin's own search results, plus the rows of the contacts whose exact email or `sub`
+    is the search term (by blind index, within the tenants the user works on)."""
+    results, may_have_duplicates = admin.ModelAdmin.get_search_results(
+        model_admin, request, queryset, search_term
+    )
+    term = search_term.strip()
+    if not term:
+        return results, may_have_duplicates
+    tenant_ids = tenants_for_user(request.user, model_admin.capability).values_list("pk", flat=True)
+    contacts = Contact.objects.filter(contacts_matching(tenant_ids, term)).values("pk")
+    return results | queryset.filter(**{f"{contact_field}__in": contacts}), may_have_duplicates
 
 
 class ReadOnlyScopedAdmin(TenantScopedAdmin):
@@ -71,7 +96,9 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
         "language",
         ("created_at", admin.DateFieldListFilter),
     )
-    search_fields = ("id", "messages__text")
+    # Message text is stored encrypted: no text search. A contact's exact email or identity
+    # `sub` finds their conversations through the blind indexes.
+    search_fields = ("id",)
     date_hierarchy = "created_at"
     list_select_related = ("tenant", "assigned_agent", "contact")
     readonly_fields = (
@@ -115,6 +142,13 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
     class Media:
         css = {"all": ("admin_extras/transcript.css",)}
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        return _with_contact_matches(
+            self, request, queryset, search_term, contact_field="contact_id"
+        )
+
     @admin.display(description="Conversation", ordering="id")
     def short_id(self, obj: Conversation) -> str:
         return str(obj.id)[:8]
@@ -149,12 +183,6 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
         if not parts:
             return "No summary yet."
         return format_html_join("", "{}", ((part,) for part in parts))
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
-    ) -> tuple[QuerySet[Conversation], bool]:
-        results, _ = super().get_search_results(request, queryset, search_term)
-        return results.distinct(), False
 
     def change_view(
         self,
@@ -198,8 +226,15 @@ class ContactAdmin(ReadOnlyScopedAdmin):
     capability = Capability.CONVERSATIONS
     list_display = ("id", "tenant", "identity", "locale", "created_at", "last_seen_at")
     list_filter = (TenantListFilter,)
-    search_fields = ("id", "external_id", "email", "name")
+    # Email, name and `sub` are stored encrypted: an exact email or `sub` is found through the
+    # blind indexes (get_search_results).
+    search_fields = ("id",)
     list_select_related = ("tenant",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        return _with_contact_matches(self, request, queryset, search_term, contact_field="pk")
 
     class Media:
         css = {"all": ("admin_extras/transcript.css",)}

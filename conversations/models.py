@@ -2,12 +2,18 @@
 
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from supportbot.compliance.fields import (
+    BlindIndexField,
+    EncryptedJSONField,
+    EncryptedTextField,
+    with_blind_indexes,
+)
 from supportbot.tenants.models import Tenant
 
 if TYPE_CHECKING:
@@ -19,14 +25,18 @@ class Contact(models.Model):
 
     A verified contact has the `sub` of the identity the tenant's backend signed as its
     `external_id` (unique per tenant); its email and name come from that identity's claims only.
+    Those three are stored encrypted; the email and the `sub` are found through their blind
+    indexes (`email_index`, `external_id_index`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
     locale = models.CharField(max_length=35, blank=True, default="")
-    external_id = models.CharField(max_length=255, blank=True, default="")
-    email = models.CharField(max_length=254, blank=True, default="")
-    name = models.CharField(max_length=200, blank=True, default="")
+    external_id = EncryptedTextField(blank=True, default="")
+    email = EncryptedTextField(blank=True, default="")
+    name = EncryptedTextField(blank=True, default="")
+    email_index = BlindIndexField(source="email", kind="email", db_index=True)
+    external_id_index = BlindIndexField(source="external_id", kind="external_id")
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
 
@@ -34,8 +44,8 @@ class Contact(models.Model):
         indexes = [models.Index(fields=["tenant", "-created_at"], name="contact_tenant_recent")]
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "external_id"],
-                condition=~models.Q(external_id=""),
+                fields=["tenant", "external_id_index"],
+                condition=~models.Q(external_id_index=""),
                 name="contact_unique_external_id",
             )
         ]
@@ -44,6 +54,11 @@ class Contact(models.Model):
         if self.external_id:
             return self.name or self.email or f"Visitor {self.external_id[:40]}"
         return f"Visitor {str(self.id)[:8]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = with_blind_indexes(Contact, kwargs["update_fields"])
+        super().save(*args, **kwargs)
 
     @property
     def is_verified(self) -> bool:
@@ -79,7 +94,7 @@ class Conversation(models.Model):
     )
     handoff_reason = models.CharField(max_length=300, blank=True, default="")
     # Rolling summary of the turns up to `summary_seq` (regenerated, never appended to).
-    summary = models.JSONField(default=dict, blank=True)
+    summary = EncryptedJSONField(default=dict, blank=True)
     summary_seq = models.PositiveIntegerField(default=0)
     summary_updated_at = models.DateTimeField(null=True, blank=True)
     # Person first: when the assistant answers if no agent has taken the conversation by then.
@@ -125,7 +140,7 @@ class Message(models.Model):
     )
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=12, choices=Role.choices)
-    text = models.TextField(blank=True, default="")
+    text = EncryptedTextField(blank=True, default="")
     # NULL, not "", for messages without one: the unique constraint skips NULLs.
     client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
@@ -277,9 +292,9 @@ class ToolInvocation(models.Model):
     )
     call_id = models.CharField(max_length=100, blank=True, default="")
     name = models.CharField(max_length=64)
-    arguments = models.TextField(blank=True, default="")  # as the model sent them: untrusted
+    arguments = EncryptedTextField(blank=True, default="")  # as the model sent them: untrusted
     status = models.CharField(max_length=20, choices=Status.choices)
-    result = models.TextField(blank=True, default="")
+    result = EncryptedTextField(blank=True, default="")
     step = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -23,6 +23,7 @@ from conversations.handoff import reply_cancel_key
 from conversations.models import Contact, Conversation, LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.stream_state import snapshot_key
 from conversations.summaries import summary_lock_key, summary_pending_key
+from supportbot.compliance.encryption import blind_index_lookup
 from supportbot.compliance.registry import (
     DataSubject,
     SubjectSelector,
@@ -46,13 +47,15 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 def contacts_by_email_or_sub(tenant_id: int, *, email: str = "", sub: str = "") -> Q:
-    """The tenant's contacts with this email or verified `sub`: the one lookup by either (to
-    become a blind-index lookup where those fields are encrypted)."""
+    """The tenant's contacts with this email or verified `sub`: the one lookup by either, through
+    the blind indexes (the fields themselves are encrypted)."""
     condition = Q(pk__in=[])
-    if email:
-        condition |= Q(email__iexact=email.strip())
-    if sub:
-        condition |= Q(external_id=sub.strip())
+    email_index = blind_index_lookup(tenant_id, email) if email.strip() else None
+    if email_index:
+        condition |= Q(email_index=email_index)
+    sub_index = blind_index_lookup(tenant_id, sub, kind="external_id") if sub.strip() else None
+    if sub_index:
+        condition |= Q(external_id_index=sub_index)
     return condition & Q(tenant_id=tenant_id)
 
 

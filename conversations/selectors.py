@@ -8,6 +8,7 @@ whether another tenant's ids exist.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, TypeGuard, TypeVar
@@ -16,11 +17,12 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.paginator import Paginator
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from conversations.erased_visitors import visitor_was_erased
 from conversations.models import Contact, Conversation, Message
 from conversations.visitors import TokenExpired, VisitorClaims, visitor_token_read
+from supportbot.compliance.encryption import IndexKind, blind_index, blind_index_lookups
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.roles import Capability, rows_for_user, user_can_anywhere
 
@@ -128,7 +130,9 @@ def access_conversation_for_identified_visitor(
         return _visitor_resume(
             tenant=tenant, claims=claims, contact=token_contact, conversation_id=conversation_id
         )
-    contact = Contact.objects.filter(tenant=tenant, external_id=external_id).first()
+    contact = Contact.objects.filter(
+        tenant=tenant, external_id_index=blind_index(tenant.pk, external_id, kind="external_id")
+    ).first()
     if contact is None:
         return VisitorAccess(contact=None, conversation=None)
     newest_open = (
@@ -367,3 +371,20 @@ def message_by_client_id(*, conversation: Conversation, client_id: str) -> Messa
     """The visitor's message sent with `client_id`, when it was stored before (a resend)."""
     # By id: the conversation may be one this session has not seen stored yet.
     return Message.objects.filter(conversation_id=conversation.pk, client_id=client_id).first()
+
+
+_CONTACT_INDEXES: tuple[tuple[IndexKind, str], ...] = (
+    ("email", "email_index"),
+    ("external_id", "external_id_index"),
+)
+
+
+def contacts_matching(tenant_ids: Iterable[int], term: str) -> Q:
+    """Contacts of `tenant_ids` whose email (compared lower-cased) or verified identity `sub` is
+    `term`, found through their blind indexes (the columns themselves are encrypted)."""
+    tenant_ids = list(tenant_ids)
+    matches = Q(pk__in=[])
+    for kind, column in _CONTACT_INDEXES:
+        for tenant_id, index in blind_index_lookups(tenant_ids, term, kind=kind).items():
+            matches |= Q(tenant_id=tenant_id, **{column: index})
+    return matches

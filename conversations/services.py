@@ -26,6 +26,7 @@ from conversations.selectors import (
     message_by_client_id,
 )
 from conversations.visitors import visitor_token_for
+from supportbot.compliance.encryption import blind_index
 from supportbot.tenants.identity import VerifiedIdentity
 from supportbot.tenants.models import Tenant
 
@@ -206,7 +207,10 @@ def contact_for_identity(
                     locale=locale[:35],
                 )
         except IntegrityError:
-            contact = Contact.objects.get(tenant=tenant, external_id=identity.external_id)
+            contact = Contact.objects.get(
+                tenant=tenant,
+                external_id_index=blind_index(tenant.pk, identity.external_id, kind="external_id"),
+            )
     changed = {
         field: value
         for field, value in (("email", identity.email), ("name", identity.name))

@@ -240,7 +240,9 @@ def _plan(conversation: Conversation, token_budget: int) -> _Plan | None:
     half = max(token_budget // 2, 1)
     kept: list[Message] = []
     used = 0
-    for message in messages.order_by("-seq").only("seq", "role", "text", "status")[:500]:
+    for message in messages.order_by("-seq").only("tenant_id", "seq", "role", "text", "status")[
+        :500
+    ]:
         if not is_turn(message):
             continue
         cost = _tokens(message)
@@ -259,7 +261,7 @@ def _plan(conversation: Conversation, token_budget: int) -> _Plan | None:
         m
         for m in messages.filter(seq__lt=boundary)
         .order_by("seq")
-        .only("seq", "role", "text", "status")[:1000]
+        .only("tenant_id", "seq", "role", "text", "status")[:1000]
         if is_turn(m)
     ]
     if not older:

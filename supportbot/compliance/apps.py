@@ -1,4 +1,14 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _forget_keys(**kwargs: Any) -> None:
+    # A flushed or migrated database may no longer hold the keys this process cached.
+    from supportbot.compliance.encryption import clear_caches
+
+    clear_caches()
 
 
 class ComplianceConfig(AppConfig):
@@ -13,3 +23,5 @@ class ComplianceConfig(AppConfig):
 
         register_store(AuditStore())
         register_store(DataRequestStore())
+
+        post_migrate.connect(_forget_keys, dispatch_uid="compliance-forget-keys")

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from supportbot.compliance.encryption import decrypt_secret
-from supportbot.tenants.models import Tenant
+from supportbot.tenants.models import IDENTITY_SECRET_LABEL, Tenant
 
 ALGORITHM = "HS256"
 MAX_TOKEN_CHARS = 4096
@@ -93,7 +93,9 @@ def verify_visitor_identity(tenant: Tenant, token: object) -> VerifiedIdentity:
         raise IdentityRefused("identity must be a compact JWT string")
     if len(token) > MAX_TOKEN_CHARS:
         raise IdentityRefused("identity token too long")
-    secret = decrypt_secret(tenant.identity_secret_encrypted)
+    secret = decrypt_secret(
+        tenant.identity_secret_encrypted, tenant_id=tenant.pk, field=IDENTITY_SECRET_LABEL
+    )
     if not secret:
         raise IdentityRefused("the tenant has no identity secret")
     claims = _decode(token, secret)

@@ -17,6 +17,10 @@ from supportbot.tenants.disclosure import DisclosureError, ai_disclosure_normali
 from supportbot.tenants.origins import normalize_origins
 from supportbot.tenants.provider_hosts import check_base_url
 
+# What the tenant's secrets are bound to when encrypted (supportbot.compliance.encryption).
+LLM_API_KEY_LABEL = "tenants.tenant.llm_api_key"
+IDENTITY_SECRET_LABEL = "tenants.tenant.identity_secret"  # noqa: S105 (a label, not a secret)
+
 DEFAULT_PERSONA = (
     "You are a friendly, concise customer-support assistant. Answer the visitor's question "
     "accurately. If you do not know, say so and offer to connect them with a person."

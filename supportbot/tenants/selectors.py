@@ -8,7 +8,13 @@ from django.conf import settings
 
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
-from supportbot.tenants.models import Tenant, TenantMembership, WidgetKey
+from supportbot.tenants.models import (
+    IDENTITY_SECRET_LABEL,
+    LLM_API_KEY_LABEL,
+    Tenant,
+    TenantMembership,
+    WidgetKey,
+)
 from supportbot.tenants.provider_hosts import policy_from_settings
 
 
@@ -39,7 +45,10 @@ def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
         provider=tenant.llm_provider,
         model=tenant.llm_model or server.model,
         base_url=tenant.llm_base_url or server.base_url,
-        api_key=decrypt_secret(tenant.llm_api_key_encrypted) or None,
+        api_key=decrypt_secret(
+            tenant.llm_api_key_encrypted, tenant_id=tenant.pk, field=LLM_API_KEY_LABEL
+        )
+        or None,
         api_version=tenant.llm_api_version or server.api_version,
         address_guard=policy_from_settings() if tenant.llm_base_url else None,
     )
@@ -47,7 +56,9 @@ def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
 
 def tenant_identity_secret(tenant: Tenant) -> str:
     """The tenant's identity secret in clear ("" when it has none), for its operators only."""
-    return decrypt_secret(tenant.identity_secret_encrypted)
+    return decrypt_secret(
+        tenant.identity_secret_encrypted, tenant_id=tenant.pk, field=IDENTITY_SECRET_LABEL
+    )
 
 
 def tenant_chat_params(tenant: Tenant) -> ChatParams:

@@ -6,7 +6,7 @@ from django.utils.text import slugify
 from supportbot.compliance.audit import record_event
 from supportbot.compliance.encryption import encrypt_secret
 from supportbot.tenants.identity import new_identity_secret
-from supportbot.tenants.models import Tenant, WidgetKey
+from supportbot.tenants.models import IDENTITY_SECRET_LABEL, LLM_API_KEY_LABEL, Tenant, WidgetKey
 from supportbot.tenants.origins import normalize_origins
 
 
@@ -34,9 +34,13 @@ def tenant_create(
     tenant.allowed_origins = normalize_origins(allowed_origins)
     if persona:
         tenant.persona = persona
-    tenant.identity_secret_encrypted = encrypt_secret(new_identity_secret())
     tenant.full_clean()
     tenant.save()
+    # Encrypted for this tenant, so it needs the tenant's id first.
+    tenant.identity_secret_encrypted = encrypt_secret(
+        new_identity_secret(), tenant_id=tenant.pk, field=IDENTITY_SECRET_LABEL
+    )
+    tenant.save(update_fields=["identity_secret_encrypted"])
     key = WidgetKey.objects.create(tenant=tenant, label="default")
     return tenant, key
 
@@ -64,7 +68,9 @@ def tenant_llm_key_after_edit(
 
 def tenant_set_llm_api_key(*, tenant: Tenant, api_key: str) -> None:
     """Store (encrypted) the tenant's own provider key; the empty string removes it."""
-    tenant.llm_api_key_encrypted = encrypt_secret(api_key)
+    tenant.llm_api_key_encrypted = encrypt_secret(
+        api_key, tenant_id=tenant.pk, field=LLM_API_KEY_LABEL
+    )
     tenant.save(update_fields=["llm_api_key_encrypted", "updated_at"])
 
 
@@ -75,7 +81,9 @@ def tenant_rotate_identity_secret(*, tenant: Tenant, actor: str = "system") -> s
     """
     secret = new_identity_secret()
     with transaction.atomic():
-        tenant.identity_secret_encrypted = encrypt_secret(secret)
+        tenant.identity_secret_encrypted = encrypt_secret(
+            secret, tenant_id=tenant.pk, field=IDENTITY_SECRET_LABEL
+        )
         tenant.save(update_fields=["identity_secret_encrypted", "updated_at"])
         record_event(
             tenant_id=tenant.pk,

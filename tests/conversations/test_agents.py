@@ -474,11 +474,9 @@ async def test_malformed_agent_frames_get_bad_request_and_the_socket_stays(
     ack = (await receive_until(ws, lambda f: f["type"] == "ack"))[-1]
     assert ack["message"]["text"] == "Hello from Ana"
     texts = await database_sync_to_async(
-        lambda: list(
-            Message.objects.filter(conversation_id=conversation_id, role="agent").values_list(
-                "text", flat=True
-            )
-        )
+        lambda: [
+            m.text for m in Message.objects.filter(conversation_id=conversation_id, role="agent")
+        ]
     )()
     assert texts == ["Hello from Ana"]
     for communicator in (visitor, ws):
@@ -744,7 +742,7 @@ def test_services_keep_the_rules(tenant_and_key: Any, agent: Any) -> None:
     assert conversation_hand_back(conversation=conversation, agent=agent) is False
     assert conversation_take_over(conversation=conversation, agent=agent) is True
     assert conversation_take_over(conversation=conversation, agent=agent) is False
-    notices = list(conversation.messages.filter(role="system").values_list("text", flat=True))
+    notices = [m.text for m in conversation.messages.filter(role="system")]
     assert notices == ["Ana, de nuestro equipo, se ha unido a la conversación."]
     message = agent_message_post(conversation=conversation, agent=agent, text="Hola")
     assert message.role == "agent"

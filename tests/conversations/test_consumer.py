@@ -596,11 +596,7 @@ async def test_malformed_frames_get_bad_request_and_the_socket_stays_usable(
     await receive_until(ws, is_final_assistant)
     await ws.disconnect()
     texts = await database_sync_to_async(
-        lambda: list(
-            Message.objects.filter(conversation_id=welcome["conversation_id"]).values_list(
-                "text", flat=True
-            )
-        )
+        lambda: [m.text for m in Message.objects.filter(conversation_id=welcome["conversation_id"])]
     )()
     assert texts == ["still usable?", "Still here."]
 

@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 
 from conversations.models import Contact, Conversation
 from conversations.refusals import CloseCode
+from supportbot.compliance.encryption import blind_index
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.selectors import tenant_identity_secret
 from supportbot.tenants.services import tenant_rotate_identity_secret
@@ -205,7 +206,9 @@ async def test_an_identity_change_under_a_visitor_token_is_refused(shop: Any) ->
     await refused(key.public_key, identity=bob, visitor_token=welcome["visitor_token"])
     assert (
         await database_sync_to_async(
-            Contact.objects.filter(tenant=tenant, external_id="bob").exists
+            Contact.objects.filter(
+                tenant=tenant, external_id_index=blind_index(tenant.pk, "bob", kind="external_id")
+            ).exists
         )()
         is False
     )

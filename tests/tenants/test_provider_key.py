@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from supportbot.compliance.encryption import decrypt_secret
+from supportbot.tenants.models import LLM_API_KEY_LABEL
 from supportbot.tenants.services import tenant_llm_key_after_edit, tenant_set_llm_api_key
 from tests.support.admin_forms import tenant_change_data
 
@@ -33,7 +34,14 @@ def test_a_new_key_given_with_the_change_is_kept(tenant_with_key: Any) -> None:
     )
     assert not removed
     tenant_with_key.refresh_from_db()
-    assert decrypt_secret(tenant_with_key.llm_api_key_encrypted) == "sk-new"
+    assert (
+        decrypt_secret(
+            tenant_with_key.llm_api_key_encrypted,
+            tenant_id=tenant_with_key.pk,
+            field=LLM_API_KEY_LABEL,
+        )
+        == "sk-new"
+    )
 
 
 def test_other_edits_keep_the_key(tenant_with_key: Any) -> None:
@@ -41,7 +49,14 @@ def test_other_edits_keep_the_key(tenant_with_key: Any) -> None:
         tenant=tenant_with_key, changed_fields={"persona", "temperature"}
     )
     tenant_with_key.refresh_from_db()
-    assert decrypt_secret(tenant_with_key.llm_api_key_encrypted) == "sk-tenant-secret"
+    assert (
+        decrypt_secret(
+            tenant_with_key.llm_api_key_encrypted,
+            tenant_id=tenant_with_key.pk,
+            field=LLM_API_KEY_LABEL,
+        )
+        == "sk-tenant-secret"
+    )
 
 
 def test_the_admin_removes_the_key_when_the_base_url_changes(

@@ -59,18 +59,15 @@ def test_widget_key_lookup_ignores_disabled_keys_and_tenants(make_tenant: Any) -
     assert access_widget_key_by_public_key("x" * 500) is None
 
 
-def test_encryption_round_trip_and_rotation(settings: Any) -> None:
-    from cryptography.fernet import Fernet
-
-    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    settings.FIELD_ENCRYPTION_KEYS = [old]
-    token = encrypt_secret("sk-live-123")
+@pytest.mark.django_db
+def test_a_secret_is_bound_to_its_tenant_and_field(settings: Any) -> None:
+    token = encrypt_secret("sk-live-123", tenant_id=1, field="tenants.tenant.llm_api_key")
     assert "sk-live-123" not in token
-    settings.FIELD_ENCRYPTION_KEYS = [new, old]
-    assert decrypt_secret(token) == "sk-live-123"
-    settings.FIELD_ENCRYPTION_KEYS = [new]
+    assert decrypt_secret(token, tenant_id=1, field="tenants.tenant.llm_api_key") == "sk-live-123"
     with pytest.raises(DecryptionError):
-        decrypt_secret(token)
+        decrypt_secret(token, tenant_id=2, field="tenants.tenant.llm_api_key")
+    with pytest.raises(DecryptionError):
+        decrypt_secret(token, tenant_id=1, field="tenants.tenant.identity_secret")
 
 
 def test_tenant_override_uses_its_encrypted_key(make_tenant: Any, settings: Any) -> None:
