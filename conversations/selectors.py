@@ -18,8 +18,14 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 
+from conversations.erased import erased_any
 from conversations.models import Contact, Conversation, Message
-from conversations.visitors import TokenExpired, VisitorClaims, visitor_token_read
+from conversations.visitors import (
+    TokenExpired,
+    VisitorClaims,
+    identity_digest,
+    visitor_token_read,
+)
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.roles import Capability, rows_for_user, user_can_anywhere
 
@@ -38,6 +44,15 @@ class AccessRefused(Exception):
 class VisitorRefused(AccessRefused):
     """A visitor token that is not genuine or not this tenant's, or a conversation that is not
     this visitor's."""
+
+
+class VisitorErased(AccessRefused):
+    """The token's visitor, or the conversation named, was erased: the widget is told
+    (`erased`) and starts afresh."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__("visitor erased")
+        self.conversation_id = conversation_id
 
 
 class NotAnAgent(AccessRefused):
@@ -83,7 +98,7 @@ def access_conversation_for_visitor(
     stored is accepted only as the token's own. A token that is not genuine or not this
     tenant's, a conversation that is not this visitor's, or the token of a verified visitor
     (who must present their identity again) raises VisitorRefused; an expired token is a new
-    visitor.
+    visitor; the token of an erased visitor or conversation raises VisitorErased.
     """
     if not visitor_token:
         if conversation_id:
@@ -92,8 +107,9 @@ def access_conversation_for_visitor(
     claims = _visitor_claims(tenant=tenant, visitor_token=visitor_token)
     if claims is None:
         return VisitorAccess(contact=None, conversation=None)
+    _refuse_erased(tenant=tenant, claims=claims, conversation_id=conversation_id)
     contact = _token_contact(tenant=tenant, claims=claims)
-    if contact is not None and contact.external_id:
+    if claims.identity or (contact is not None and contact.external_id):
         raise VisitorRefused("a verified visitor's token needs their identity")
     return _visitor_resume(
         tenant=tenant, claims=claims, contact=contact, conversation_id=conversation_id
@@ -114,14 +130,23 @@ def access_conversation_for_identified_visitor(
     if not visitor_token and conversation_id:
         raise VisitorRefused("a conversation needs the visitor token it was opened with")
     claims = _visitor_claims(tenant=tenant, visitor_token=visitor_token) if visitor_token else None
+    if claims is not None:
+        _refuse_erased(tenant=tenant, claims=claims, conversation_id=conversation_id)
     token_contact = _token_contact(tenant=tenant, claims=claims) if claims else None
-    if claims is not None and token_contact is not None and token_contact.external_id:
-        if token_contact.external_id != external_id:
-            raise VisitorRefused("the identity differs from the visitor token's")
-        return _visitor_resume(
-            tenant=tenant, claims=claims, contact=token_contact, conversation_id=conversation_id
-        )
     contact = Contact.objects.filter(tenant=tenant, external_id=external_id).first()
+    if claims is not None and (claims.identity or (token_contact and token_contact.external_id)):
+        if claims.identity not in (None, identity_digest(tenant.pk, external_id)) or (
+            token_contact is not None and token_contact.external_id != external_id
+        ):
+            raise VisitorRefused("the identity differs from the visitor token's")
+        if token_contact is not None or contact is None:
+            # Their stored contact, or one not stored yet (under the token's ids).
+            return _visitor_resume(
+                tenant=tenant,
+                claims=claims,
+                contact=token_contact,
+                conversation_id=conversation_id,
+            )
     if contact is None:
         return VisitorAccess(contact=None, conversation=None)
     newest_open = (
@@ -143,6 +168,14 @@ def _visitor_claims(*, tenant: Tenant, visitor_token: str) -> VisitorClaims | No
     if claims is None:
         raise VisitorRefused("visitor token refused")
     return claims
+
+
+def _refuse_erased(*, tenant: Tenant, claims: VisitorClaims, conversation_id: str | None) -> None:
+    """VisitorErased when the token's contact or the conversation (the hello's, else the
+    token's) was erased."""
+    conversation = conversation_id or str(claims.conversation_id or "")
+    if erased_any(tenant_id=tenant.pk, contact_id=claims.contact_id, conversation_id=conversation):
+        raise VisitorErased(conversation)
 
 
 def _token_contact(*, tenant: Tenant, claims: VisitorClaims) -> Contact | None:

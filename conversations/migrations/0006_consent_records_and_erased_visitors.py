@@ -5,37 +5,79 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0005_llmcall_cost'),
-        ('tenants', '0011_lawful_basis_and_consent_texts'),
+        ("conversations", "0005_llmcall_cost"),
+        ("tenants", "0011_lawful_basis_and_consent_texts"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ErasedVisitor',
+            name="ErasedVisitor",
             fields=[
-                ('digest', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('erased_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("digest", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("erased_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ConsentRecord',
+            name="ConsentRecord",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('language', models.CharField(blank=True, default='', max_length=12)),
-                ('version', models.PositiveIntegerField()),
-                ('text_sha256', models.CharField(max_length=64)),
-                ('decision', models.CharField(choices=[('accept', 'Accepted'), ('decline', 'Declined'), ('withdraw', 'Withdrawn'), ('notice', 'Notice shown')], max_length=10)),
-                ('lawful_basis', models.CharField(choices=[('consent', 'Consent (the visitor accepts before anything is stored)'), ('legitimate_interest', 'Legitimate interest (a notice is shown)')], max_length=24)),
-                ('channel', models.CharField(default='widget', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consents', to='conversations.contact')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("language", models.CharField(blank=True, default="", max_length=12)),
+                ("version", models.PositiveIntegerField()),
+                ("text_sha256", models.CharField(max_length=64)),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[
+                            ("accept", "Accepted"),
+                            ("decline", "Declined"),
+                            ("withdraw", "Withdrawn"),
+                            ("notice", "Notice shown"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "lawful_basis",
+                    models.CharField(
+                        choices=[
+                            ("consent", "Consent (the visitor accepts before anything is stored)"),
+                            ("legitimate_interest", "Legitimate interest (a notice is shown)"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("channel", models.CharField(default="widget", max_length=20)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consents",
+                        to="conversations.contact",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['contact', '-created_at'], name='consent_contact_recent')],
+                "indexes": [
+                    models.Index(fields=["contact", "-created_at"], name="consent_contact_recent")
+                ],
             },
         ),
     ]

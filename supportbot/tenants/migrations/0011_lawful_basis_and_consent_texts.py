@@ -6,35 +6,78 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0010_default_model_prices'),
+        ("tenants", "0010_default_model_prices"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tenant',
-            name='lawful_basis',
-            field=models.CharField(choices=[('consent', 'Consent (the visitor accepts before anything is stored)'), ('legitimate_interest', 'Legitimate interest (a notice is shown)')], default='legitimate_interest', help_text='Consent: the widget asks the visitor to accept the consent text before their first message is stored. Legitimate interest: the text is shown as a notice.', max_length=24),
+            model_name="tenant",
+            name="lawful_basis",
+            field=models.CharField(
+                choices=[
+                    ("consent", "Consent (the visitor accepts before anything is stored)"),
+                    ("legitimate_interest", "Legitimate interest (a notice is shown)"),
+                ],
+                default="legitimate_interest",
+                help_text="Consent: the widget asks the visitor to accept the consent text before their first message is stored. Legitimate interest: the text is shown as a notice.",
+                max_length=24,
+            ),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='privacy_url',
-            field=models.URLField(blank=True, default='', help_text="Your privacy policy, linked from the widget's consent text (http or https).", validators=[django.core.validators.URLValidator(schemes=['http', 'https'])]),
+            model_name="tenant",
+            name="privacy_url",
+            field=models.URLField(
+                blank=True,
+                default="",
+                help_text="Your privacy policy, linked from the widget's consent text (http or https).",
+                validators=[django.core.validators.URLValidator(schemes=["http", "https"])],
+            ),
         ),
         migrations.CreateModel(
-            name='ConsentText',
+            name="ConsentText",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('language', models.CharField(default='en', help_text='A language code such as en or pt-br.', max_length=12)),
-                ('version', models.PositiveIntegerField(editable=False, help_text='Numbered per tenant and language, from 1.')),
-                ('text', models.TextField(validators=[django.core.validators.MaxLengthValidator(2000)])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consent_texts', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "language",
+                    models.CharField(
+                        default="en",
+                        help_text="A language code such as en or pt-br.",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "version",
+                    models.PositiveIntegerField(
+                        editable=False, help_text="Numbered per tenant and language, from 1."
+                    ),
+                ),
+                (
+                    "text",
+                    models.TextField(validators=[django.core.validators.MaxLengthValidator(2000)]),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consent_texts",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['language', '-version'],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'language', 'version'), name='consent_text_unique_version')],
+                "ordering": ["language", "-version"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "language", "version"), name="consent_text_unique_version"
+                    )
+                ],
             },
         ),
     ]
