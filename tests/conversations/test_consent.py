@@ -353,7 +353,8 @@ async def test_a_verified_visitor_is_stored_only_with_their_consent(
     assert (contact.external_id, contact.email) == ("ann", "ann@example.com")
     # Their token needs their identity; with it, the consent is remembered.
     ws = await connect()
-    again = await hello(ws, key.public_key, identity=identity, visitor_token=answer["visitor_token"])
+    token = answer["visitor_token"]
+    again = await hello(ws, key.public_key, identity=identity, visitor_token=token)
     assert again["consent"]["accepted"] is True
     await ws.disconnect()
     ws = await connect()
