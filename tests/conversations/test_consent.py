@@ -235,9 +235,7 @@ async def test_withdraw_erases_the_visitor_and_tells_every_socket(
     token, conversation_id = answer["visitor_token"], answer["conversation_id"]
     other_tab = await connect(client="10.0.0.2")
     await hello(other_tab, key.public_key, visitor_token=token, conversation_id=conversation_id)
-    contact_id = await database_sync_to_async(
-        lambda: str(Contact.objects.get(tenant=tenant).pk)
-    )()
+    contact_id = await database_sync_to_async(lambda: str(Contact.objects.get(tenant=tenant).pk))()
 
     erased = await _consent(ws, "withdraw", 0)
     assert erased == {"type": "erased", "conversation_id": conversation_id}
@@ -300,9 +298,7 @@ async def test_withdraw_before_anything_is_stored_just_clears_the_widget(
     assert await database_sync_to_async(ErasedVisitor.objects.count)() == 0
 
 
-async def test_another_tenants_token_cannot_touch_its_contact(
-    make_tenant: Any, llm: Any
-) -> None:
+async def test_another_tenants_token_cannot_touch_its_contact(make_tenant: Any, llm: Any) -> None:
     tenant_a, key_a = await database_sync_to_async(make_tenant)(
         allowed_origins=[SHOP], lawful_basis="consent"
     )
@@ -327,9 +323,7 @@ async def test_another_tenants_token_cannot_touch_its_contact(
     await _consent(ws_b, "withdraw", 0)
     await assert_closed_with(ws_b, CloseCode.ERASED)
     assert await counts(tenant_a) == before
-    assert await database_sync_to_async(
-        ConsentRecord.objects.filter(tenant=tenant_b).count
-    )() == 0
+    assert await database_sync_to_async(ConsentRecord.objects.filter(tenant=tenant_b).count)() == 0
 
     # A's own token still resumes at A, consent kept.
     ws_a = await connect()
