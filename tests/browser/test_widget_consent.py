@@ -14,7 +14,7 @@ from supportbot.tenants.consent_texts import DEFAULT_CONSENT_TEXTS
 from tests.support.llm_server import Reply
 
 from .conftest import customer_page
-from .widget import ConsoleLog, bubbles, chat_frame, open_widget, send
+from .widget import FRAME, ConsoleLog, bubbles, chat_frame, launcher, open_widget, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -65,7 +65,8 @@ def test_consent_is_asked_before_anything_is_stored_and_withdrawal_clears_it(
     page = context_factory(locale="en-US").new_page()
     console = ConsoleLog(page)
     page.goto(_customer_url(live_stack, customer_site, key))
-    chat = open_widget(page)
+    launcher(page).click()
+    chat = page.frame_locator(FRAME)
 
     panel = chat.locator(".sb-consent")
     expect(panel).to_be_visible(timeout=10_000)
