@@ -294,10 +294,7 @@ def message_post_from_visitor(
     try:
         with _first_write(conversation), transaction.atomic():
             visitor_conversation_store(conversation=conversation)
-            if consent is not None and notice_due:
-                consent_record_write(
-                    contact=conversation.contact, status=consent, decision=Decision.NOTICE
-                )
+            _consent_notice_store(conversation, consent if notice_due else None)
             message = message_append(
                 conversation=conversation,
                 role=Message.Role.USER,
@@ -332,6 +329,13 @@ def message_post_from_visitor(
             raise
         return PostedMessage(message=existing, created=False)
     return PostedMessage(message=message, created=True)
+
+
+def _consent_notice_store(conversation: Conversation, consent: ConsentStatus | None) -> None:
+    """Under legitimate interest: the record of the notice the visitor was shown, stored with
+    their first message."""
+    if consent is not None:
+        consent_record_write(contact=conversation.contact, status=consent, decision=Decision.NOTICE)
 
 
 def _conversation_reopen(conversation: Conversation) -> None:
