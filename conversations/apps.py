@@ -6,6 +6,13 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
+        # The personal data this app holds, for export and erasure (supportbot.compliance);
+        # the contacts' own store is registered last (personal_data_register).
+        from conversations.consent_records import ConsentStore
+        from conversations.erased import WidgetSessionsStore
         from conversations.personal_data import personal_data_register
+        from supportbot.compliance.registry import register_store
 
+        register_store(ConsentStore())
+        register_store(WidgetSessionsStore())
         personal_data_register()

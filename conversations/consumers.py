@@ -12,6 +12,7 @@ from conversations import frames
 from conversations.channels.widget import (
     WidgetSession,
     widget_catch_up,
+    widget_consent,
     widget_handoff_request,
     widget_hello,
     widget_message,
@@ -96,12 +97,29 @@ class WidgetConsumer(ConversationSocket):
             answer = await database_sync_to_async(widget_handoff_request)(session=session)
             if answer is not None:
                 await self.send_frame(answer)
+        elif kind == "consent":
+            answer = await database_sync_to_async(widget_consent)(session=session, frame=frame)
+            await self.send_frame(answer)
+            if answer["type"] == "erased":
+                await self._end_erased_session()
         elif kind == "hello":
             await self.send_frame(frames.error_frame("bad_request", "Already said hello."))
         else:
             await self.send_frame(
                 frames.error_frame("bad_request", f"Unknown frame type {kind!r}.")
             )
+
+    async def _end_erased_session(self) -> None:
+        """The visitor's data was erased: this socket's session is over (the widget starts
+        afresh on a new socket); later frames are not read."""
+        self.refused = True
+        await self.leave_conversation()
+        await self.close(code=CloseCode.ERASED.value)
+
+    async def conversation_event(self, event: dict[str, Any]) -> None:
+        await super().conversation_event(event)
+        if event.get("frame", {}).get("type") == "erased" and not self.refused:
+            await self._end_erased_session()
 
     async def _hello(self, frame: dict[str, Any]) -> None:
         try:
@@ -120,6 +138,8 @@ class WidgetConsumer(ConversationSocket):
         self.session = session
         if self.hello_timer is not None:
             self.hello_timer.cancel()
+        if session.erased_conversation_id is not None:
+            await self.send_frame(frames.erased_frame(session.erased_conversation_id))
         last_seq = frame.get("last_seq") or 0
         await self.join_conversation(
             session.conversation.pk,

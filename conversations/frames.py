@@ -87,3 +87,8 @@ def error_frame(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
     frame.update({k: v for k, v in extra.items() if v is not None})
     return frame
+
+
+def erased_frame(conversation_id: object) -> dict[str, Any]:
+    """The conversation's data was erased: the widget clears its storage and starts afresh."""
+    return {"type": "erased", "conversation_id": str(conversation_id)}

@@ -304,3 +304,46 @@ class ToolInvocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
+
+
+class ConsentRecord(models.Model):
+    """A visitor's decision on the tenant's consent or privacy notice, as proof of what they
+    were shown: the text's version and the SHA-256 of its exact words, the lawful basis then in
+    force, the channel and the time. A `notice` is the record of a notice shown under
+    legitimate interest (stored with the first message)."""
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accepted"
+        DECLINE = "decline", "Declined"
+        WITHDRAW = "withdraw", "Withdrawn"
+        NOTICE = "notice", "Notice shown"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents")
+    language = models.CharField(max_length=12, blank=True, default="")
+    version = models.PositiveIntegerField()
+    text_sha256 = models.CharField(max_length=64)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    lawful_basis = models.CharField(max_length=24, choices=Tenant.LawfulBasis.choices)
+    channel = models.CharField(max_length=20, default="widget")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["contact", "-created_at"], name="consent_contact_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} v{self.version}"
+
+
+class ErasedVisitor(models.Model):
+    """Tombstone of an erased contact or conversation id, so a widget still holding a token or
+    id of it is told (the `erased` frame) and starts afresh rather than resuming under the same
+    ids. Only the SHA-256 of the id is kept: nothing here names or describes the person."""
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    erased_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.digest[:12]

@@ -17,8 +17,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from conversations.broadcast import broadcast_on_commit
-from conversations.erased_visitors import visitor_erased_mark
 from conversations.handoff import reply_cancel_key
 from conversations.models import Contact, Conversation, LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.stream_state import snapshot_key
@@ -143,8 +141,6 @@ class ContactStore:
         }
 
     def erase(self, subject: DataSubject) -> dict[str, int]:
-        for contact_id in subject.contact_ids:
-            visitor_erased_mark(contact_id)
         return {"contacts": _delete(self._rows(subject))}
 
 
@@ -172,14 +168,7 @@ class ConversationStore:
         }
 
     def erase(self, subject: DataSubject) -> dict[str, int]:
-        with transaction.atomic():
-            ids = [str(pk) for pk in _conversations(subject).values_list("pk", flat=True)]
-            count = _delete(_conversations(subject))
-            for conversation_id in ids:
-                broadcast_on_commit(
-                    conversation_id, {"type": "erased", "conversation_id": conversation_id}
-                )
-        return {"conversations": count}
+        return {"conversations": _delete(_conversations(subject))}
 
 
 class MessageStore:

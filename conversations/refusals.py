@@ -11,6 +11,7 @@ class CloseCode(IntEnum):
 
     BAD_HELLO = 4400  # no valid `hello` in time, or a frame that is not JSON
     FORBIDDEN = 4403  # unknown key, origin not allowed, forged token, someone else's conversation
+    ERASED = 4410  # the visitor's data was erased: the widget clears its storage, starts afresh
     TOO_MANY = 4429  # too many connections from one client, or too many frames on one socket
 
 

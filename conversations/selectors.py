@@ -19,9 +19,14 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Model, Q, QuerySet
 
-from conversations.erased_visitors import visitor_was_erased
+from conversations.erased import erased_any
 from conversations.models import Contact, Conversation, Message
-from conversations.visitors import TokenExpired, VisitorClaims, visitor_token_read
+from conversations.visitors import (
+    TokenExpired,
+    VisitorClaims,
+    identity_digest,
+    visitor_token_read,
+)
 from supportbot.compliance.encryption import IndexKind, blind_index, blind_index_lookups
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.roles import Capability, rows_for_user, user_can_anywhere
@@ -43,8 +48,13 @@ class VisitorRefused(AccessRefused):
     this visitor's."""
 
 
-class VisitorErased(VisitorRefused):
-    """A visitor token of a contact whose data was erased: the widget must forget it."""
+class VisitorErased(AccessRefused):
+    """The token's visitor, or the conversation named, was erased: the widget is told
+    (`erased`) and starts afresh."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__("visitor erased")
+        self.conversation_id = conversation_id
 
 
 class NotAnAgent(AccessRefused):
@@ -90,7 +100,7 @@ def access_conversation_for_visitor(
     stored is accepted only as the token's own. A token that is not genuine or not this
     tenant's, a conversation that is not this visitor's, or the token of a verified visitor
     (who must present their identity again) raises VisitorRefused; an expired token is a new
-    visitor.
+    visitor; the token of an erased visitor or conversation raises VisitorErased.
     """
     if not visitor_token:
         if conversation_id:
@@ -99,10 +109,9 @@ def access_conversation_for_visitor(
     claims = _visitor_claims(tenant=tenant, visitor_token=visitor_token)
     if claims is None:
         return VisitorAccess(contact=None, conversation=None)
-    if visitor_was_erased(claims.contact_id):
-        raise VisitorErased("the visitor's data was erased")
+    _refuse_erased(tenant=tenant, claims=claims, conversation_id=conversation_id)
     contact = _token_contact(tenant=tenant, claims=claims)
-    if contact is not None and contact.external_id:
+    if claims.identity or (contact is not None and contact.external_id):
         raise VisitorRefused("a verified visitor's token needs their identity")
     return _visitor_resume(
         tenant=tenant, claims=claims, contact=contact, conversation_id=conversation_id
@@ -123,16 +132,25 @@ def access_conversation_for_identified_visitor(
     if not visitor_token and conversation_id:
         raise VisitorRefused("a conversation needs the visitor token it was opened with")
     claims = _visitor_claims(tenant=tenant, visitor_token=visitor_token) if visitor_token else None
+    if claims is not None:
+        _refuse_erased(tenant=tenant, claims=claims, conversation_id=conversation_id)
     token_contact = _token_contact(tenant=tenant, claims=claims) if claims else None
-    if claims is not None and token_contact is not None and token_contact.external_id:
-        if token_contact.external_id != external_id:
-            raise VisitorRefused("the identity differs from the visitor token's")
-        return _visitor_resume(
-            tenant=tenant, claims=claims, contact=token_contact, conversation_id=conversation_id
-        )
     contact = Contact.objects.filter(
         tenant=tenant, external_id_index=blind_index(tenant.pk, external_id, kind="external_id")
     ).first()
+    if claims is not None and (claims.identity or (token_contact and token_contact.external_id)):
+        if claims.identity not in (None, identity_digest(tenant.pk, external_id)) or (
+            token_contact is not None and token_contact.external_id != external_id
+        ):
+            raise VisitorRefused("the identity differs from the visitor token's")
+        if token_contact is not None or contact is None:
+            # Their stored contact, or one not stored yet (under the token's ids).
+            return _visitor_resume(
+                tenant=tenant,
+                claims=claims,
+                contact=token_contact,
+                conversation_id=conversation_id,
+            )
     if contact is None:
         return VisitorAccess(contact=None, conversation=None)
     newest_open = (
@@ -154,6 +172,14 @@ def _visitor_claims(*, tenant: Tenant, visitor_token: str) -> VisitorClaims | No
     if claims is None:
         raise VisitorRefused("visitor token refused")
     return claims
+
+
+def _refuse_erased(*, tenant: Tenant, claims: VisitorClaims, conversation_id: str | None) -> None:
+    """VisitorErased when the token's contact or the conversation (the hello's, else the
+    token's) was erased."""
+    conversation = conversation_id or str(claims.conversation_id or "")
+    if erased_any(tenant_id=tenant.pk, contact_id=claims.contact_id, conversation_id=conversation):
+        raise VisitorErased(conversation)
 
 
 def _token_contact(*, tenant: Tenant, claims: VisitorClaims) -> Contact | None:

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from conversations import jobs
 from conversations.assistant_modes import person_first_wait_begin
 from conversations.audit_trail import conversation_event, visitor_actor
+from conversations.consent_records import ConsentStatus, Decision, consent_record_write
 from conversations.handoff import asks_for_a_person, conversation_request_agent
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Contact, Conversation, Message
@@ -100,9 +101,43 @@ def _session_from_access(
         contact=contact,
         conversation=conversation,
         visitor_token=visitor_token_for(
-            tenant_id=tenant.pk, contact_id=contact.pk, conversation_id=conversation.pk
+            tenant_id=tenant.pk,
+            contact_id=contact.pk,
+            conversation_id=conversation.pk,
+            external_id=contact.external_id,
         ),
     )
+
+
+def visitor_contact_store(*, contact: Contact) -> None:
+    """Create a session's contact row, inside the caller's transaction, if it is not stored yet
+    (the visitor's first message or consent).
+
+    Idempotent, racing sockets included: an anonymous contact is decided by its primary key, a
+    verified one by its identity (another device may have stored it first: the session then
+    takes that row's id). A row under this id of another tenant raises VisitorRefused.
+    """
+    if not contact._state.adding:
+        return
+    if contact.external_id:
+        stored, _ = Contact.objects.get_or_create(
+            tenant_id=contact.tenant_id,
+            external_id=contact.external_id,
+            defaults={
+                "id": contact.pk,
+                "email": contact.email,
+                "name": contact.name,
+                "locale": contact.locale,
+            },
+        )
+        contact.id = stored.id
+    else:
+        stored, _ = Contact.objects.get_or_create(
+            pk=contact.pk, defaults={"tenant_id": contact.tenant_id, "locale": contact.locale}
+        )
+    if stored.tenant_id != contact.tenant_id:
+        raise VisitorRefused("conversation refused")
+    contact._state.adding = False
 
 
 def visitor_conversation_store(*, conversation: Conversation) -> bool:
@@ -115,9 +150,13 @@ def visitor_conversation_store(*, conversation: Conversation) -> bool:
     if not conversation._state.adding:
         return False
     contact = conversation.contact
-    stored_contact, _ = Contact.objects.get_or_create(
-        pk=contact.pk, defaults={"tenant_id": conversation.tenant_id, "locale": contact.locale}
-    )
+    contact_adding = contact._state.adding
+    try:
+        visitor_contact_store(contact=contact)
+    except VisitorRefused:
+        contact._state.adding = contact_adding
+        raise
+    conversation.contact = contact
     stored, created = Conversation.objects.get_or_create(
         pk=conversation.pk,
         defaults={
@@ -126,15 +165,12 @@ def visitor_conversation_store(*, conversation: Conversation) -> bool:
             "channel": conversation.channel,
         },
     )
-    if stored_contact.tenant_id != conversation.tenant_id or (
-        stored.tenant_id,
-        stored.contact_id,
-    ) != (conversation.tenant_id, contact.pk):
+    if (stored.tenant_id, stored.contact_id) != (conversation.tenant_id, contact.pk):
         raise VisitorRefused("conversation refused")
     conversation.status = stored.status
     conversation.last_seq = stored.last_seq
     conversation.created_at = stored.created_at
-    contact._state.adding = conversation._state.adding = False
+    conversation._state.adding = False
     return created
 
 
@@ -168,12 +204,13 @@ def identified_session_open(
     locale: str,
     identity: VerifiedIdentity,
 ) -> VisitorSession:
-    """The session of a verified visitor: their contact (found by `sub`, or created) on any
-    device, and their newest open conversation (or a new one, stored with its first message).
+    """The session of a verified visitor: their contact (found by `sub`) on any device, and
+    their newest open conversation (or a new one, stored with its first message).
 
-    The verified contact is stored at `hello` (the tenant's backend vouched for the person); the
-    token returned is always the verified contact's own (an anonymous visitor's token is
-    replaced).
+    Like an anonymous visitor's, a new verified contact is stored only when the visitor acts
+    (their first message or consent: visitor_contact_store); a stored one takes the identity's
+    newest email and name. The token returned is always the verified contact's own (an
+    anonymous visitor's token is replaced).
     """
     access = access_conversation_for_identified_visitor(
         tenant=tenant,
@@ -181,9 +218,19 @@ def identified_session_open(
         conversation_id=conversation_id,
         external_id=identity.external_id,
     )
-    contact = contact_for_identity(
-        tenant=tenant, contact=access.contact, identity=identity, locale=locale
-    )
+    if access.contact is not None:
+        contact = contact_for_identity(
+            tenant=tenant, contact=access.contact, identity=identity, locale=locale
+        )
+    else:
+        contact = Contact(
+            id=access.contact_id or uuid.uuid4(),
+            tenant=tenant,
+            external_id=identity.external_id,
+            email=identity.email,
+            name=identity.name,
+            locale=locale[:35],
+        )
     return _session_from_access(tenant=tenant, access=access, locale=locale, contact=contact)
 
 
@@ -236,6 +283,7 @@ def message_post_from_visitor(
     text: str,
     sender: str | None = None,
     route: str | None = None,
+    consent: ConsentStatus | None = None,
 ) -> PostedMessage:
     """Persist a visitor's message once per `client_id` and queue the assistant's reply.
 
@@ -244,11 +292,14 @@ def message_post_from_visitor(
     visitor asking for a person gets one instead of a reply. A conversation not stored yet
     (the visitor's first message) is created in the same transaction. The tenant's
     conversation mode (and the first message's `route`) may have a person answer first (see
-    assistant_modes).
+    assistant_modes). Under legitimate interest, the session's `consent` notice is recorded
+    with the visitor's first message.
     """
+    notice_due = consent is not None and consent.notice_due
     try:
         with _first_write(conversation), transaction.atomic():
             visitor_conversation_store(conversation=conversation)
+            _consent_notice_store(conversation, consent if notice_due else None)
             message = message_append(
                 conversation=conversation,
                 role=Message.Role.USER,
@@ -281,12 +332,21 @@ def message_post_from_visitor(
                 details={"message_id": str(message.pk), "seq": message.seq, "chars": len(text)},
             )
     except IntegrityError:
+        if consent is not None and notice_due:
+            consent.recorded = False  # rolled back with the message
         # The same client_id raced in on another socket: that insert won.
         existing = message_by_client_id(conversation=conversation, client_id=client_id)
         if existing is None:
             raise
         return PostedMessage(message=existing, created=False)
     return PostedMessage(message=message, created=True)
+
+
+def _consent_notice_store(conversation: Conversation, consent: ConsentStatus | None) -> None:
+    """Under legitimate interest: the record of the notice the visitor was shown, stored with
+    their first message."""
+    if consent is not None:
+        consent_record_write(contact=conversation.contact, status=consent, decision=Decision.NOTICE)
 
 
 def _conversation_reopen(conversation: Conversation) -> None:

@@ -180,6 +180,7 @@ def summary_state_clear(conversation_ids: Iterable[str]) -> None:
     if keys:
         get_redis().delete(*keys)
 
+
 def summary_pending_key(conversation_id: str) -> str:
     """The Redis key of a conversation's pending-summary flag (erased with the person)."""
     return _pending_key(conversation_id)

@@ -50,6 +50,8 @@ def widget_frame(request: HttpRequest) -> HttpResponse:
             # and "visitor decides" offers its choice before anything can be sent.
             "conversation_mode": widget_key.tenant.conversation_mode,
             "ai_disclosures": json.dumps(ai_disclosures(widget_key.tenant), ensure_ascii=False),
+            # Under consent, nothing can be written before the socket shows the consent text.
+            "lawful_basis": widget_key.tenant.lawful_basis,
         },
     )
     response["Content-Security-Policy"] = _frame_csp(request, widget_key.effective_origins)

@@ -8,6 +8,7 @@ visitor's first message, under those ids. Tokens are timestamped; one older than
 expiry: a visitor who comes back within the max age keeps their history).
 """
 
+import hashlib
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -23,19 +24,33 @@ class VisitorClaims:
 
     contact_id: UUID
     conversation_id: UUID | None  # the conversation the token was handed out with, if any
+    identity: str | None = None  # a verified visitor's: identity_digest of their `sub`
 
 
 class TokenExpired(Exception):
     """A genuine token older than VISITOR_TOKEN_MAX_AGE: the visitor starts afresh."""
 
 
+def identity_digest(tenant_id: int, external_id: str) -> str:
+    """What a verified visitor's token says of their identity: a digest of its `sub`, so the
+    token is theirs alone even before their contact is stored."""
+    return hashlib.sha256(f"{tenant_id}:{external_id}".encode()).hexdigest()[:32]
+
+
 def visitor_token_for(
-    *, tenant_id: int, contact_id: UUID, conversation_id: UUID | None = None
+    *,
+    tenant_id: int,
+    contact_id: UUID,
+    conversation_id: UUID | None = None,
+    external_id: str = "",
 ) -> str:
-    """A freshly signed (and timestamped) token for the visitor `contact_id` of `tenant_id`."""
+    """A freshly signed (and timestamped) token for the visitor `contact_id` of `tenant_id`
+    (with `external_id`: a verified visitor's, which needs that identity to be used)."""
     data: dict[str, object] = {"t": tenant_id, "c": str(contact_id)}
     if conversation_id is not None:
         data["v"] = str(conversation_id)
+    if external_id:
+        data["i"] = identity_digest(tenant_id, external_id)
     return signing.dumps(data, salt=_SALT, compress=False)
 
 
@@ -68,9 +83,11 @@ def _claims(data: object, *, tenant_id: int) -> VisitorClaims | None:
         return None
     try:
         conversation = data.get("v")
+        identity = data.get("i")
         return VisitorClaims(
             contact_id=UUID(data["c"]),
             conversation_id=UUID(conversation) if conversation is not None else None,
+            identity=identity if isinstance(identity, str) else None,
         )
     except (KeyError, ValueError, TypeError, AttributeError):
         return None

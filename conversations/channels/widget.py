@@ -13,6 +13,8 @@ from django.conf import settings
 from conversations import frames
 from conversations.assistant_modes import ROUTES, assistant_intro, route_valid
 from conversations.catch_up import CatchUp, conversation_catch_up
+from conversations.consent import DECISIONS, ConsentStale, visitor_consent_decide
+from conversations.consent_records import ConsentStatus, consent_status_for, welcome_consent
 from conversations.limits import (
     conversation_start_retry_after,
     visitor_message_retry_after,
@@ -28,6 +30,7 @@ from conversations.services import (
     visitor_request_agent,
     visitor_session_open,
 )
+from conversations.visitors import visitor_token_for
 from supportbot.tenants.identity import IdentityRefused, VerifiedIdentity, verify_visitor_identity
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.origins import origin_allowed
@@ -45,6 +48,9 @@ class WidgetSession:
     visitor: VisitorSession
     widget_key_id: int
     client: str
+    consent: ConsentStatus
+    # The conversation of an erased visitor the hello named: told (`erased`) before the welcome.
+    erased_conversation_id: str | None = None
 
     @property
     def conversation(self) -> Conversation:
@@ -72,21 +78,42 @@ def widget_hello(
     if not (is_own_origin(origin, host) or origin_allowed(origin, widget_key.effective_origins)):
         raise SocketRefused(CloseCode.FORBIDDEN, "origin not allowed")
     identity = _hello_identity(widget_key.tenant, frame.get("identity"))
+    locale = frame.get("locale") or ""
+    erased: str | None = None
     try:
-        visitor = visitor_session_open(
-            tenant=widget_key.tenant,
-            visitor_token=frame.get("visitor_token") or None,
-            conversation_id=frame.get("conversation_id") or None,
-            locale=frame.get("locale") or "",
-            identity=identity,
-        )
-    except VisitorErased as exc:
-        erased = {"type": "erased", "conversation_id": frame.get("conversation_id") or None}
-        raise SocketRefused(CloseCode.FORBIDDEN, str(exc), last_frame=erased) from exc
+        try:
+            visitor = visitor_session_open(
+                tenant=widget_key.tenant,
+                visitor_token=frame.get("visitor_token") or None,
+                conversation_id=frame.get("conversation_id") or None,
+                locale=locale,
+                identity=identity,
+            )
+        except VisitorErased as gone:
+            # An erased visitor's widget is told, then starts afresh under new ids.
+            erased = gone.conversation_id
+            visitor = visitor_session_open(
+                tenant=widget_key.tenant,
+                visitor_token=None,
+                conversation_id=None,
+                locale=locale,
+                identity=identity,
+            )
     except VisitorRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
     _key_checks[widget_key.pk] = (time.monotonic(), True)
-    return WidgetSession(visitor=visitor, widget_key_id=widget_key.pk, client=client)
+    consent = consent_status_for(
+        tenant=visitor.tenant,
+        contact=visitor.contact,
+        language=visitor.conversation.language or locale,
+    )
+    return WidgetSession(
+        visitor=visitor,
+        widget_key_id=widget_key.pk,
+        client=client,
+        consent=consent,
+        erased_conversation_id=erased,
+    )
 
 
 def _hello_identity(tenant: Tenant, token: str | None) -> VerifiedIdentity | None:
@@ -133,17 +160,19 @@ def widget_catch_up(*, session: WidgetSession, last_seq: int) -> CatchUp:
     assistant = assistant_intro(
         tenant=visitor.tenant, conversation=visitor.conversation, locale=visitor.contact.locale
     )
+    consent = welcome_consent(session.consent)
     try:
         return conversation_catch_up(
             visitor.conversation.pk,
             last_seq=last_seq,
             visitor_token=visitor.visitor_token,
             assistant=assistant,
+            consent=consent,
         )
     except Conversation.DoesNotExist:
         token = visitor.visitor_token
         welcome = frames.welcome_frame(
-            visitor.conversation, [], visitor_token=token, assistant=assistant
+            visitor.conversation, [], visitor_token=token, assistant=assistant, consent=consent
         )
         return CatchUp(welcome=welcome, streaming_frames=[], streaming_indexes={})
 
@@ -209,6 +238,8 @@ def widget_message(
     if problem is not None:
         return problem
     client_id, text = frame["client_id"], frame["text"]
+    if session.consent.blocks_storage:
+        return _consent_required(client_id)
     existing = message_by_client_id(conversation=session.conversation, client_id=client_id)
     if existing is not None:
         return {"type": "ack", "client_id": client_id, "message": frames.message_payload(existing)}
@@ -227,6 +258,7 @@ def widget_message(
             text=text,
             sender=sender,
             route=frame.get("route"),
+            consent=session.consent,
         )
     except VisitorRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
@@ -241,6 +273,8 @@ def widget_handoff_request(*, session: WidgetSession) -> dict[str, Any] | None:
     """The visitor pressed "Talk to a person" (`handoff.request`): nothing to answer, or a
     `rate_limited` error when it would start one conversation too many for the client."""
     widget_key_check(session)
+    if session.consent.blocks_storage:
+        return _consent_required()
     retry_after = _conversation_start_retry_after(session)
     if retry_after is not None:
         return _rate_limited(retry_after, what="conversations")
@@ -249,3 +283,46 @@ def widget_handoff_request(*, session: WidgetSession) -> dict[str, Any] | None:
     except VisitorRefused as exc:
         raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
     return None
+
+
+def _consent_required(client_id: str | None = None) -> dict[str, Any]:
+    return frames.error_frame(
+        "consent_required",
+        "Accept the consent text before writing: nothing is stored until you do.",
+        client_id=client_id,
+    )
+
+
+def widget_consent(*, session: WidgetSession, frame: dict[str, Any]) -> dict[str, Any]:
+    """Handle a `consent` frame: `consent.recorded` (accept, decline), `erased` (withdraw: the
+    visitor's data is gone and the socket's session with it), or an `error` frame."""
+    widget_key_check(session)
+    decision = frame.get("decision")
+    if decision not in DECISIONS:
+        return frames.error_frame("bad_request", f"decision must be one of {', '.join(DECISIONS)}.")
+    visitor = session.visitor
+    try:
+        visitor_consent_decide(
+            session=visitor, status=session.consent, decision=decision, version=frame.get("version")
+        )
+    except ConsentStale as exc:
+        return frames.error_frame("consent_stale", str(exc), version=session.consent.notice.version)
+    except VisitorRefused as exc:
+        raise SocketRefused(CloseCode.FORBIDDEN, str(exc)) from exc
+    if decision == "withdraw":
+        return frames.erased_frame(visitor.conversation.pk)
+    answer: dict[str, Any] = {
+        "type": "consent.recorded",
+        "decision": decision,
+        "version": session.consent.notice.version,
+    }
+    if decision == "accept":
+        # The token a reload resumes with: it names the contact now stored with its consent.
+        answer["visitor_token"] = visitor_token_for(
+            tenant_id=visitor.tenant.pk,
+            contact_id=visitor.contact.pk,
+            conversation_id=visitor.conversation.pk,
+            external_id=visitor.contact.external_id,
+        )
+        answer["conversation_id"] = str(visitor.conversation.pk)
+    return answer

@@ -3,6 +3,7 @@
 
 import "./i18n.js";
 import { AssistantPanel, assistantFromDataset, parseAssistant, withModeStrings } from "./assistant.js";
+import { ConsentPanel, parseConsent } from "./consent.js";
 import { MAX_OUTBOX, SessionStore, WidgetConnection, socketUrl } from "./protocol.js";
 import { Transcript } from "./transcript.js";
 import { WidgetView } from "./view.js";
@@ -20,6 +21,7 @@ function readConfig(root) {
     title: data.title || "",
     maxLength: Number.isFinite(maxLength) && maxLength > 0 ? maxLength : DEFAULT_MAX_LENGTH,
     assistant: assistantFromDataset(data),
+    lawfulBasis: data.lawfulBasis || "",
   };
 }
 
@@ -49,6 +51,10 @@ function errorText(error) {
         : { key: "errorRateLimitedShort" };
     case "unavailable":
       return { key: "errorUnavailable" };
+    case "consent_required":
+      return { key: "errorConsentRequired" };
+    case "consent_stale":
+      return { key: "errorConsentStale" };
     default:
       return { key: "errorGeneric" };
   }
@@ -89,9 +95,11 @@ export function startWidget(root, identity = null) {
   // The conversation mode and the AI disclosure (assistant.js); the panel draws them.
   let assistant = config.assistant;
   let panel = null;
+  let consentPanel = null; // the consent or privacy notice (consent.js)
   const strings = () => withModeStrings(t, assistant?.mode);
   const sentFields = new Map(); // client_id -> the fields its message went with (a retry keeps them)
   const onWelcome = (frame) => {
+    consentPanel?.setConsent(parseConsent(frame.consent, consentPanel.consent));
     const mode = assistant?.mode;
     assistant = parseAssistant(frame.assistant, assistant);
     panel?.setAssistant(assistant);
@@ -117,6 +125,7 @@ export function startWidget(root, identity = null) {
       view.render(transcript.ordered());
     }
     panel?.setStrings(strings());
+    consentPanel?.setStrings(strings());
   };
   const setHandoffPending = (pending) => {
     clearTimeout(handoffTimer);
@@ -157,7 +166,23 @@ export function startWidget(root, identity = null) {
       messages: (messages) => transcript.upsertMessages(messages),
       stream: (id, update) => transcript.stream(id, update),
       welcome: onWelcome,
+      consent: (frame) => {
+        consentPanel?.recorded(frame.decision);
+        if (frame.decision === "accept") view?.focusInput();
+      },
+      erased: () => {
+        // The server forgot the visitor (their withdrawal, or a request): so does this widget.
+        consentPanel?.setConsent(null);
+        panel?.setWritten(false);
+        transcript.addNotice({ key: "dataDeleted" });
+      },
       error: (error) => {
+        if (error.code === "consent_stale") {
+          // The text changed: say so, and show the current one (a new welcome).
+          transcript.addNotice({ key: "errorConsentStale" });
+          connection.connect();
+          return;
+        }
         if (!error.client_id && view?.handoffPending) {
           // The answer to "Talk to a person" (a server that cannot hand over says bad_request).
           setHandoffPending(false);
@@ -220,6 +245,12 @@ export function startWidget(root, identity = null) {
     onHandoff: () => {
       if (connection.requestHandoff()) setHandoffPending(true);
     },
+    onDeleteData: () => {
+      if (!window.confirm(strings().deleteConfirm)) return;
+      if (!connection.sendConsent("withdraw", consentPanel?.consent?.version ?? null)) {
+        transcript.addNotice({ key: "errorGeneric" });
+      }
+    },
   });
   if (known) view.setConversation(known);
   panel = new AssistantPanel({
@@ -230,6 +261,16 @@ export function startWidget(root, identity = null) {
     onChoose: () => view.focusInput(),
   });
   panel.setAssistant(assistant);
+  consentPanel = new ConsentPanel({
+    root,
+    slot: view.assistantSlot,
+    t: strings(),
+    onDecide: (decision, version) => connection.sendConsent(decision, version),
+    // Under consent, nothing can be written before the text is shown (and accepted), unless
+    // this browser already holds an accepted session.
+    requiredBeforeWelcome:
+      config.lawfulBasis === "consent" && !connection.session.consented && !connection.cachedMessages().length,
+  });
 
   // What the last visit left: the transcript, and messages still waiting for an ack.
   transcript.upsertMessages(connection.cachedMessages());
@@ -255,7 +296,7 @@ export function startWidget(root, identity = null) {
   connection.start();
   tellParent("ready");
   if (!embedded) view.focusInput();
-  return { connection, transcript, view, panel };
+  return { connection, transcript, view, panel, consentPanel };
 }
 
 // The loader says (`identity=1`) when the page signed the visitor in: the token comes by

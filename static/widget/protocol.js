@@ -4,12 +4,15 @@
 // origin): the visitor token and conversation id from `welcome`, the messages already shown (so a
 // reload resumes with `last_seq` and only receives what it missed), and the outbox of messages
 // not yet acknowledged, which are sent again with the same `client_id` after a reconnect (the
-// server makes that idempotent). Nothing is written there before the visitor's first message:
-// until then the session lives in memory (the server stores nothing before it either).
+// server makes that idempotent). Nothing is written there before the visitor's first message
+// (or their consent, where the tenant asks for it): until then the session lives in memory (the
+// server stores nothing before it either). When the server says the visitor's data was erased
+// (`erased`), the entry is removed and the widget starts afresh.
 // The outbox holds at most MAX_OUTBOX messages; past that, `send` refuses (the view says so).
 
 export const CLOSE_BAD_HELLO = 4400;
 export const CLOSE_REFUSED = 4403;
+export const CLOSE_ERASED = 4410;
 export const CLOSE_TOO_MANY = 4429;
 
 export const MAX_FRAME_BYTES = 64 * 1024;
@@ -129,6 +132,7 @@ export class SessionStore {
       stream_floors: floors,
       conversation: parseConversation(data.conversation),
       identity_sub: typeof data.identity_sub === "string" ? data.identity_sub : null,
+      consented: data.consented === true,
     };
   }
 
@@ -143,10 +147,12 @@ export class SessionStore {
       stream_floors: session.stream_floors,
       conversation: session.conversation || null,
       identity_sub: session.identity_sub || null,
+      consented: session.consented === true,
     };
     this.memory = data;
-    // Before the visitor's first message there is nothing worth keeping: no storage is touched.
-    if (!this.written && !messages.length && !session.outbox.length) return;
+    // Before the visitor's first message (or consent) there is nothing worth keeping: no
+    // storage is touched.
+    if (!this.written && !messages.length && !session.outbox.length && !data.consented) return;
     if (!this.storage) return;
     try {
       this.storage.setItem(this.name, JSON.stringify(data));
@@ -219,6 +225,8 @@ function lastSeqOf(messages) {
  *   error(frame)              an `error` frame (the connection stays usable)
  *   truncated(firstSeq)       the catch-up left out messages before `firstSeq` (`welcome.truncated`)
  *   welcome(frame)            the `welcome` frame, for the fields read elsewhere (`assistant`)
+ *   consent(frame)            the server recorded the visitor's consent decision (`consent.recorded`)
+ *   erased(frame)             the visitor's data was erased: storage cleared, starting afresh
  */
 export class WidgetConnection {
   constructor({ url, widgetKey, locale, store, identity = null, on = {}, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
@@ -275,6 +283,12 @@ export class WidgetConnection {
     return this.sendFrame(this.socket, { type: "handoff.request" });
   }
 
+  /** Send the visitor's consent decision ("accept" | "decline" | "withdraw") on `version`. */
+  sendConsent(decision, version) {
+    if (!this.isReady()) return false;
+    return this.sendFrame(this.socket, { type: "consent", decision, version });
+  }
+
   start() {
     globalThis.addEventListener?.("online", this.onOnline);
     this.connect();
@@ -303,6 +317,7 @@ export class WidgetConnection {
       stream_floors: {},
       conversation: null,
       identity_sub: null,
+      consented: false,
     };
     this.known.clear();
     this.streams.clear();
@@ -419,6 +434,10 @@ export class WidgetConnection {
     this.socket = null;
     this.welcomed = false;
     clearTimeout(this.welcomeTimer);
+    if (event.code === CLOSE_ERASED) {
+      this.onErased({ conversation_id: this.session.conversation_id });
+      return;
+    }
     if (event.code === CLOSE_REFUSED) {
       this.setState("refused", { hadSession: this.hadSession });
       return;
@@ -509,18 +528,13 @@ export class WidgetConnection {
         return this.onErrorFrame(frame);
       case "conversation.updated":
         return this.setConversation(parseConversation(frame.conversation, this.session.conversation));
+      case "consent.recorded":
+        return this.onConsentRecorded(frame);
       case "erased":
         return this.onErased(frame);
       default:
         return undefined; // a newer server's frame: ignore
     }
-  }
-
-  /** The visitor's data was erased (now, or before this hello): forget everything stored. */
-  onErased(frame) {
-    const erased = frame.conversation_id != null ? String(frame.conversation_id) : null;
-    if (erased && this.session.conversation_id && erased !== this.session.conversation_id) return;
-    this.startOver();
   }
 
   onWelcome(frame) {
@@ -552,6 +566,27 @@ export class WidgetConnection {
     this.setState("open");
     // Anything not acknowledged goes again, same client_id, in order.
     for (const item of this.session.outbox) this.transmit(item);
+  }
+
+  onConsentRecorded(frame) {
+    if (frame.decision === "accept") {
+      // From now on the session may be kept: the token names the visitor stored with it.
+      if (typeof frame.visitor_token === "string") this.session.visitor_token = frame.visitor_token;
+      if (typeof frame.conversation_id === "string") this.session.conversation_id = frame.conversation_id;
+      this.session.consented = true;
+      this.persist();
+    }
+    this.on.consent?.(frame);
+  }
+
+  /** The visitor's data is gone from the server: forget it here too and start afresh. */
+  /** The visitor's data was erased (now, or before this hello): forget everything stored. An
+   * `erased` naming another conversation than this one is not about this visitor. */
+  onErased(frame) {
+    const erased = frame.conversation_id != null ? String(frame.conversation_id) : null;
+    if (erased && this.session.conversation_id && erased !== this.session.conversation_id) return;
+    this.startOver();
+    this.on.erased?.(frame);
   }
 
   setConversation(conversation, save = true) {
@@ -625,7 +660,7 @@ export class WidgetConnection {
   onErrorFrame(frame) {
     const clientId = typeof frame.client_id === "string" ? frame.client_id : null;
     // These codes mean the message was not stored: the visitor decides whether to send again.
-    if (clientId && ["bad_request", "too_long", "rate_limited"].includes(frame.code)) {
+    if (clientId && ["bad_request", "too_long", "rate_limited", "consent_required"].includes(frame.code)) {
       this.settle(clientId);
     }
     this.on.error?.({

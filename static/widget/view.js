@@ -53,7 +53,8 @@ function initial(name) {
 export class WidgetView {
   /**
    * options: {t, format(template, values, lang), title(t), embedded, maxLength,
-   *           onSend(text), onRetry(clientId), onClose(), onStartOver(), onHandoff()}
+   *           onSend(text), onRetry(clientId), onClose(), onStartOver(), onHandoff(),
+   *           onDeleteData()}
    */
   constructor(root, options) {
     this.root = root;
@@ -110,7 +111,7 @@ export class WidgetView {
       subtitle.textContent = t.subtitle;
     });
     heading.append(title, subtitle);
-    header.append(badge, heading);
+    header.append(badge, heading, this.buildMenu());
     if (this.o.embedded) {
       const close = el("button", "sb-icon-button sb-close");
       close.type = "button";
@@ -208,6 +209,38 @@ export class WidgetView {
     this.root.append(header, this.status, this.banner, this.list, this.form);
     this.updateComposer();
     this.setConversation(null);
+  }
+
+  /** The visitor's menu in the header: "Delete my data / withdraw consent". */
+  buildMenu() {
+    const menu = el("div", "sb-menu");
+    const button = el("button", "sb-icon-button sb-menu__button", "\u22EF");
+    button.type = "button";
+    button.setAttribute("aria-haspopup", "menu");
+    button.setAttribute("aria-expanded", "false");
+    const list = el("div", "sb-menu__list");
+    list.setAttribute("role", "menu");
+    list.hidden = true;
+    const erase = el("button", "sb-menu__item sb-delete-data");
+    erase.type = "button";
+    erase.setAttribute("role", "menuitem");
+    this.label((t) => {
+      button.setAttribute("aria-label", t.menu);
+      button.title = t.menu;
+      erase.textContent = t.deleteMyData;
+    });
+    const toggle = (open) => {
+      list.hidden = !open;
+      button.setAttribute("aria-expanded", String(open));
+    };
+    button.addEventListener("click", () => toggle(list.hidden));
+    erase.addEventListener("click", () => {
+      toggle(false);
+      this.o.onDeleteData?.();
+    });
+    list.appendChild(erase);
+    menu.append(button, list);
+    return menu;
   }
 
   /**

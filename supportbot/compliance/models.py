@@ -61,7 +61,6 @@ class DataRequest(models.Model):
         return f"{self.reference} ({self.get_kind_display()})"
 
 
-
 class DataKey(models.Model):
     """A tenant's random 256-bit key, stored wrapped (AES-256-GCM) by a master key of the ring.
 

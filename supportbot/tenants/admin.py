@@ -25,7 +25,14 @@ from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from supportbot.tenants.admin_audit import AuditedAdmin, user_actor
-from supportbot.tenants.models import ModelPrice, Tenant, TenantLimits, TenantMembership, WidgetKey
+from supportbot.tenants.models import (
+    ConsentText,
+    ModelPrice,
+    Tenant,
+    TenantLimits,
+    TenantMembership,
+    WidgetKey,
+)
 from supportbot.tenants.prices import prices_reload
 from supportbot.tenants.roles import Capability, is_operator, tenant_ids_for_user, user_can
 from supportbot.tenants.scoped_admin import OperatorOnlyAdmin, TenantListFilter, TenantScopedAdmin
@@ -61,6 +68,8 @@ TENANT_ADMIN_FIELDS = frozenset(
         "conversation_retention_days",
         "llm_call_retention_days",
         "audit_retention_days",
+        "lawful_basis",
+        "privacy_url",
     }
 )
 _KEY_FIELDS = ("llm_api_key", "clear_llm_api_key")
@@ -88,6 +97,31 @@ class WidgetKeyInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._allows(request, obj)
+
+
+class ConsentTextInline(admin.TabularInline):
+    """The consent or privacy notice texts, per language. A stored version is never edited (a
+    consent record names the version that was accepted): a new text is a new version, and the
+    newest version of a language is the one the widget shows."""
+
+    model = ConsentText
+    extra = 0
+    fields = ("language", "version", "text", "created_at")
+    readonly_fields = ("version", "created_at")
+    verbose_name = "consent text"
+    verbose_name_plural = "Consent texts (the newest version of a language is shown)"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and user_can(request.user, obj, Capability.SETTINGS)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 # The tenant page, section by section: the one list of the fields an operator sees.
@@ -148,6 +182,10 @@ TENANT_FIELDSETS: Any = (
         },
     ),
     (
+        "Data protection",
+        {"fields": ("lawful_basis", "privacy_url")},
+    ),
+    (
         "Visitor identity",
         {"fields": ("identity_required", "identity_secret_status")},
     ),
@@ -200,7 +238,7 @@ class TenantAdmin(AuditedAdmin, TenantScopedAdmin):
     list_filter = ("is_active", "llm_provider")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    inlines = [WidgetKeyInline]
+    inlines = [WidgetKeyInline, ConsentTextInline]
     readonly_fields = ("identity_secret_status", "usage_link")
     change_form_template = "admin/tenants/tenant/change_form.html"
     fieldsets = TENANT_FIELDSETS

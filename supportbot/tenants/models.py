@@ -2,10 +2,16 @@
 
 import secrets
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
+from django.core.validators import (
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    URLValidator,
+)
 from django.db import models
 
 from supportbot.tenants.business_hours import (
@@ -13,6 +19,7 @@ from supportbot.tenants.business_hours import (
     business_hours_normalize,
     timezone_get,
 )
+from supportbot.tenants.consent_texts import CONSENT_TEXT_MAX_CHARS
 from supportbot.tenants.disclosure import DisclosureError, ai_disclosure_normalize
 from supportbot.tenants.origins import normalize_origins
 from supportbot.tenants.provider_hosts import check_base_url
@@ -65,6 +72,10 @@ class Tenant(models.Model):
         OPENAI = "openai", "OpenAI or OpenAI-compatible"
         AZURE = "azure", "Azure OpenAI"
         LOCAL = "local", "Local model"
+
+    class LawfulBasis(models.TextChoices):
+        CONSENT = "consent", "Consent (the visitor accepts before anything is stored)"
+        LEGITIMATE_INTEREST = "legitimate_interest", "Legitimate interest (a notice is shown)"
 
     class ConversationMode(models.TextChoices):
         ASSISTANT_FIRST = "assistant_first", "Assistant first"
@@ -224,6 +235,20 @@ class Tenant(models.Model):
         ],
         help_text=f"Days audit events are kept (at least {MIN_AUDIT_RETENTION_DAYS}). Empty: kept.",
     )
+    # Data protection: why the tenant may store what a visitor writes, and where its policy is.
+    lawful_basis = models.CharField(
+        max_length=24,
+        choices=LawfulBasis.choices,
+        default=LawfulBasis.LEGITIMATE_INTEREST,
+        help_text="Consent: the widget asks the visitor to accept the consent text before their "
+        "first message is stored. Legitimate interest: the text is shown as a notice.",
+    )
+    privacy_url = models.URLField(
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        default="",
+        help_text="Your privacy policy, linked from the widget's consent text (http or https).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -274,6 +299,51 @@ class Tenant(models.Model):
             self.business_hours = business_hours_normalize(self.business_hours)
         except BusinessHoursError as exc:
             raise ValidationError({"business_hours": str(exc)}) from None
+
+
+class ConsentText(models.Model):
+    """One version of a tenant's consent or privacy notice text in one language. The newest
+    version of a language is the one shown; older ones stay, so every consent record's version
+    names the text that was accepted."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="consent_texts")
+    language = models.CharField(
+        max_length=12, help_text="A language code such as en or pt-br.", default="en"
+    )
+    version = models.PositiveIntegerField(
+        editable=False, help_text="Numbered per tenant and language, from 1."
+    )
+    text = models.TextField(validators=[MaxLengthValidator(CONSENT_TEXT_MAX_CHARS)])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["language", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "language", "version"], name="consent_text_unique_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.language} v{self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A new text gets the next version of its language (the unique constraint settles a
+        race); a stored version is never rewritten: a changed text is a new version."""
+        if self.version is None:
+            newest = ConsentText.objects.filter(
+                tenant_id=self.tenant_id, language=self.language
+            ).aggregate(newest=models.Max("version"))["newest"]
+            self.version = (newest or 0) + 1
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.language = (self.language or "").strip().lower().replace("_", "-")
+        if not 2 <= len(self.language) <= 12:
+            raise ValidationError({"language": "A language code such as en or pt-br."})
+        self.text = (self.text or "").strip()
+        if not self.text:
+            raise ValidationError({"text": "Write the text the visitor is shown."})
 
 
 def new_public_key() -> str:

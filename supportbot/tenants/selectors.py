@@ -8,9 +8,11 @@ from django.conf import settings
 
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
+from supportbot.tenants.consent_texts import ConsentNotice, consent_notice_pick
 from supportbot.tenants.models import (
     IDENTITY_SECRET_LABEL,
     LLM_API_KEY_LABEL,
+    ConsentText,
     Tenant,
     TenantMembership,
     WidgetKey,
@@ -91,3 +93,17 @@ def widget_key_is_active(widget_key_id: int) -> bool:
     return WidgetKey.objects.filter(
         pk=widget_key_id, is_active=True, tenant__is_active=True
     ).exists()
+
+
+def tenant_consent_notice(tenant: Tenant, language: str) -> ConsentNotice:
+    """The consent or privacy notice a visitor speaking `language` is shown now: the tenant's
+    newest text of that language (or of its fallbacks), else the built-in default."""
+    own: dict[str, tuple[int, str]] = {}
+    for row in (
+        ConsentText.objects.filter(tenant=tenant)
+        .order_by("language", "-version")
+        .distinct("language")
+        .values("language", "version", "text")
+    ):
+        own[row["language"]] = (row["version"], row["text"])
+    return consent_notice_pick(tenant, language, own)

@@ -21,7 +21,13 @@ def _unique_slug(name: str) -> str:
 
 @transaction.atomic
 def tenant_create(
-    *, name: str, allowed_origins: list[str], slug: str | None = None, persona: str | None = None
+    *,
+    name: str,
+    allowed_origins: list[str],
+    slug: str | None = None,
+    persona: str | None = None,
+    lawful_basis: str | None = None,
+    privacy_url: str = "",
 ) -> tuple[Tenant, WidgetKey]:
     """Create a tenant with one active widget key and an identity secret.
 
@@ -34,6 +40,9 @@ def tenant_create(
     tenant.allowed_origins = normalize_origins(allowed_origins)
     if persona:
         tenant.persona = persona
+    if lawful_basis:
+        tenant.lawful_basis = lawful_basis
+    tenant.privacy_url = privacy_url
     tenant.full_clean()
     tenant.save()
     # Encrypted for this tenant, so it needs the tenant's id first.

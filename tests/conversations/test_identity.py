@@ -135,6 +135,13 @@ async def test_an_identity_just_inside_24_hours_is_accepted(shop: Any) -> None:
     ws = await connect()
     welcome = await hello(ws, key.public_key, identity=token)
     assert welcome["conversation_id"]
+    # Like anyone's, a verified visitor's contact is stored only when they act.
+    contacts = database_sync_to_async(Contact.objects.filter(tenant=tenant).count)
+    assert await contacts() == 0
+    version = welcome["consent"]["version"]
+    await ws.send_json_to({"type": "consent", "decision": "accept", "version": version})
+    answer = await ws.receive_json_from(timeout=5)
+    assert answer["type"] == "consent.recorded", answer
     await ws.disconnect()
     contact = await database_sync_to_async(Contact.objects.get)(tenant=tenant)
     assert (contact.external_id, contact.name) == ("user-42", "Ann")

@@ -47,6 +47,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 WELCOME_KEYS = {
     "type",
+    "consent",
     "visitor_token",
     "conversation_id",
     "seq",

@@ -372,8 +372,12 @@ def _tenant_form(tenant: Tenant, **changes: Any) -> dict[str, Any]:
         "business_hours_timezone": tenant.business_hours_timezone,
         "business_hours": "{}",
         "ai_disclosure": "{}",
+        "lawful_basis": tenant.lawful_basis,
+        "privacy_url": tenant.privacy_url,
         "widget_keys-TOTAL_FORMS": "0",
         "widget_keys-INITIAL_FORMS": "0",
+        "consent_texts-TOTAL_FORMS": "0",
+        "consent_texts-INITIAL_FORMS": "0",
     }
     data.update(changes)
     return data

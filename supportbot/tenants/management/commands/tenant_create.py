@@ -6,6 +6,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from supportbot.tenants.models import Tenant
 from supportbot.tenants.selectors import tenant_identity_secret
 from supportbot.tenants.services import tenant_create
 
@@ -27,6 +28,16 @@ class Command(BaseCommand):
             help="A website allowed to embed the widget (repeat for several).",
         )
         parser.add_argument("--slug", default=None, help="Slug (default: from the name).")
+        parser.add_argument(
+            "--lawful-basis",
+            choices=[choice.value for choice in Tenant.LawfulBasis],
+            default=None,
+            help="consent: visitors accept the consent text before anything is stored; "
+            "legitimate_interest (the default): the text is shown as a notice.",
+        )
+        parser.add_argument(
+            "--privacy-url", default="", help="The privacy policy the widget links to."
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON line.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -35,6 +46,8 @@ class Command(BaseCommand):
                 name=options["name"],
                 allowed_origins=options["allowed_origins"],
                 slug=options["slug"],
+                lawful_basis=options["lawful_basis"],
+                privacy_url=options["privacy_url"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
