@@ -5,6 +5,7 @@ from dataclasses import replace
 from typing import Any
 
 from conversations.models import LLMCall
+from conversations.redaction import placeholders_save
 from conversations.reply.claim import Claim, LeaseKeeper
 from conversations.reply.delivery import ReplyDelivery
 from conversations.reply.finish import Outcome
@@ -78,6 +79,16 @@ def _tool_request(finished: Finished) -> dict[str, Any]:
     }
 
 
+def _redacted_results(claim: Claim, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools' results as the provider may see them (new placeholders stored)."""
+    if not claim.tenant.redact_pii:
+        return results
+    placeholders = claim.context.placeholders
+    redacted = placeholders.redact_messages(results)
+    placeholders_save(claim.conversation.pk, placeholders)
+    return redacted
+
+
 def reply_answer(
     claim: Claim,
     delivery: ReplyDelivery,
@@ -99,6 +110,7 @@ def reply_answer(
         reply_id=claim.reply.pk,
         language=claim.language,
         passages=list(claim.context.passages),
+        placeholders=claim.context.placeholders,
     )
     lease = LeaseKeeper(claim)
     stream = first
@@ -118,14 +130,17 @@ def reply_answer(
         finished = _step(claim, stream, delivery, lease)
         stream = None
         if not finished.tool_calls or step == MAX_TOOL_STEPS:
-            delivery.flush()
+            delivery.flush(end=True)
             text = delivery.all_text
             return Outcome(text=text, finished=finished, sources=sources_cited(turn.passages, text))
         messages.append(_tool_request(finished))
         for call in finished.tool_calls:
             result = tool_call_run(turn, call, step=step)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+        messages[-len(finished.tool_calls) :] = _redacted_results(
+            claim, messages[-len(finished.tool_calls) :]
+        )
         if turn.handed_off:
-            delivery.flush()
+            delivery.flush(end=True)
             return Outcome(text=delivery.all_text, finished=finished, handed_off=True)
     raise AssertionError("unreachable")

@@ -57,6 +57,8 @@ TENANT_ADMIN_FIELDS = frozenset(
         "business_hours",
         "ai_disclosure",
         "identity_required",
+        "redact_pii",
+        "phone_region",
     }
 )
 _KEY_FIELDS = ("llm_api_key", "clear_llm_api_key")
@@ -147,6 +149,7 @@ TENANT_FIELDSETS: Any = (
         "Visitor identity",
         {"fields": ("identity_required", "identity_secret_status")},
     ),
+    ("Personal data sent to the model", {"fields": ("redact_pii", "phone_region")}),
 )
 _TENANT_FORM_FIELDS = tuple(
     name

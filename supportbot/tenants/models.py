@@ -5,7 +5,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
+from django.core.validators import (
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+)
 from django.db import models
 
 from supportbot.tenants.business_hours import (
@@ -182,6 +187,21 @@ class Tenant(models.Model):
         help_text="When a person can answer, e.g. "
         '{"mon": ["09:00-17:00"], "sat": ["10:00-14:00"]}. A day left out is closed; empty: '
         "any time.",
+    )
+
+    # Personal data in what is sent to the model provider (conversations/redaction.py).
+    redact_pii = models.BooleanField(
+        default=True,
+        help_text="Replace emails, phone numbers, payment cards and IBANs with placeholders in "
+        "everything sent to the model provider; the visitor and agents still see them.",
+    )
+    phone_region = models.CharField(
+        max_length=2,
+        blank=True,
+        default="",
+        validators=[RegexValidator(r"^[A-Z]{2}$", "An ISO country code such as ES.")],
+        help_text="Country whose national phone numbers are recognised, e.g. ES. Blank: the "
+        "visitor's locale. International numbers (+34…) are always recognised.",
     )
 
     class Meta:
