@@ -18,7 +18,7 @@ What counts as which:
   mod-97-checked.
 
 Cheap on the reply path: the patterns are compiled once and match in linear time, and
-`phonenumbers` runs only on a text holding a run of at least seven digits.
+`phonenumbers` reads only the runs of at least seven digits (a text without one costs nothing).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ _EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-]|[ -]\d)")
 _IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?!\w)")
 _DIGIT_RUN = re.compile(r"\d(?:[ ().\-/]{0,3}\d){6,}")  # where a phone number may be
+_LONG_DIGITS = re.compile(r"\d{16,}")  # longer than any phone number
+_WINDOW, _WINDOW_OVERLAP = 72, 28  # characters: a phone number is shorter than the overlap
 _PLACEHOLDER = re.compile(r"\[(EMAIL|PHONE|CARD|IBAN)_(\d{1,6})\]")
 # The start of a placeholder cut off at the end of a streamed piece ("[EM", "[PHONE_1").
 _PARTIAL = re.compile(
@@ -127,18 +129,42 @@ def _glued(text: str, start: int, end: int) -> bool:
     return before == "#" or before.isalnum() or after.isalnum()
 
 
-def _phones(text: str, region: str | None, taken: list[Finding]) -> Iterable[Finding]:
-    if not _DIGIT_RUN.search(text):
+def _windows(text: str) -> Iterable[tuple[int, int]]:
+    """Where phone numbers may be: each run of digits (with a `+` or `(` before it), cut at
+    groups of more digits than a phone number has. A long run (a list of numbers) is read in
+    overlapping pieces, so its cost stays linear."""
+    for run in _DIGIT_RUN.finditer(text):
+        start = max(run.start() - 2, 0)
+        for long in _LONG_DIGITS.finditer(text, run.start(), run.end()):
+            yield from _pieces(start, long.start())
+            start = long.end()
+        yield from _pieces(start, run.end())
+
+
+def _pieces(start: int, end: int) -> Iterable[tuple[int, int]]:
+    if end - start < 7:
         return
-    matcher = phonenumbers.PhoneNumberMatcher(
-        text, region or "ZZ", leniency=phonenumbers.Leniency.VALID
-    )
-    for match in matcher:
-        start, end = match.start, match.end
-        if _glued(text, start, end) or any(f.start < end and start < f.end for f in taken):
-            continue
-        key = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-        yield Finding(start, end, PHONE, key)
+    for piece in range(start, end, _WINDOW - _WINDOW_OVERLAP):
+        yield piece, min(piece + _WINDOW, end)
+        if piece + _WINDOW >= end:
+            break
+
+
+def _phones(text: str, region: str | None, taken: list[Finding]) -> Iterable[Finding]:
+    found: list[Finding] = []
+    for window_start, window_end in _windows(text):
+        matcher = phonenumbers.PhoneNumberMatcher(
+            text[window_start:window_end], region or "ZZ", leniency=phonenumbers.Leniency.VALID
+        )
+        for match in matcher:
+            start, end = window_start + match.start, window_start + match.end
+            if _glued(text, start, end) or any(
+                f.start < end and start < f.end for f in (*taken, *found)
+            ):
+                continue
+            key = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            found.append(Finding(start, end, PHONE, key))
+    return found
 
 
 def find_personal_data(text: str, *, region: str | None = None) -> list[Finding]:
