@@ -18,12 +18,17 @@ What counts as which:
   mod-97-checked.
 
 Cheap on the reply path: the patterns are compiled once and match in linear time, and
-`phonenumbers` reads only the runs of at least seven digits (a text without one costs nothing).
+`phonenumbers` reads only the runs of at least seven digits (a text without one costs nothing),
+and what it found in a text is remembered (by the text's digest), so the history read again
+for each reply costs little.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,11 +45,15 @@ KINDS = (EMAIL, PHONE, CARD, IBAN)
 # The lookbehinds make a match start where a run starts, so a long run without a match costs
 # one scan, not one per position.
 _EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
-_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-]|[ -]\d)")
-_IBAN = re.compile(r"(?<!\w)[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?!\w)")
+# Each starts with a digit and looks behind from there: `re` skips to the next digit fast.
+_CARD = re.compile(r"\d(?<![\w-]\d)(?:[ -]?\d){12,18}(?![\w-]|[ -]\d)")
+_IBAN = re.compile(r"\d(?<=(?<!\w)[A-Za-z]{2}\d)\d(?: ?[A-Za-z0-9]){11,30}(?!\w)")
 _DIGIT_RUN = re.compile(r"\d(?:[ ().\-/]{0,3}\d){6,}")  # where a phone number may be
 _LONG_DIGITS = re.compile(r"\d{16,}")  # longer than any phone number
 _WINDOW, _WINDOW_OVERLAP = 72, 28  # characters: a phone number is shorter than the overlap
+_SPANS: OrderedDict[bytes, tuple[tuple[int, int], ...]] = OrderedDict()
+_SPANS_MAX = 4096
+_SPANS_LOCK = threading.Lock()
 _PLACEHOLDER = re.compile(r"\[(EMAIL|PHONE|CARD|IBAN)_(\d{1,6})\]")
 # The start of a placeholder cut off at the end of a streamed piece ("[EM", "[PHONE_1").
 _PARTIAL = re.compile(
@@ -109,14 +118,14 @@ def _ibans(text: str) -> Iterable[Finding]:
     for match in _IBAN.finditer(text):
         # The pattern may run on into the next words ("… 3000 and"): the longest prefix,
         # cut between groups, that checks out.
-        groups = match.group().split(" ")
+        start = match.start() - 2  # the country code
+        groups = text[start : match.end()].split(" ")
         for count in range(len(groups), 0, -1):
             compact = "".join(groups[:count]).upper()
             if len(compact) < 15:
                 break
             if iban_valid(compact):
-                end = match.start() + len(" ".join(groups[:count]))
-                yield Finding(match.start(), end, IBAN, compact)
+                yield Finding(start, start + len(" ".join(groups[:count])), IBAN, compact)
                 break
 
 
@@ -150,33 +159,60 @@ def _pieces(start: int, end: int) -> Iterable[tuple[int, int]]:
             break
 
 
-def _phones(text: str, region: str | None, taken: list[Finding]) -> Iterable[Finding]:
-    found: list[Finding] = []
+def _phone_spans(text: str, region: str | None) -> tuple[tuple[int, int], ...]:
+    """Where `phonenumbers` finds valid numbers in `text`. Remembered per text (by digest: the
+    cache holds no text and no number), as a reply's history is read again for every reply."""
+    digest = hashlib.blake2b(f"{region}\0{text}".encode(), digest_size=16).digest()
+    with _SPANS_LOCK:
+        spans = _SPANS.get(digest)
+        if spans is not None:
+            _SPANS.move_to_end(digest)
+            return spans
+    found = []
     for window_start, window_end in _windows(text):
         matcher = phonenumbers.PhoneNumberMatcher(
             text[window_start:window_end], region or "ZZ", leniency=phonenumbers.Leniency.VALID
         )
-        for match in matcher:
-            start, end = window_start + match.start, window_start + match.end
-            if _glued(text, start, end) or any(
-                f.start < end and start < f.end for f in (*taken, *found)
-            ):
-                continue
-            key = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            found.append(Finding(start, end, PHONE, key))
+        found.extend((window_start + m.start, window_start + m.end) for m in matcher)
+    spans = tuple(found)
+    with _SPANS_LOCK:
+        _SPANS[digest] = spans
+        if len(_SPANS) > _SPANS_MAX:
+            _SPANS.popitem(last=False)
+    return spans
+
+
+def _phones(text: str, region: str | None) -> Iterable[Finding]:
+    if not _DIGIT_RUN.search(text):
+        return []
+    found: list[Finding] = []
+    for start, end in _phone_spans(text, region):
+        if _glued(text, start, end) or any(f.start < end and start < f.end for f in found):
+            continue
+        number = phonenumbers.parse(text[start:end], region or "ZZ")
+        key = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        found.append(Finding(start, end, PHONE, key))
     return found
 
 
 def find_personal_data(text: str, *, region: str | None = None) -> list[Finding]:
     """The emails, payment cards, IBANs and phone numbers in `text`, in order, not overlapping.
     `region`: the ISO country whose national phone numbers count (international ones always)."""
-    found: list[Finding] = []
-    for finding in (*_emails(text), *_cards(text), *_ibans(text)):
-        if not any(f.start < finding.end and finding.start < f.end for f in found):
-            found.append(finding)
-    found.extend(_phones(text, region, found))
+    found = [*_emails(text), *_ibans(text)]
+    # Cards, then phones, are looked for with what was found before blanked out (its length
+    # kept), so an IBAN's last digits never start a card, nor a card's a phone number.
+    found.extend(_cards(_blanked(text, found)))
+    found.extend(_phones(_blanked(text, found), region))
     found.sort(key=lambda f: f.start)
     return found
+
+
+def _blanked(text: str, findings: list[Finding]) -> str:
+    if not findings:
+        return text
+    return _replaced(
+        text, sorted(findings, key=lambda f: f.start), lambda f: "x" * (f.end - f.start)
+    )
 
 
 def mask(text: str, *, region: str | None = None) -> str:

@@ -118,6 +118,11 @@ def test_numbers_that_are_not_personal_data_are_left(text: str) -> None:
     assert Placeholders(region="GB").redact(text) == text
 
 
+def test_an_iban_next_to_a_card_keeps_its_digits() -> None:
+    text = "IBAN DE89 3704 0044 0532 0130 00 4111 1111 1111 1111 thanks"
+    assert Placeholders().redact(text) == "IBAN [IBAN_1] [CARD_1] thanks"
+
+
 def test_luhn() -> None:
     assert luhn_valid("79927398713")
     assert not luhn_valid("79927398710")
