@@ -13,7 +13,7 @@ typical message, no run  the same kind of message without any run of 7 digits (t
 message with PII         the same with an email, a phone number, a card and an IBAN.
 50-message history       `Placeholders.redact_messages` of a reply prompt of 50 turns (1 in 5
                          with personal data), the conversation's placeholders already stored
-                         (nothing new to store): every message new (the phone matcher's
+                         (nothing new to store): every message new (the remembered
                          findings forgotten), and read before (the next reply of the
                          conversation: only its newest message is new).
 restore a reply          `PlaceholderStream.feed` over a 120-token reply naming 2 placeholders,
@@ -56,8 +56,8 @@ from supportbot.llm import count_message_tokens  # noqa: E402
 
 
 def _cold() -> None:
-    """Forget the phone matcher's findings: the cost of text seen for the first time."""
-    redaction._SPANS.clear()
+    """Forget where the findings of each text were: the cost of text seen the first time."""
+    redaction._FOUND.clear()
 
 
 WORDS = re.findall(

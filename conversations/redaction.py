@@ -19,8 +19,8 @@ What counts as which:
 
 Cheap on the reply path: the patterns are compiled once and match in linear time, and
 `phonenumbers` reads only the runs of at least seven digits (a text without one costs nothing),
-and what it found in a text is remembered (by the text's digest), so the history read again
-for each reply costs little.
+and where the findings of a text are is remembered (by the text's digest), so the history read
+again for each reply costs little.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ _IBAN = re.compile(r"\d(?<=(?<!\w)[A-Za-z]{2}\d)\d(?: ?[A-Za-z0-9]){11,30}(?!\w)
 _DIGIT_RUN = re.compile(r"\d(?:[ ().\-/]{0,3}\d){6,}")  # where a phone number may be
 _LONG_DIGITS = re.compile(r"\d{16,}")  # longer than any phone number
 _WINDOW, _WINDOW_OVERLAP = 72, 28  # characters: a phone number is shorter than the overlap
-_SPANS: OrderedDict[bytes, tuple[tuple[int, int], ...]] = OrderedDict()
-_SPANS_MAX = 4096
-_SPANS_LOCK = threading.Lock()
+_ANY_DIGIT = re.compile(r"\d")
+_FOUND: OrderedDict[bytes, tuple[tuple[int, int, str], ...]] = OrderedDict()  # digest -> spans
+_FOUND_MAX = 4096
+_FOUND_LOCK = threading.Lock()
 _PLACEHOLDER = re.compile(r"\[(EMAIL|PHONE|CARD|IBAN)_(\d{1,6})\]")
 # The start of a placeholder cut off at the end of a streamed piece ("[EM", "[PHONE_1").
 _PARTIAL = re.compile(
@@ -159,51 +160,58 @@ def _pieces(start: int, end: int) -> Iterable[tuple[int, int]]:
             break
 
 
-def _phone_spans(text: str, region: str | None) -> tuple[tuple[int, int], ...]:
-    """Where `phonenumbers` finds valid numbers in `text`. Remembered per text (by digest: the
-    cache holds no text and no number), as a reply's history is read again for every reply."""
-    digest = hashlib.blake2b(f"{region}\0{text}".encode(), digest_size=16).digest()
-    with _SPANS_LOCK:
-        spans = _SPANS.get(digest)
-        if spans is not None:
-            _SPANS.move_to_end(digest)
-            return spans
-    found = []
+def _phones(text: str, region: str | None) -> Iterable[Finding]:
+    found: list[Finding] = []
     for window_start, window_end in _windows(text):
         matcher = phonenumbers.PhoneNumberMatcher(
             text[window_start:window_end], region or "ZZ", leniency=phonenumbers.Leniency.VALID
         )
-        found.extend((window_start + m.start, window_start + m.end) for m in matcher)
-    spans = tuple(found)
-    with _SPANS_LOCK:
-        _SPANS[digest] = spans
-        if len(_SPANS) > _SPANS_MAX:
-            _SPANS.popitem(last=False)
-    return spans
-
-
-def _phones(text: str, region: str | None) -> Iterable[Finding]:
-    if not _DIGIT_RUN.search(text):
-        return []
-    found: list[Finding] = []
-    for start, end in _phone_spans(text, region):
-        if _glued(text, start, end) or any(f.start < end and start < f.end for f in found):
-            continue
-        number = phonenumbers.parse(text[start:end], region or "ZZ")
-        key = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        found.append(Finding(start, end, PHONE, key))
+        for match in matcher:
+            start, end = window_start + match.start, window_start + match.end
+            if _glued(text, start, end) or any(f.start < end and start < f.end for f in found):
+                continue
+            key = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            found.append(Finding(start, end, PHONE, key))
     return found
+
+
+def _key(kind: str, value: str, region: str | None) -> str:
+    """The value of a finding normalised (see `Finding.key`)."""
+    if kind == PHONE:
+        number = phonenumbers.parse(value, region or "ZZ")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if kind == EMAIL:
+        return value.lower()
+    return re.sub(r"[ -]", "", value).upper()
 
 
 def find_personal_data(text: str, *, region: str | None = None) -> list[Finding]:
     """The emails, payment cards, IBANs and phone numbers in `text`, in order, not overlapping.
-    `region`: the ISO country whose national phone numbers count (international ones always)."""
+    `region`: the ISO country whose national phone numbers count (international ones always).
+
+    Where they are is remembered per text (by digest: the cache holds no text and no value),
+    as a reply's history is read again for every reply.
+    """
+    if "@" not in text and not _ANY_DIGIT.search(text):
+        return []
+    digest = hashlib.blake2b(f"{region}\0{text}".encode(), digest_size=16).digest()
+    with _FOUND_LOCK:
+        spans = _FOUND.get(digest)
+        if spans is not None:
+            _FOUND.move_to_end(digest)
+    if spans is not None:
+        return [Finding(s, e, kind, _key(kind, text[s:e], region)) for s, e, kind in spans]
     found = [*_emails(text), *_ibans(text)]
     # Cards, then phones, are looked for with what was found before blanked out (its length
     # kept), so an IBAN's last digits never start a card, nor a card's a phone number.
     found.extend(_cards(_blanked(text, found)))
-    found.extend(_phones(_blanked(text, found), region))
+    if _DIGIT_RUN.search(text):
+        found.extend(_phones(_blanked(text, found), region))
     found.sort(key=lambda f: f.start)
+    with _FOUND_LOCK:
+        _FOUND[digest] = tuple((f.start, f.end, f.kind) for f in found)
+        if len(_FOUND) > _FOUND_MAX:
+            _FOUND.popitem(last=False)
     return found
 
 
