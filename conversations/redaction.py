@@ -46,8 +46,9 @@ KINDS = (EMAIL, PHONE, CARD, IBAN)
 # one scan, not one per position.
 _EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 # Each starts with a digit and looks behind from there: `re` skips to the next digit fast.
-_CARD = re.compile(r"\d(?<![\w-]\d)(?:[ -]?\d){12,18}(?![\w-]|[ -]\d)")
-_IBAN = re.compile(r"\d(?<=(?<!\w)[A-Za-z]{2}\d)\d(?: ?[A-Za-z0-9]){11,30}(?!\w)")
+# Cards and IBANs are written in ASCII digits (re.ASCII); phone numbers need not be.
+_CARD = re.compile(r"\d(?<![\w-]\d)(?:[ -]?\d){12,18}(?![\w-]|[ -]\d)", re.ASCII)
+_IBAN = re.compile(r"\d(?<=(?<!\w)[A-Za-z]{2}\d)\d(?: ?[A-Za-z0-9]){11,30}(?!\w)", re.ASCII)
 _DIGIT_RUN = re.compile(r"\d(?:[ ().\-/]{0,3}\d){6,}")  # where a phone number may be
 _LONG_DIGITS = re.compile(r"\d{16,}")  # longer than any phone number
 _WINDOW, _WINDOW_OVERLAP = 72, 28  # characters: a phone number is shorter than the overlap
