@@ -97,6 +97,9 @@ class Conversation(models.Model):
     summary = EncryptedJSONField(default=dict, blank=True)
     summary_seq = models.PositiveIntegerField(default=0)
     summary_updated_at = models.DateTimeField(null=True, blank=True)
+    # Personal data kept from the provider: placeholder -> {"value", "key"} (see redaction.py),
+    # encrypted like the messages it comes from.
+    pii_placeholders = EncryptedJSONField(default=dict, blank=True, editable=False)
     # Person first: when the assistant answers if no agent has taken the conversation by then.
     assistant_fallback_at = models.DateTimeField(null=True, blank=True, editable=False)
 

@@ -11,6 +11,10 @@ malformed keeps the previous summary. Every call is recorded as an `LLMCall` wit
 over budget is skipped (the reply prompt keeps trimming the oldest turns instead). A Redis
 lock keeps two workers from summarising one conversation at once; the row is locked only for
 the final write, never during the call.
+
+The request is redacted like a reply's (`redaction.py`, when the tenant redacts): the model
+sees placeholders, never the visitor's email, phone, card or IBAN, so the summary it writes
+holds placeholders too, and the reply prompt that carries it restores nothing it should not.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from django.utils import timezone
 from conversations import jobs
 from conversations.models import Conversation, LLMCall, Message
 from conversations.prompts import is_turn, model_turn
+from conversations.redaction import provider_messages
 from supportbot.llm import (
     CallRecord,
     ChatParams,
@@ -413,7 +418,9 @@ def conversation_summarize(*, conversation_id: str | UUID) -> bool:
         pk = conversation_id if isinstance(conversation_id, UUID) else UUID(str(conversation_id))
     except ValueError:
         return False
-    conversation = Conversation.objects.select_related("tenant__limits").filter(pk=pk).first()
+    conversation = (
+        Conversation.objects.select_related("tenant__limits", "contact").filter(pk=pk).first()
+    )
     if conversation is None:
         return False
     key = str(conversation.pk)
@@ -446,7 +453,8 @@ def _summary_ask(
     """The model's new summary, validated; None (and a back-off) when it gave none."""
     key = str(conversation.pk)
     calls: list[LLMCall] = []
-    messages, params = _request(conversation.summary, plan.to_summarise), _params(conversation)
+    messages, _ = provider_messages(conversation, _request(conversation.summary, plan.to_summarise))
+    params = _params(conversation)
     budget = CallBudget(conversation.tenant_id, tenant_limits(conversation.tenant))
     try:
         reservation = budget.reserve_chat(config, messages, params, reply=False)

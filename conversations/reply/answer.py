@@ -5,6 +5,7 @@ from dataclasses import replace
 from typing import Any
 
 from conversations.models import LLMCall
+from conversations.redaction import placeholders_save
 from conversations.reply.claim import Claim, LeaseKeeper
 from conversations.reply.delivery import ReplyDelivery
 from conversations.reply.finish import Outcome
@@ -83,7 +84,7 @@ def _ended(
 ) -> Outcome:
     """The reply's outcome: its text (flushed to the sockets), the sources it cites (none when
     it handed off) and every passage it was given."""
-    delivery.flush()
+    delivery.flush(end=True)
     text = delivery.all_text
     return Outcome(
         text=text,
@@ -92,6 +93,16 @@ def _ended(
         handed_off=handed_off,
         chunk_ids=[passage.chunk_id for passage in turn.passages],
     )
+
+
+def _redacted_results(claim: Claim, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools' results as the provider may see them (new placeholders stored)."""
+    if not claim.tenant.redact_pii:
+        return results
+    placeholders = claim.context.placeholders
+    redacted = placeholders.redact_messages(results)
+    placeholders_save(claim.conversation.pk, placeholders)
+    return redacted
 
 
 def reply_answer(
@@ -115,6 +126,7 @@ def reply_answer(
         reply_id=claim.reply.pk,
         language=claim.language,
         passages=list(claim.context.passages),
+        placeholders=claim.context.placeholders,
     )
     lease = LeaseKeeper(claim)
     stream = first
@@ -139,6 +151,9 @@ def reply_answer(
         for call in finished.tool_calls:
             result = tool_call_run(turn, call, step=step)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+        messages[-len(finished.tool_calls) :] = _redacted_results(
+            claim, messages[-len(finished.tool_calls) :]
+        )
         if turn.handed_off:
             return _ended(turn, delivery, finished, handed_off=True)
     raise AssertionError("unreachable")

@@ -77,9 +77,12 @@ class Claim:
 
 
 def _job(job_id: int) -> ReplyJob | None:
-    """The job with all a claim reads: conversation, tenant, trigger, reply (no lock)."""
+    """The job with all a claim reads: conversation, tenant, contact, trigger, reply (no
+    lock)."""
     return (
-        ReplyJob.objects.select_related("conversation__tenant__limits", "trigger", "reply")
+        ReplyJob.objects.select_related(
+            "conversation__tenant__limits", "conversation__contact", "trigger", "reply"
+        )
         .filter(pk=job_id)
         .first()
     )

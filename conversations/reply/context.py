@@ -1,6 +1,10 @@
 """What a reply is generated from: the language to answer in, the history, the help-centre
 passages and the prompt.
 
+What goes to the provider is redacted (`conversations/redaction.py`, when the tenant redacts):
+the turns, the summary and the passages in the prompt, and the search query (it may be
+embedded by the provider). `placeholders` restores what the model writes back.
+
 Built from a job read without a lock, before the job is claimed: the knowledge search alone may
 take seconds, and a takeover must never wait behind it. Nothing here writes; the claim stores
 the language it decided (`ReplyContext.detected`, `.language`).
@@ -12,6 +16,7 @@ from typing import Any
 from conversations.language import language_instruction, reply_language_decide
 from conversations.models import Conversation, Message, ReplyJob
 from conversations.prompts import TOOLS_GUIDE, PromptParts, build_reply_prompt
+from conversations.redaction import Placeholders, mask, phone_region, provider_messages
 from conversations.reply.passages import knowledge_search
 from conversations.reply.tools import TOOL_SCHEMAS
 from conversations.summaries import summary_prompt_text
@@ -31,6 +36,8 @@ class ReplyContext:
     messages: list[dict[str, Any]]  # the prompt
     config: ProviderConfig
     params: ChatParams
+    placeholders: Placeholders  # the conversation's, with those the prompt added
+    query: str  # the visitor's message as searched: its personal data masked
 
 
 def _history(conversation: Conversation, reply: Message | None) -> list[Message]:
@@ -49,7 +56,11 @@ def reply_context_build(job: ReplyJob) -> ReplyContext:
     tenant = conversation.tenant
     detected, language = reply_language_decide(conversation=conversation, message=job.trigger)
     history = _history(conversation, job.reply)
-    passages = knowledge_search(tenant, job.trigger.text, language, tenant.knowledge_passages)
+    query = job.trigger.text
+    if tenant.redact_pii:
+        region = phone_region(tenant_region=tenant.phone_region, locale=conversation.contact.locale)
+        query = mask(query, region=region)
+    passages = knowledge_search(tenant, query, language, tenant.knowledge_passages)
     parts = PromptParts(
         persona=tenant.persona,
         language_instruction=language_instruction(language) if language else "",
@@ -57,14 +68,20 @@ def reply_context_build(job: ReplyJob) -> ReplyContext:
         summary_text=summary_prompt_text(conversation.summary) if conversation.summary else "",
         tools_guide=TOOLS_GUIDE,
     )
+    messages, placeholders = provider_messages(
+        conversation,
+        build_reply_prompt(
+            persona=parts, history=history, token_budget=tenant.history_token_budget
+        ),
+    )
     return ReplyContext(
         detected=detected,
         language=language,
         history=history,
         passages=passages,
-        messages=build_reply_prompt(
-            persona=parts, history=history, token_budget=tenant.history_token_budget
-        ),
+        messages=messages,
         config=tenant_provider_config(tenant),
         params=replace(tenant_chat_params(tenant), tools=TOOL_SCHEMAS, tool_choice="auto"),
+        placeholders=placeholders,
+        query=query,
     )

@@ -28,7 +28,7 @@ def _recent_failures(claim: Claim) -> int:
 def _quote_or_offer(claim: Claim) -> Outcome:
     """The best help-centre passage quoted with its source, else the offer of a person."""
     passages = claim.context.passages or knowledge_search(
-        claim.tenant, claim.trigger.text, claim.language, 1
+        claim.tenant, claim.context.query, claim.language, 1
     )
     if not passages:
         return Outcome(text=notice("handoff_offer", claim.language), finished=None)

@@ -5,15 +5,21 @@ seconds, so a fast model does not cost a frame per token. The text so far is wri
 stream snapshot before each delta (see `stream_state`), so a socket that (re)connects mid-reply
 misses nothing and repeats nothing.
 
+The model writes placeholders where the visitor's personal data was (`redaction.py`): the
+delivery restores them, holding back a trailing piece that may be the start of one until the
+next piece (or the end) tells, so the sockets, the snapshot and the stored reply all hold the
+visitor's own text.
+
 These frames are sent at once (`broadcast_frame`), not on commit: they belong to no
 transaction, and the worker holds no database connection while the model streams.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from conversations.broadcast import broadcast_frame
+from conversations.redaction import Placeholders, PlaceholderStream
 from conversations.stream_state import snapshot_write
 from supportbot.trace import trace
 
@@ -27,10 +33,13 @@ class ReplyDelivery:
     pending: str = ""  # received, not sent yet
     index: int = -1  # of the last delta sent
     last_flush: float = 0.0
+    placeholders: Placeholders = field(default_factory=Placeholders)
+    restoring: PlaceholderStream | None = None
 
     def start(self) -> None:
         """Tell the sockets a reply starts (again, from nothing, for a fallback model)."""
         self.text, self.pending, self.index = "", "", -1
+        self.restoring = self.placeholders.stream()
         if not snapshot_write(self.message_id, text="", index=-1):
             return  # cancelled (sealed): nothing more reaches the sockets
         broadcast_frame(
@@ -38,14 +47,19 @@ class ReplyDelivery:
         )
 
     def add(self, piece: str) -> None:
-        self.pending += piece
+        if self.restoring is None:
+            self.restoring = self.placeholders.stream()
+        self.pending += self.restoring.feed(piece)
         now = time.monotonic()
         if self.index < 0 or now - self.last_flush >= self.flush_interval:
             self.flush()
             self.last_flush = now
 
-    def flush(self) -> None:
-        """Send what is pending as one delta."""
+    def flush(self, *, end: bool = False) -> None:
+        """Send what is pending as one delta; at the `end` of the text, what was held back
+        too."""
+        if end and self.restoring is not None:
+            self.pending += self.restoring.end()
         if not self.pending:
             return
         self.index += 1

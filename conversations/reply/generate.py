@@ -53,6 +53,7 @@ def _reply_write(claim: Claim) -> None:
         conversation_id=claim.conversation.pk,
         message_id=str(claim.reply.pk),
         flush_interval=float(settings.REPLY_FLUSH_INTERVAL),
+        placeholders=claim.context.placeholders,
     )
     delivery.start()
     first: ProviderStream | None = claim.provider_stream

@@ -1,7 +1,11 @@
 """The tools the model may call while it writes a reply: a registry, name -> schema + handler.
 
 Every tool takes one string argument. The model's JSON is not trusted: the argument is parsed
-and validated before the handler runs, and every call is recorded as a `ToolInvocation`. To add
+and validated before the handler runs, and every call is recorded as a `ToolInvocation` (its
+arguments as the model wrote them). A tool acts for the visitor: the placeholders of their
+personal data in its argument are restored before it runs, unless its argument goes to the
+provider again (`restores_placeholders=False`: the search, whose query may be embedded). Its
+result is redacted before it goes back to the model (`answer.py`). To add
 a tool, write its handler and add a `Tool` to `TOOLS`.
 """
 
@@ -13,6 +17,7 @@ from uuid import UUID
 
 from conversations.handoff import conversation_request_agent
 from conversations.models import ToolInvocation
+from conversations.redaction import Placeholders
 from conversations.reply.passages import knowledge_search
 from knowledge.retrieval import Passage, format_context
 from supportbot.llm import ToolCall
@@ -31,6 +36,7 @@ class ToolTurn:
     # The passages the model was given, numbered from 1; a search adds what it finds.
     passages: list[Passage] = field(default_factory=list)
     handed_off: bool = False  # a person was asked to join: the reply ends after this step
+    placeholders: Placeholders = field(default_factory=Placeholders)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Tool:
     argument_description: str
     max_chars: int
     run: Callable[[ToolTurn, str], str]  # (turn, argument) -> the result for the model
+    restores_placeholders: bool = True  # the argument's placeholders become the values
 
     def schema(self) -> dict[str, Any]:
         """The Chat Completions `tools` entry."""
@@ -107,6 +114,7 @@ TOOLS: dict[str, Tool] = {
             argument_description="What to look for, in words.",
             max_chars=500,
             run=_search_knowledge,
+            restores_placeholders=False,
         ),
         Tool(
             name="handoff_to_human",
@@ -136,6 +144,8 @@ def tool_call_run(turn: ToolTurn, call: ToolCall, *, step: int) -> str:
                 f'"<text, at most {tool.max_chars} characters>"}}.'
             )
         else:
+            if tool.restores_placeholders:
+                argument = turn.placeholders.restore(argument)
             status, result = ToolInvocation.Status.OK, tool.run(turn, argument)
     ToolInvocation.objects.create(
         tenant_id=turn.tenant.pk,

@@ -70,6 +70,8 @@ TENANT_ADMIN_FIELDS = frozenset(
         "audit_retention_days",
         "lawful_basis",
         "privacy_url",
+        "redact_pii",
+        "phone_region",
     }
 )
 _KEY_FIELDS = ("llm_api_key", "clear_llm_api_key")
@@ -199,6 +201,7 @@ TENANT_FIELDSETS: Any = (
             )
         },
     ),
+    ("Personal data sent to the model", {"fields": ("redact_pii", "phone_region")}),
 )
 _TENANT_FORM_FIELDS = tuple(
     name

@@ -10,6 +10,7 @@ from django.core.validators import (
     MaxLengthValidator,
     MaxValueValidator,
     MinValueValidator,
+    RegexValidator,
     URLValidator,
 )
 from django.db import models
@@ -248,6 +249,20 @@ class Tenant(models.Model):
         validators=[URLValidator(schemes=["http", "https"])],
         default="",
         help_text="Your privacy policy, linked from the widget's consent text (http or https).",
+    )
+    # Personal data in what is sent to the model provider (conversations/redaction.py).
+    redact_pii = models.BooleanField(
+        default=True,
+        help_text="Replace emails, phone numbers, payment cards and IBANs with placeholders in "
+        "everything sent to the model provider; the visitor and agents still see them.",
+    )
+    phone_region = models.CharField(
+        max_length=2,
+        blank=True,
+        default="",
+        validators=[RegexValidator(r"^[A-Z]{2}$", "An ISO country code such as ES.")],
+        help_text="Country whose national phone numbers are recognised, e.g. ES. Blank: the "
+        "visitor's locale. International numbers (+34…) are always recognised.",
     )
 
     class Meta:
