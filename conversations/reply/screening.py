@@ -131,8 +131,8 @@ def topics_instruction(topics: dict[str, str]) -> str:
     """The system prompt's lines stating the tenant's sensitive-topic policies ("" for none)."""
     if not topics:
         return ""
-    refused = [topic for topic, policy in topics.items() if policy == REFUSE]
-    disclaimed = [topic for topic, policy in topics.items() if policy != REFUSE]
+    refused = sorted(topic for topic, policy in topics.items() if policy == REFUSE)
+    disclaimed = sorted(topic for topic, policy in topics.items() if policy != REFUSE)
     lines = []
     if refused:
         lines.append(
@@ -199,7 +199,7 @@ class TopicCheck(_Background):
         screen: InputScreen,
     ) -> None:
         super().__init__("topic-check")
-        self.topics = dict(topics)
+        self.topics = dict(sorted(topics.items()))
         self.config = config
         self._question = question
         self._screen = screen
