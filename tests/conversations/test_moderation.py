@@ -93,7 +93,8 @@ def test_flagged_output_stops_the_stream_and_never_reaches_the_final_message(
     llm.enqueue(Reply(text=f"Sure thing. {planted}{tail}", token_interval=0.01))
     conversation = ask(tenant, "Tell me something")
     reply = _reply(conversation)
-    assert "[[flag]]" not in reply.text and "awful" not in reply.text
+    assert "[[flag]]" not in reply.text
+    assert "awful" not in reply.text
     assert reply.text == notice("moderated_reply", "en")
     assert reply.finish_reason == "moderated"
     assert conversation.review_reason == "output_flagged"
@@ -166,7 +167,8 @@ def test_refused_topic_offers_a_person_and_the_prompt_states_the_policy(
     for request in llm.reply_requests():
         system = request.json["messages"][0]["content"]
         assert "Do not give advice on these sensitive topics: health." in system
-        assert "general information only" in system and "legal" in system
+        assert "general information only" in system
+        assert "legal" in system
     assert [e["action"] for e in audit] == ["sensitive_topic.refused"]
     assert audit[0]["details"] == {"topic": "health"}
 

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from supportbot.llm import PermanentLLMError, TransientLLMError, moderate
-from .conftest import API_KEY
 from tests.support.llm_server import Reply
+
+from .conftest import API_KEY
 
 
 def test_flagged_input_is_reported_with_its_categories(server, make_config, records):
