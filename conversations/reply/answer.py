@@ -33,7 +33,7 @@ class _Flagged(Exception):
     """The reply's text did not pass moderation; its stream was stopped."""
 
 
-def _calls_record(claim: Claim, calls: list[SettledCall]) -> None:
+def _calls_record(claim: Claim, calls: list[SettledCall], purpose: str = "reply") -> None:
     """Store the calls of a request (with their cost) and add them to the tenant's usage."""
     if not calls:
         return
@@ -41,7 +41,7 @@ def _calls_record(claim: Claim, calls: list[SettledCall]) -> None:
         LLMCall.from_record(
             call.record,
             tenant_id=claim.tenant.pk,
-            purpose="reply",
+            purpose=purpose,
             conversation_id=claim.conversation.pk,
             message_id=claim.reply.pk,
             cost=call.cost,
@@ -58,6 +58,16 @@ def _calls_record(claim: Claim, calls: list[SettledCall]) -> None:
             cost=call.cost,
         )
     calls.clear()
+
+
+def _topic_calls_record(claim: Claim) -> None:
+    """Store the sensitive-topic classification's call, once it answered."""
+    if claim.topics is None:
+        return
+    records = claim.topics.result(timeout=0).records
+    calls = [SettledCall(record, cost) for record, cost in records]
+    records.clear()
+    _calls_record(claim, calls, purpose="classification")
 
 
 def _step(
@@ -118,6 +128,7 @@ def reply_answer(
     """
     refusal = topic_refusal(claim)
     if refusal is not None:
+        _topic_calls_record(claim)
         if first is not None:
             first.stop(timeout=1)
             _calls_record(claim, first.records)
@@ -188,6 +199,7 @@ def _answered(
     if not guard.finish(timeout=deadline + OUTPUT_CHECK_MARGIN):
         return output_withheld(claim, guard, finished)
     disclaimer, review = topic_disclaimer(claim)
+    _topic_calls_record(claim)
     if disclaimer:
         delivery.add(f"\n\n_{disclaimer}_")
     delivery.flush()

@@ -200,7 +200,7 @@ def reply_job_claim(job_id: int) -> Claim | None:
         wait=limit_wait_seconds(),
         gate=screen.gate,
     )
-    topics = _topic_check(tenant, context, screen, job.trigger.text)
+    topics = _topic_check(tenant, context, screen, job.trigger.text, budget)
     try:
         reply = _claim_writes(job, context)
     except BaseException:
@@ -226,7 +226,7 @@ def reply_job_claim(job_id: int) -> Claim | None:
 
 
 def _topic_check(
-    tenant: Tenant, context: ReplyContext, screen: InputScreen, question: str
+    tenant: Tenant, context: ReplyContext, screen: InputScreen, question: str, budget: CallBudget
 ) -> TopicCheck | None:
     """The classification of the question by the tenant's sensitive topics (None: it has none)."""
     if not tenant.sensitive_topics:
@@ -234,7 +234,11 @@ def _topic_check(
     deadline = float(settings.TOPIC_CLASSIFICATION_DEADLINE)
     config = replace(context.config, deadline=deadline, max_retries=1)
     return TopicCheck(
-        config=config, topics=tenant.sensitive_topics, question=question, screen=screen
+        config=config,
+        topics=tenant.sensitive_topics,
+        question=question,
+        screen=screen,
+        budget=budget,
     )
 
 

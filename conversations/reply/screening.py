@@ -19,9 +19,13 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from django.db import connections
+
 from supportbot.llm import (
+    CallRecord,
     ChatParams,
     LLMError,
     ModerationVerdict,
@@ -29,6 +33,7 @@ from supportbot.llm import (
     complete_chat,
     moderate,
 )
+from supportbot.tenants.limits import CallBudget
 from supportbot.tenants.sensitive_topics import REFUSE
 
 logger = logging.getLogger(__name__)
@@ -183,7 +188,7 @@ class TopicVerdict:
     topic: str = NO_TOPIC  # one of the tenant's topics, or "none"
     policy: str = ""  # its policy ("" for none)
     error: str = ""  # the classification failed (its code): treated as no topic
-    records: list[Any] = field(default_factory=list)
+    records: list[tuple[CallRecord, Decimal]] = field(default_factory=list)  # with its cost
 
 
 class TopicCheck(_Background):
@@ -197,8 +202,10 @@ class TopicCheck(_Background):
         topics: dict[str, str],
         question: str,
         screen: InputScreen,
+        budget: CallBudget,
     ) -> None:
         super().__init__("topic-check")
+        self._budget = budget
         self.topics = dict(sorted(topics.items()))
         self.config = config
         self._question = question
@@ -215,20 +222,34 @@ class TopicCheck(_Background):
         if self._screen.result().blocked:
             return verdict
         try:
-            finished = complete_chat(
-                self.config,
-                _classification_request(self.topics, self._question),
-                _classification_params(self.topics),
-                on_record=verdict.records.append,
-            )
-            topic = str(json.loads(finished.text or "{}").get("topic", NO_TOPIC)).lower()
+            topic = self._classify(verdict)
         except (LLMError, ValueError, AttributeError) as exc:
             verdict.error = getattr(exc, "code", "invalid") or "invalid"
             logger.warning("topic classification failed: code=%s", verdict.error)
             return verdict
+        finally:
+            connections.close_all()  # the limits may have read Postgres on this thread
         if topic in self.topics:
             verdict.topic, verdict.policy = topic, self.topics[topic]
         return verdict
+
+    def _classify(self, verdict: TopicVerdict) -> str:
+        """The topic the model names (through the tenant's limits, like every call)."""
+        messages = _classification_request(self.topics, self._question)
+        params = _classification_params(self.topics)
+        reservation = self._budget.reserve_chat(self.config, messages, params, reply=False)
+        try:
+            finished = complete_chat(
+                self.config,
+                messages,
+                params,
+                on_record=lambda record: verdict.records.append(
+                    (record, reservation.settle(record))
+                ),
+            )
+        finally:
+            reservation.release()  # a no-op once the call settled it
+        return str(json.loads(finished.text or "{}").get("topic", NO_TOPIC)).lower()
 
     def result(self, timeout: float | None = None) -> TopicVerdict:
         result = self._wait(timeout)

@@ -171,6 +171,7 @@ def test_refused_topic_offers_a_person_and_the_prompt_states_the_policy(
         assert "legal" in system
     assert [e["action"] for e in audit] == ["sensitive_topic.refused"]
     assert audit[0]["details"] == {"topic": "health"}
+    assert LLMCall.objects.filter(purpose="classification", tenant=tenant).count() == 1
 
 
 def test_disclaimer_topic_is_answered_with_a_disclaimer(
@@ -183,6 +184,8 @@ def test_disclaimer_topic_is_answered_with_a_disclaimer(
     assert text.startswith("An index fund spreads the risk.")
     assert text.endswith(f"_{notice('sensitive_disclaimer', 'en', topic='finance')}_")
     assert [e["action"] for e in audit] == ["sensitive_topic.disclaimer"]
+    calls = LLMCall.objects.filter(conversation=conversation)
+    assert sorted(calls.values_list("purpose", flat=True)) == ["classification", "reply"]
 
 
 def test_other_questions_of_a_topic_tenant_are_answered_plainly(
