@@ -157,7 +157,12 @@ def exit_on_sigterm() -> None:
 
 
 def start_llm_server(
-    children: Children, *, first_token_delay: float, tokens_per_second: float, text: str
+    children: Children,
+    *,
+    first_token_delay: float,
+    tokens_per_second: float,
+    text: str,
+    moderation_delay: float = 0.0,
 ) -> str:
     """The scripted OpenAI-compatible server as a process of its own; returns its base URL."""
     child = children.start(
@@ -174,6 +179,8 @@ def start_llm_server(
             str(tokens_per_second),
             "--text",
             text,
+            "--moderation-delay",
+            str(moderation_delay),
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout_pipe=True,

@@ -75,6 +75,25 @@ class ReadOnlyScopedAdmin(TenantScopedAdmin):
     rows_deletable = False
 
 
+class NeedsReviewFilter(admin.SimpleListFilter):
+    """Conversations moderation marked for review (a flagged message or reply)."""
+
+    title = "review"
+    parameter_name = "review"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("needed", "Needs review"), ("none", "Not marked")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> QuerySet[Conversation]:
+        if self.value() == "needed":
+            return queryset.filter(review_flagged_at__isnull=False)
+        if self.value() == "none":
+            return queryset.filter(review_flagged_at__isnull=True)
+        return queryset
+
+
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyScopedAdmin):
     capability = Capability.CONVERSATIONS
@@ -82,6 +101,7 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
         "short_id",
         "tenant",
         "status_badge",
+        "review_badge",
         "assigned_agent",
         "channel",
         "language",
@@ -92,6 +112,7 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
     list_filter = (
         TenantListFilter,
         "status",
+        NeedsReviewFilter,
         "channel",
         "language",
         ("created_at", admin.DateFieldListFilter),
@@ -109,6 +130,8 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
         "status",
         "assigned_agent",
         "handoff_reason",
+        "review_reason",
+        "review_flagged_at",
         "language",
         "last_seq",
         "created_at",
@@ -127,6 +150,8 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
                     "status",
                     "assigned_agent",
                     "handoff_reason",
+                    "review_reason",
+                    "review_flagged_at",
                     "language",
                     "last_seq",
                     "created_at",
@@ -157,6 +182,15 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
     def status_badge(self, obj: Conversation) -> str:
         return format_html(
             '<span class="status-badge status-{}">{}</span>', obj.status, obj.get_status_display()
+        )
+
+    @admin.display(description="Review", ordering="review_flagged_at")
+    def review_badge(self, obj: Conversation) -> str:
+        if obj.review_flagged_at is None:
+            return ""
+        return format_html(
+            '<span class="status-badge review-needed" title="{}">Needs review</span>',
+            obj.review_reason.replace("_", " "),
         )
 
     @admin.display(description="Contact")

@@ -102,10 +102,18 @@ class Conversation(models.Model):
     pii_placeholders = EncryptedJSONField(default=dict, blank=True, editable=False)
     # Person first: when the assistant answers if no agent has taken the conversation by then.
     assistant_fallback_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Marked for review by a person: a flagged visitor message or reply (`review_reason`).
+    review_reason = models.CharField(max_length=40, blank=True, default="")
+    review_flagged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_message_at"]
         indexes = [
+            models.Index(
+                fields=["tenant", "-review_flagged_at"],
+                condition=Q(review_flagged_at__isnull=False),
+                name="conv_tenant_review",
+            ),
             models.Index(
                 fields=["assistant_fallback_at"],
                 condition=Q(assistant_fallback_at__isnull=False),

@@ -160,6 +160,54 @@ NOTICES: dict[str, dict[str, str]] = {
         "de": "Dieses Gespräch wurde beendet. Schreiben Sie jederzeit, um ein neues zu beginnen.",
         "pt": "Esta conversa foi encerrada. Escreva quando quiser para começar outra.",
     },
+    "moderated_input": {
+        "en": "Sorry, I can't respond to that message. If you need help with something else, "
+        "I'm happy to help, or a person from our team can take over.",
+        "es": "Lo siento, no puedo responder a ese mensaje. Si necesitas ayuda con otra cosa, "
+        "con gusto te ayudo, o una persona de nuestro equipo puede encargarse.",
+        "fr": "Désolé, je ne peux pas répondre à ce message. Si vous avez besoin d'aide pour "
+        "autre chose, je suis là, ou une personne de notre équipe peut prendre le relais.",
+        "de": "Entschuldigung, auf diese Nachricht kann ich nicht antworten. Wenn Sie bei etwas "
+        "anderem Hilfe brauchen, helfe ich gern, oder eine Person aus unserem Team übernimmt.",
+        "pt": "Desculpe, não posso responder a essa mensagem. Se precisar de ajuda com outra "
+        "coisa, terei todo o gosto em ajudar, ou uma pessoa da nossa equipa pode assumir.",
+    },
+    "moderated_reply": {
+        "en": "This answer was withheld because it did not meet our content guidelines. A person "
+        "from our team can help: just ask.",
+        "es": "Esta respuesta se retuvo porque no cumplía nuestras normas de contenido. Una "
+        "persona de nuestro equipo puede ayudarte: solo pídelo.",
+        "fr": "Cette réponse a été retenue car elle ne respectait pas nos règles de contenu. Une "
+        "personne de notre équipe peut vous aider : il suffit de le demander.",
+        "de": "Diese Antwort wurde zurückgehalten, weil sie unseren Inhaltsrichtlinien nicht "
+        "entsprach. Eine Person aus unserem Team kann helfen: fragen Sie einfach.",
+        "pt": "Esta resposta foi retida porque não cumpria as nossas regras de conteúdo. Uma "
+        "pessoa da nossa equipa pode ajudar: é só pedir.",
+    },
+    "sensitive_refuse": {
+        "en": "I can't give advice on {topic} questions. Would you like a person from our team to "
+        "take over? Just say so and I'll ask them to join.",
+        "es": "No puedo dar consejos sobre cuestiones de {topic}. ¿Quieres que una persona de "
+        "nuestro equipo se encargue? Dímelo y se lo pediré.",
+        "fr": "Je ne peux pas donner de conseils sur les questions de {topic}. Voulez-vous "
+        "qu'une personne de notre équipe prenne le relais ? Dites-le et je la préviens.",
+        "de": "Zu Fragen zum Thema {topic} kann ich keine Beratung geben. Möchten Sie, dass eine "
+        "Person aus unserem Team übernimmt? Sagen Sie es einfach.",
+        "pt": "Não posso dar conselhos sobre questões de {topic}. Quer que uma pessoa da nossa "
+        "equipa assuma? É só dizer e eu peço-lhe.",
+    },
+    "sensitive_disclaimer": {
+        "en": "This is general information about {topic}, not professional advice. For your "
+        "own situation, please consult a qualified professional.",
+        "es": "Esta es información general sobre {topic}, no asesoramiento profesional. Para tu "
+        "caso concreto, consulta a un profesional cualificado.",
+        "fr": "Ceci est une information générale sur {topic}, pas un conseil professionnel. "
+        "Pour votre situation, consultez un professionnel qualifié.",
+        "de": "Dies ist eine allgemeine Information zum Thema {topic}, keine fachliche Beratung. "
+        "Wenden Sie sich für Ihre Situation an eine qualifizierte Fachperson.",
+        "pt": "Isto é informação geral sobre {topic}, não aconselhamento profissional. Para a "
+        "sua situação, consulte um profissional qualificado.",
+    },
 }
 
 

@@ -71,6 +71,7 @@ class PromptParts:
     knowledge_context: str = ""  # passages from knowledge.retrieval.format_context (data blocks)
     summary_text: str = ""  # untrusted: defused here
     tools_guide: str = ""
+    topics_guide: str = ""  # the tenant's sensitive-topic policies
 
     def system_text(self) -> str:
         """The persona and fixed instructions: nothing a visitor or an upload wrote."""
@@ -79,6 +80,8 @@ class PromptParts:
             parts.append(self.language_instruction)
         if self.tools_guide:
             parts.append(self.tools_guide)
+        if self.topics_guide:
+            parts.append(self.topics_guide)
         if self.knowledge_context:
             parts.append(CONTEXT_GUIDE)
         if self.knowledge_context or self.summary_text:

@@ -252,6 +252,12 @@ LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
 # allowed here: CIDRs, addresses or host names (LLM_ALLOWED_PRIVATE_HOSTS), or any (…_URLS).
 LLM_ALLOWED_PRIVATE_HOSTS = env.list("LLM_ALLOWED_PRIVATE_HOSTS", default=[])
 LLM_ALLOW_PRIVATE_BASE_URLS = env.bool("LLM_ALLOW_PRIVATE_BASE_URLS", default=False)
+# Moderation checks (per tenant: the provider's endpoint, a URL, or none): the wall-clock
+# budget of one check, retries included, and its retries.
+MODERATION_DEADLINE = env.float("MODERATION_DEADLINE", default=5.0)
+MODERATION_MAX_RETRIES = env.int("MODERATION_MAX_RETRIES", default=1)
+# The sensitive-topic classification of a question (tenants with topics only).
+TOPIC_CLASSIFICATION_DEADLINE = env.float("TOPIC_CLASSIFICATION_DEADLINE", default=8.0)
 # Embeddings for hybrid knowledge search (pgvector); empty: full-text search only.
 LLM_EMBEDDING_MODEL = env.str("LLM_EMBEDDING_MODEL", default="")
 

@@ -13,7 +13,7 @@ cancelled. Locks are taken jobs first, then the conversation, like every other w
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -23,10 +23,13 @@ from django.utils import timezone
 from conversations.language import conversation_language_store
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message, ReplyJob
+from conversations.redaction import mask
 from conversations.reply.context import ReplyContext, reply_context_build
 from conversations.reply.provider_stream import CancelFlag, ProviderStream
+from conversations.reply.screening import InputScreen, TopicCheck
 from supportbot.tenants.limits import CallBudget, tenant_limits
 from supportbot.tenants.models import Tenant
+from supportbot.tenants.moderation import tenant_moderation_config
 from supportbot.trace import trace
 
 FINAL_STATES = (ReplyJob.State.DONE, ReplyJob.State.FAILED, ReplyJob.State.CANCELLED)
@@ -66,6 +69,8 @@ class Claim:
     cancel: CancelFlag
     provider_stream: ProviderStream  # the first request, started before the claim's writes
     budget: CallBudget  # the tenant's limits, which every request of the reply passes
+    screen: InputScreen  # the moderation of the visitor's message
+    topics: TopicCheck | None  # the sensitive-topic classification (tenants with topics)
 
     @property
     def tenant(self) -> Tenant:
@@ -179,9 +184,18 @@ def reply_job_claim(job_id: int) -> Claim | None:
         with transaction.atomic():
             if not _job_lock(job):  # cancels it, unless back with the bot meanwhile
                 return None
+    tenant = job.conversation.tenant
+    # Moderation runs while the context is built; the request waits for its verdict. Both it
+    # and the topic check see the message as the provider may (personal data masked).
+    question = job.trigger.text
+    if tenant.redact_pii:
+        question = mask(question, region=tenant.phone_region or None)
+    screen = InputScreen(
+        tenant_moderation_config(tenant), question, fail_closed=tenant.moderation_fail_closed
+    )
     context = reply_context_build(job)
     cancel = CancelFlag(job_id=job.pk)
-    budget = CallBudget(job.tenant_id, tenant_limits(job.conversation.tenant))
+    budget = CallBudget(job.tenant_id, tenant_limits(tenant))
     # The request goes out now; the claim's writes happen while the model thinks.
     stream = ProviderStream(
         config=context.config,
@@ -190,7 +204,9 @@ def reply_job_claim(job_id: int) -> Claim | None:
         cancel=cancel,
         budget=budget,
         wait=limit_wait_seconds(),
+        gate=screen.gate,
     )
+    topics = _topic_check(tenant, context, screen, question, budget)
     try:
         reply = _claim_writes(job, context)
     except BaseException:
@@ -209,6 +225,25 @@ def reply_job_claim(job_id: int) -> Claim | None:
         context=context,
         cancel=cancel,
         provider_stream=stream,
+        budget=budget,
+        screen=screen,
+        topics=topics,
+    )
+
+
+def _topic_check(
+    tenant: Tenant, context: ReplyContext, screen: InputScreen, question: str, budget: CallBudget
+) -> TopicCheck | None:
+    """The classification of the question by the tenant's sensitive topics (None: it has none)."""
+    if not tenant.sensitive_topics:
+        return None
+    deadline = float(settings.TOPIC_CLASSIFICATION_DEADLINE)
+    config = replace(context.config, deadline=deadline, max_retries=1)
+    return TopicCheck(
+        config=config,
+        topics=tenant.sensitive_topics,
+        question=question,
+        screen=screen,
         budget=budget,
     )
 

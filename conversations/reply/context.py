@@ -18,6 +18,7 @@ from conversations.models import Conversation, Message, ReplyJob
 from conversations.prompts import TOOLS_GUIDE, PromptParts, build_reply_prompt
 from conversations.redaction import Placeholders, mask, phone_region, provider_messages
 from conversations.reply.passages import knowledge_search
+from conversations.reply.screening import topics_instruction
 from conversations.reply.tools import TOOL_SCHEMAS
 from conversations.summaries import summary_prompt_text
 from knowledge.retrieval import Passage, format_context
@@ -67,6 +68,7 @@ def reply_context_build(job: ReplyJob) -> ReplyContext:
         knowledge_context=format_context(passages),
         summary_text=summary_prompt_text(conversation.summary) if conversation.summary else "",
         tools_guide=TOOLS_GUIDE,
+        topics_guide=topics_instruction(tenant.sensitive_topics),
     )
     messages, placeholders = provider_messages(
         conversation,

@@ -2,6 +2,7 @@
 and broadcast on commit."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Sum
@@ -15,9 +16,20 @@ from conversations.models import LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.notices import notice
 from conversations.prompts import PROMPT_VERSION
 from conversations.reply.claim import Claim, own_job_lock
+from conversations.review import conversation_mark_for_review, moderation_event_record
 from conversations.stream_state import snapshot_clear
 from supportbot.llm import Finished
 from supportbot.tenants.usage import usage_day_add
+
+
+@dataclass(frozen=True)
+class Review:
+    """What moderation decided of a reply, stored with it: an audit event `action`, and, when
+    `reason` is set, the conversation marked for review. `details` never hold text."""
+
+    action: str
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -29,6 +41,22 @@ class Outcome:
     sources: list[dict[str, str]] = field(default_factory=list)
     handed_off: bool = False
     chunk_ids: list[int] | None = None  # the passages the reply was given (None: the prompt's)
+    withheld: str = ""  # the finish reason of a reply moderation replaced ("moderated"...)
+    review: Review | None = None
+
+
+def _review_store(claim: Claim, review: Review) -> None:
+    if review.reason:
+        conversation_mark_for_review(
+            conversation_id=claim.conversation.pk,
+            reason=review.reason,
+            categories=review.details.get("categories", ()),
+            details={k: v for k, v in review.details.items() if k != "categories"},
+        )
+    else:
+        moderation_event_record(
+            conversation=claim.conversation, action=review.action, details=review.details
+        )
 
 
 def _settle(reply: Message, outcome: Outcome, language: str) -> list[str]:
@@ -108,6 +136,8 @@ def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
             return
         notices = _settle(reply, outcome, claim.language)
         _record_model(reply, outcome.finished)
+        if outcome.withheld:
+            reply.finish_reason = outcome.withheld[:20]
         reply.completed_at = timezone.now()
         reply.save()
         job.state = ReplyJob.State.DONE
@@ -119,6 +149,8 @@ def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
             replies=1,
             degraded_replies=1 if degraded else 0,
         )
+        if outcome.review is not None:
+            _review_store(claim, outcome.review)
         broadcast_on_commit(claim.conversation.pk, frames.message_frame(reply))
         for text in notices:
             message_append(conversation=claim.conversation, role=Message.Role.SYSTEM, text=text)

@@ -26,6 +26,8 @@ from conversations.reply.degrade import reply_degrade
 from conversations.reply.delivery import ReplyDelivery
 from conversations.reply.finish import reply_finish
 from conversations.reply.provider_stream import ProviderStream
+from conversations.reply.safety import input_refusal
+from conversations.reply.screening import InputBlocked
 from conversations.summaries import summary_enqueue_if_needed
 from supportbot.llm import LLMError, ProviderConfig, StreamInterrupted
 from supportbot.tenants.limits import UsageLimitReached
@@ -66,6 +68,9 @@ def _reply_write(claim: Claim) -> None:
         wait = 0.0 if isinstance(error, UsageLimitReached) else limit_wait_seconds()
         try:
             outcome = reply_answer(claim, delivery, config, first, wait=wait)
+        except InputBlocked as exc:
+            reply_finish(claim, input_refusal(claim, exc.result))  # no chat request was made
+            return
         except StreamInterrupted as exc:
             error = exc
         except LLMError as exc:

@@ -9,12 +9,15 @@ of every provider call): a rate or concurrency limit waits up to LIMIT_WAIT_SECO
 thread, a spent budget refuses at once; either refusal comes out of the iteration as
 `UsageLimitReached`, with no request made. The reservation is settled with the call's record
 on this thread (Redis only), as soon as the call ends.
+
+A `gate` (the moderation of the visitor's message, `screening.InputScreen.gate`) is passed
+first: it waits for the verdict and raises `InputBlocked` when no request may be made.
 """
 
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -73,8 +76,10 @@ class ProviderStream:
         cancel: CancelFlag,
         budget: CallBudget,
         wait: float = 0.0,
+        gate: Callable[[], None] | None = None,
     ) -> None:
         self.records: list[SettledCall] = []
+        self._gate = gate
         self._cancel = cancel
         self._budget = budget
         self._wait = wait
@@ -94,6 +99,8 @@ class ProviderStream:
         first = True
         reservation: Reservation | None = None
         try:
+            if self._gate is not None:
+                self._gate()
             reservation = self._budget.reserve_chat(
                 config, messages, params, reply=True, wait=self._wait, cancelled=self._cancel
             )

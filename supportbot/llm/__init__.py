@@ -13,13 +13,21 @@ from .errors import (
     TransientLLMError,
 )
 from .events import CallRecord, Finished, TextDelta, ToolCall, Usage
+from .moderation import (
+    DEFAULT_MODERATION_MODEL,
+    ModerationVerdict,
+    has_moderation_endpoint,
+    moderate,
+)
 from .tokens import count_message_tokens, count_tokens
 
 __all__ = [
+    "DEFAULT_MODERATION_MODEL",
     "CallRecord",
     "ChatParams",
     "Finished",
     "LLMError",
+    "ModerationVerdict",
     "PermanentLLMError",
     "ProviderConfig",
     "StreamInterrupted",
@@ -31,6 +39,8 @@ __all__ = [
     "count_message_tokens",
     "count_tokens",
     "embed_texts",
+    "has_moderation_endpoint",
+    "moderate",
     "provider_config_from_settings",
     "stream_chat",
 ]

@@ -33,6 +33,7 @@ from supportbot.tenants.models import (
     TenantMembership,
     WidgetKey,
 )
+from supportbot.tenants.moderation import moderation_warning, tenant_moderation_key_after_edit
 from supportbot.tenants.prices import prices_reload
 from supportbot.tenants.roles import Capability, is_operator, tenant_ids_for_user, user_can
 from supportbot.tenants.scoped_admin import OperatorOnlyAdmin, TenantListFilter, TenantScopedAdmin
@@ -72,9 +73,17 @@ TENANT_ADMIN_FIELDS = frozenset(
         "privacy_url",
         "redact_pii",
         "phone_region",
+        "moderation_source",
+        "moderation_fail_closed",
+        "sensitive_topics",
     }
 )
-_KEY_FIELDS = ("llm_api_key", "clear_llm_api_key")
+_KEY_FIELDS = (
+    "llm_api_key",
+    "clear_llm_api_key",
+    "moderation_api_key",
+    "clear_moderation_api_key",
+)
 
 
 class WidgetKeyInline(admin.TabularInline):
@@ -202,11 +211,26 @@ TENANT_FIELDSETS: Any = (
         },
     ),
     ("Personal data sent to the model", {"fields": ("redact_pii", "phone_region")}),
+    (
+        "Moderation and sensitive topics",
+        {
+            "fields": (
+                "moderation_status",
+                "moderation_source",
+                "moderation_url",
+                "moderation_model",
+                "moderation_api_key",
+                "clear_moderation_api_key",
+                "moderation_fail_closed",
+                "sensitive_topics",
+            )
+        },
+    ),
 )
 _TENANT_FORM_FIELDS = tuple(
     name
     for name in flatten_fieldsets(TENANT_FIELDSETS)
-    if name not in {"usage_link", "identity_secret_status", "llm_api_key", "clear_llm_api_key"}
+    if name not in {"usage_link", "identity_secret_status", "moderation_status", *_KEY_FIELDS}
 )
 
 
@@ -218,6 +242,15 @@ class TenantAdminForm(forms.ModelForm):
         help_text="Stored encrypted. Leave empty to keep the current key.",
     )
     clear_llm_api_key = forms.BooleanField(label="Remove the stored API key", required=False)
+    moderation_api_key = forms.CharField(
+        label="Moderation API key",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="For the moderation URL. Stored encrypted. Leave empty to keep the current key.",
+    )
+    clear_moderation_api_key = forms.BooleanField(
+        label="Remove the stored moderation key", required=False
+    )
 
     class Meta:
         model = Tenant
@@ -230,6 +263,8 @@ class TenantSettingsForm(TenantAdminForm):
 
     llm_api_key = None  # type: ignore[assignment]
     clear_llm_api_key = None  # type: ignore[assignment]
+    moderation_api_key = None  # type: ignore[assignment]
+    clear_moderation_api_key = None  # type: ignore[assignment]
 
 
 @admin.register(Tenant)
@@ -242,7 +277,7 @@ class TenantAdmin(AuditedAdmin, TenantScopedAdmin):
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [WidgetKeyInline, ConsentTextInline]
-    readonly_fields = ("identity_secret_status", "usage_link")
+    readonly_fields = ("identity_secret_status", "usage_link", "moderation_status")
     change_form_template = "admin/tenants/tenant/change_form.html"
     fieldsets = TENANT_FIELDSETS
 
@@ -284,6 +319,29 @@ class TenantAdmin(AuditedAdmin, TenantScopedAdmin):
         if obj is None or not obj.identity_secret_encrypted:
             return "Not set"
         return "Set (shown only when created or rotated)"
+
+    @admin.display(description="Moderation")
+    def moderation_status(self, obj: Tenant | None) -> str:
+        if obj is None:
+            return "-"
+        warning = moderation_warning(obj)
+        if warning:
+            return format_html('<strong class="moderation-off">⚠ {}</strong>', warning)
+        return "On: visitor messages and replies are checked."
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        tenant = self.get_object(request, unquote(object_id))
+        if request.method == "GET" and tenant is not None:
+            warning = moderation_warning(tenant)
+            if warning:
+                messages.warning(request, warning)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self) -> list[URLPattern]:
         rotate = path(
@@ -374,6 +432,18 @@ class TenantAdmin(AuditedAdmin, TenantScopedAdmin):
                 request,
                 "The stored API key was removed because the provider or base URL changed: "
                 "enter the key for the new provider.",
+            )
+        removed = tenant_moderation_key_after_edit(
+            tenant=obj,
+            changed_fields=set(form.changed_data) if change else set(),
+            new_api_key=form.cleaned_data.get("moderation_api_key") or "",
+            clear=bool(form.cleaned_data.get("clear_moderation_api_key")),
+        )
+        if removed and not form.cleaned_data.get("clear_moderation_api_key"):
+            messages.warning(
+                request,
+                "The stored moderation key was removed because the moderation source or URL "
+                "changed: enter the key for the new service.",
             )
 
 

@@ -24,10 +24,18 @@ from supportbot.tenants.consent_texts import CONSENT_TEXT_MAX_CHARS
 from supportbot.tenants.disclosure import DisclosureError, ai_disclosure_normalize
 from supportbot.tenants.origins import normalize_origins
 from supportbot.tenants.provider_hosts import check_base_url
+from supportbot.tenants.sensitive_topics import (
+    MODERATION_NONE,
+    MODERATION_PROVIDER,
+    MODERATION_URL,
+    SensitiveTopicsError,
+    sensitive_topics_normalize,
+)
 
 # What the tenant's secrets are bound to when encrypted (supportbot.compliance.encryption).
 LLM_API_KEY_LABEL = "tenants.tenant.llm_api_key"
 IDENTITY_SECRET_LABEL = "tenants.tenant.identity_secret"  # noqa: S105 (a label, not a secret)
+MODERATION_API_KEY_LABEL = "tenants.tenant.moderation_api_key"
 
 DEFAULT_PERSONA = (
     "You are a friendly, concise customer-support assistant. Answer the visitor's question "
@@ -82,6 +90,11 @@ class Tenant(models.Model):
         ASSISTANT_FIRST = "assistant_first", "Assistant first"
         PERSON_FIRST = "person_first", "Person first"
         VISITOR_DECIDES = "visitor_decides", "Visitor decides"
+
+    class ModerationSource(models.TextChoices):
+        PROVIDER = MODERATION_PROVIDER, "The model provider's moderation endpoint"
+        URL = MODERATION_URL, "An OpenAI-compatible moderation URL"
+        NONE = MODERATION_NONE, "None (no moderation)"
 
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200)
@@ -264,6 +277,37 @@ class Tenant(models.Model):
         help_text="Country whose national phone numbers are recognised, e.g. ES. Blank: the "
         "visitor's locale. International numbers (+34…) are always recognised.",
     )
+    # Moderation of visitor messages and replies, and sensitive topics.
+    moderation_source = models.CharField(
+        max_length=12,
+        choices=ModerationSource.choices,
+        default=ModerationSource.PROVIDER,
+        help_text="Where messages and replies are checked. The provider's endpoint exists for "
+        "OpenAI only: with Azure or a local model, use a moderation URL or there is none.",
+    )
+    moderation_url = models.URLField(
+        blank=True,
+        default="",
+        help_text="The base URL of an OpenAI-compatible moderation service (POST …/moderations), "
+        "e.g. https://api.openai.com/v1. Loopback, private and link-local hosts are refused "
+        "unless the server allows them.",
+    )
+    moderation_model = models.CharField(
+        max_length=100, blank=True, default="", help_text="Blank: omni-moderation-latest."
+    )
+    moderation_api_key_encrypted = models.TextField(blank=True, default="", editable=False)
+    moderation_fail_closed = models.BooleanField(
+        default=False,
+        help_text="When the moderation check itself fails: refuse to answer (checked) or answer "
+        "unchecked, with a warning in the audit log (unchecked).",
+    )
+    sensitive_topics = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Topics and their policy, e.g. {"health": "refuse", "finance": "disclaimer", '
+        '"insurance claims": "refuse"}. Refuse: no answer, a person is offered. Disclaimer: '
+        "the answer carries a disclaimer. Built in: health, finance, legal.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -299,6 +343,21 @@ class Tenant(models.Model):
             if value is not None and not -2 <= value <= 2:
                 raise ValidationError({field: "Between -2 and 2."})
         self._clean_conversation_modes()
+        self._clean_moderation()
+
+    def _clean_moderation(self) -> None:
+        """The moderation URL (checked like the provider's) and the sensitive topics."""
+        if self.moderation_source == MODERATION_URL and not self.moderation_url:
+            raise ValidationError({"moderation_url": "Enter the moderation service's URL."})
+        if self.moderation_url:
+            try:
+                check_base_url(self.moderation_url)
+            except ValidationError as exc:
+                raise ValidationError({"moderation_url": exc.messages}) from None
+        try:
+            self.sensitive_topics = sensitive_topics_normalize(self.sensitive_topics)
+        except SensitiveTopicsError as exc:
+            raise ValidationError({"sensitive_topics": str(exc)}) from None
 
     def _clean_conversation_modes(self) -> None:
         """The disclosure texts, the time zone and the opening hours, normalised."""

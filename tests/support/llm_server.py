@@ -27,6 +27,17 @@ trigrams), so texts that share words, or most letters of words, are close in cos
 `enqueue_embeddings(Reply(status=429, ...))` scripts failures of the next embeddings requests
 (status, headers, error_body, first_token_delay and fail_after_tokens, which drops the
 connection, are used).
+
+``POST /v1/moderations`` (and any path ending in ``/moderations``) answers like OpenAI's
+moderation endpoint: an input is flagged (category ``harassment``) when it contains
+``[[flag]]`` or one of `moderation_terms` (case-insensitive); nothing else is.
+`enqueue_moderations(Reply(status=500))` scripts failures (status, first_token_delay);
+`moderation_delay` delays every answer (for benchmarks; ``--moderation-delay``).
+
+A chat request whose ``response_format`` is the JSON schema named ``sensitive_topic`` (the
+classification of a visitor's question) is answered at once, not from the reply queue:
+``{"topic": T}`` where T is the ``[[topic: T]]`` marker in its last user message, else the
+topic of the first of `topic_terms` (term -> topic) found in it, else ``"none"``.
 """
 
 from __future__ import annotations
@@ -53,6 +64,24 @@ from urllib.parse import parse_qsl, urlsplit
 DEFAULT_TEXT = "Hello from the scripted model."
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
 _MARKER_RE = re.compile(r"\[\[reply:\s*(.*?)\s*\]\]", re.DOTALL)
+_TOPIC_RE = re.compile(r"\[\[topic:\s*([\w \-]+?)\s*\]\]")
+FLAG_MARKER = "[[flag]]"  # a text the moderation endpoint flags
+TOPIC_SCHEMA = "sensitive_topic"  # the classification's response_format schema name
+_MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 _STALL_LIMIT = 300.0  # a stalled reply gives up after this long even if nobody stops the server
 EMBEDDING_DIMENSIONS = 256  # the default size of the scripted embeddings
 _WORD_RE = re.compile(r"\w+")
@@ -153,6 +182,10 @@ class ScriptedLLMServer:
         self.max_in_flight = 0
         self._queue: deque[Reply] = deque()
         self._embedding_queue: deque[Reply] = deque()
+        self._moderation_queue: deque[Reply] = deque()
+        self.moderation_terms: list[str] = []
+        self.moderation_delay = 0.0
+        self.topic_terms: dict[str, str] = {}
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -206,10 +239,19 @@ class ScriptedLLMServer:
         with self._cond:
             self._embedding_queue.extend(replies)
 
+    def enqueue_moderations(self, *replies: Reply) -> None:
+        """Script the next moderation requests (a Reply with status >= 400 fails one)."""
+        with self._cond:
+            self._moderation_queue.extend(replies)
+
     def reset(self) -> None:
         with self._cond:
             self._queue.clear()
             self._embedding_queue.clear()
+            self._moderation_queue.clear()
+            self.moderation_terms = []
+            self.moderation_delay = 0.0
+            self.topic_terms = {}
             self.requests.clear()
             self.default = Reply()
             self.max_in_flight = self.in_flight
@@ -230,6 +272,17 @@ class ScriptedLLMServer:
     def chat_requests(self) -> list[RecordedRequest]:
         with self._cond:
             return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def moderation_requests(self) -> list[RecordedRequest]:
+        with self._cond:
+            return [r for r in self.requests if r.path.endswith("/moderations")]
+
+    def classification_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.chat_requests() if _schema_name(r.json) == TOPIC_SCHEMA]
+
+    def reply_requests(self) -> list[RecordedRequest]:
+        """Chat requests other than classifications."""
+        return [r for r in self.chat_requests() if _schema_name(r.json) != TOPIC_SCHEMA]
 
     def embedding_requests(self) -> list[RecordedRequest]:
         with self._cond:
@@ -262,6 +315,48 @@ class ScriptedLLMServer:
     def _next_embedding_reply(self) -> Reply | None:
         with self._cond:
             return self._embedding_queue.popleft() if self._embedding_queue else None
+
+    def _next_moderation_reply(self) -> Reply | None:
+        with self._cond:
+            return self._moderation_queue.popleft() if self._moderation_queue else None
+
+    def flags(self, text: str) -> bool:
+        """True when the moderation endpoint flags `text`."""
+        lowered = text.lower()
+        with self._cond:
+            terms = list(self.moderation_terms)
+        return FLAG_MARKER in lowered or any(t.lower() in lowered for t in terms if t)
+
+    def topic_of(self, text: str) -> str:
+        """The topic the classification answers for a question."""
+        match = _TOPIC_RE.search(text)
+        if match:
+            return match.group(1).strip()
+        lowered = text.lower()
+        with self._cond:
+            terms = dict(self.topic_terms)
+        for term, topic in terms.items():
+            if term.lower() in lowered:
+                return topic
+        return "none"
+
+
+def _schema_name(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    schema = response_format.get("json_schema")
+    return schema.get("name") if isinstance(schema, dict) else None
+
+
+def _last_user_text(body: Any) -> str:
+    for message in reversed((body or {}).get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else ""
+    return ""
 
 
 def _marker_reply(body: Any) -> Reply | None:
@@ -335,7 +430,13 @@ class _Handler(BaseHTTPRequestHandler):
         if request is None:
             return
         if path.endswith("/chat/completions"):
+            if _schema_name(request.json) == TOPIC_SCHEMA:
+                self._classify(request)
+                return
             self._chat(request)
+            return
+        if path.endswith("/moderations"):
+            self._moderations(request)
             return
         if path.endswith("/embeddings"):
             self._embeddings(request)
@@ -475,6 +576,53 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         self._send_json(200, payload, headers=(reply.headers if reply else None))
+
+    def _moderations(self, request: RecordedRequest) -> None:
+        body = request.json if isinstance(request.json, dict) else {}
+        reply = self.owner._next_moderation_reply()
+        try:
+            self._sleep(self.owner.moderation_delay + (reply.first_token_delay if reply else 0))
+        except _Dropped:
+            self._abort()
+            return
+        if reply is not None and reply.status >= 400:
+            self._send_error_body(
+                reply.status,
+                f"scripted error {reply.status}",
+                _error_type(reply.status),
+                body=reply.error_body,
+                headers=reply.headers,
+            )
+            return
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+            self._send_error_body(400, "'input' must be text", "invalid_request_error")
+            return
+        results = []
+        for text in inputs:
+            flagged = self.owner.flags(text)
+            categories = {name: flagged and name == "harassment" for name in _MODERATION_CATEGORIES}
+            scores = {name: (0.9 if value else 0.001) for name, value in categories.items()}
+            applied = {name: ["text"] for name in _MODERATION_CATEGORIES}
+            results.append(
+                {
+                    "flagged": flagged,
+                    "categories": categories,
+                    "category_scores": scores,
+                    "category_applied_input_types": applied,
+                }
+            )
+        model = body.get("model") or "omni-moderation-latest"
+        payload = {"id": f"modr-{uuid.uuid4().hex[:16]}", "model": model, "results": results}
+        self._send_json(200, payload)
+
+    def _classify(self, request: RecordedRequest) -> None:
+        body = request.json if isinstance(request.json, dict) else {}
+        topic = self.owner.topic_of(_last_user_text(body))
+        reply = Reply(text=json.dumps({"topic": topic}))
+        self._complete(reply, body.get("model") or "scripted-model", body)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and self.owner._stopping.wait(seconds):
@@ -703,6 +851,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens-per-second", type=float, default=0.0, help="0: no delay")
     parser.add_argument("--text", default=DEFAULT_TEXT, help="the default reply")
     parser.add_argument(
+        "--moderation-delay", type=float, default=0.0, help="seconds per moderation answer"
+    )
+    parser.add_argument(
         "--tokens", type=int, default=None, help="make the default reply this many tokens long"
     )
     args = parser.parse_args(argv)
@@ -716,6 +867,7 @@ def main(argv: list[str] | None = None) -> None:
         first_token_delay=args.first_token_delay,
         token_interval=1.0 / args.tokens_per_second if args.tokens_per_second > 0 else 0.0,
     )
+    server.moderation_delay = args.moderation_delay
     server.start()
     print(server.base_url, flush=True)
     try:

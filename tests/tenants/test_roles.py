@@ -374,6 +374,8 @@ def _tenant_form(tenant: Tenant, **changes: Any) -> dict[str, Any]:
         "ai_disclosure": "{}",
         "lawful_basis": tenant.lawful_basis,
         "privacy_url": tenant.privacy_url,
+        "moderation_source": tenant.moderation_source,
+        "sensitive_topics": "{}",
         "widget_keys-TOTAL_FORMS": "0",
         "widget_keys-INITIAL_FORMS": "0",
         "consent_texts-TOTAL_FORMS": "0",
@@ -403,6 +405,8 @@ def test_a_tenant_admin_edits_their_settings_but_not_the_operators(world: World)
             llm_base_url="http://169.254.169.254/",
             llm_api_key="sk-attacker",
             history_token_budget=999999,
+            moderation_url="http://169.254.169.254/",
+            moderation_api_key="sk-attacker",
         ),
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -414,6 +418,8 @@ def test_a_tenant_admin_edits_their_settings_but_not_the_operators(world: World)
     assert tenant.llm_base_url == ""
     assert tenant.llm_api_key_encrypted == ""
     assert tenant.history_token_budget != 999999
+    assert tenant.moderation_url == ""
+    assert tenant.moderation_api_key_encrypted == ""
     # Only operators add or delete tenants.
     assert client.get("/admin/tenants/tenant/add/").status_code == 403
     assert (
