@@ -122,9 +122,12 @@ def visitor_contact_store(*, contact: Contact) -> None:
     if contact.external_id:
         stored, _ = Contact.objects.get_or_create(
             tenant_id=contact.tenant_id,
-            external_id=contact.external_id,
+            external_id_index=blind_index(
+                contact.tenant_id, contact.external_id, kind="external_id"
+            ),
             defaults={
                 "id": contact.pk,
+                "external_id": contact.external_id,
                 "email": contact.email,
                 "name": contact.name,
                 "locale": contact.locale,

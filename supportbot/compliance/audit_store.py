@@ -1,6 +1,6 @@
 """The audit log as a store of personal data (registered in `ComplianceConfig.ready`).
 
-Export gives the events about a person (with their details while they exist); erasure
+Export gives the events about a person, with their details (not the ones erased); erasure
 deletes those events' details but keeps the events, so every chain still verifies: an event
 keeps only its details' salted digest, which reveals nothing once the detail row is gone.
 """
@@ -43,7 +43,14 @@ class AuditStore:
     name = "audit"
 
     def export(self, subject: DataSubject) -> dict[str, list[dict[str, Any]]]:
-        events = subject_events(subject).select_related("detail").order_by("seq")
+        """The events about the subject, but those whose details were erased: what is left of
+        them (an action, a time, ids that no longer name anyone) is no longer their data."""
+        events = (
+            subject_events(subject)
+            .exclude(~Q(details_digest=""), detail__isnull=True)
+            .select_related("detail")
+            .order_by("seq")
+        )
         return {"audit_events": [event_record(event) for event in events]}
 
     def erase(self, subject: DataSubject) -> dict[str, int]:

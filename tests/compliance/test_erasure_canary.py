@@ -21,13 +21,17 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Sum
 
 from conversations.agents import agent_message_post, conversation_take_over
+from conversations.consent_records import Decision, consent_record_write, consent_status_for
 from conversations.messages import message_append
 from conversations.models import Contact, Conversation, LLMCall, Message, ToolInvocation
 from conversations.stream_state import snapshot_write
 from conversations.summaries import conversation_summarize
+from supportbot.compliance.audit import record_event
+from supportbot.compliance.audit_chain import verify_chain
 from supportbot.compliance.data_requests import (
     SubjectNotFound,
     data_request_create,
@@ -37,9 +41,9 @@ from supportbot.compliance.data_requests import (
     selector_from,
 )
 from supportbot.compliance.export import subject_sections
-from supportbot.compliance.models import DataRequest
+from supportbot.compliance.models import AuditEvent, DataRequest
 from supportbot.compliance.registry import SubjectSelector, find_subject
-from supportbot.tenants.models import Tenant, TenantMembership, TenantUsageDay
+from supportbot.tenants.models import ConsentText, Tenant, TenantMembership, TenantUsageDay
 from tests.conversations.test_consumer import (
     SHOP,
     connect,
@@ -110,7 +114,43 @@ def plant_agent_reply(person: Person) -> str:
     return planted
 
 
-PLANTERS: list[Callable[[Person], str]] = [plant_summary, plant_stream_snapshot, plant_agent_reply]
+def plant_consent_record(person: Person) -> str:
+    """A consent decision on a text of the tenant's: the record keeps the SHA-256 of the exact
+    text shown (the planted string), and its audit event keeps it in its details."""
+    ConsentText.objects.create(
+        tenant=person.tenant, language="en", text=f"We keep your chat. {canary('consent')}"
+    )
+    conversation = Conversation.objects.select_related("contact").get(pk=person.conversation_id)
+    status = consent_status_for(tenant=person.tenant, contact=conversation.contact, language="en")
+    record = consent_record_write(
+        contact=conversation.contact, status=status, decision=Decision.ACCEPT
+    )
+    # A newer text for everyone after this person (so only their records hold this one's hash).
+    ConsentText.objects.create(tenant=person.tenant, language="en", text="We keep your chat.")
+    return record.text_sha256
+
+
+def plant_audit_event(person: Person) -> str:
+    """An audit event about the person, with the planted string in its details."""
+    planted = canary("audit")
+    contact_id = Conversation.objects.get(pk=person.conversation_id).contact_id
+    record_event(
+        tenant_id=person.tenant.pk,
+        action="test.note",
+        target=f"conversation:{person.conversation_id}",
+        contact_id=str(contact_id),
+        details={"note": planted},
+    )
+    return planted
+
+
+PLANTERS: list[Callable[[Person], str]] = [
+    plant_summary,
+    plant_stream_snapshot,
+    plant_agent_reply,
+    plant_consent_record,
+    plant_audit_event,
+]
 
 
 # --- the test ---------------------------------------------------------------------------------
@@ -119,6 +159,16 @@ PLANTERS: list[Callable[[Person], str]] = [plant_summary, plant_stream_snapshot,
 def _zip_text(data: bytes) -> tuple[dict[str, Any], str]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return json.loads(archive.read("data.json")), archive.read("transcript.html").decode()
+
+
+def _stored_texts(conversation_id: str) -> list[str]:
+    """The message texts of a conversation as stored (encrypted), read by SQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT text FROM conversations_message WHERE conversation_id = %s AND text <> ''",
+            [conversation_id],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _usage(tenant_id: int) -> dict[str, Any]:
@@ -204,6 +254,12 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
         return _export(tenant.pk, conversation_id), _usage(tenant.pk), other
 
     archive, usage, other_messages = await database_sync_to_async(before)()
+    # Message text is encrypted at rest: the dump is searched for the stored values too.
+    sealed = await database_sync_to_async(_stored_texts)(conversation_id)
+    other_sealed = await database_sync_to_async(_stored_texts)(other_welcome["conversation_id"])
+    assert sealed
+    assert other_sealed
+    assert not any(string in value for string in planted for value in sealed)
     data, transcript = _zip_text(archive)
     exported = json.dumps(data)
     for string in planted:
@@ -276,7 +332,9 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
         assert string not in dump, f"{string} left in Postgres"
         assert string not in redis_text, f"{string} left in Redis"
         assert string not in logs, f"{string} logged"
-    assert other_text in dump  # the other person is untouched
+    for value in sealed:
+        assert value not in dump, "an encrypted message of the person left in Postgres"
+    assert all(value in dump for value in other_sealed)  # the other person is untouched
     assert other_after == other_messages
     assert usage["prompt"]
     assert usage_after == usage  # aggregates survive
@@ -289,3 +347,15 @@ async def test_erasure_leaves_nothing_of_the_person_anywhere(
     assert not await database_sync_to_async(
         Contact.objects.filter(pk__in=list(subject.contact_ids)).exists
     )()
+
+    # The certificate is in the tenant's audit log, and the chain still verifies.
+    def audit_after() -> tuple[dict[str, Any], bool]:
+        event = AuditEvent.objects.select_related("detail").get(
+            tenant_id=tenant.pk, action="data.erase"
+        )
+        return event.detail.data, verify_chain(tenant.pk).intact
+
+    logged_certificate, intact = await database_sync_to_async(audit_after)()
+    assert logged_certificate["reference"] == request.reference
+    assert logged_certificate["counts"] == certificate["counts"]
+    assert intact

@@ -13,7 +13,6 @@ from channels.db import database_sync_to_async
 from conversations import consent as consent_module
 from conversations.models import ConsentRecord, Contact, Conversation, ErasedVisitor, Message
 from conversations.refusals import CloseCode
-from supportbot.compliance.registry import registered_stores
 from supportbot.tenants.consent_texts import DEFAULT_CONSENT_TEXTS
 from supportbot.tenants.models import ConsentText, Tenant
 from tests.conversations.test_consumer import (
@@ -273,10 +272,6 @@ async def test_withdraw_erases_the_visitor_and_tells_every_socket(
     await back.disconnect()
 
 
-@pytest.mark.skipif(
-    not {"contacts", "conversations"} & {store.name for store in registered_stores()},
-    reason="needs the conversations app's personal-data stores (contacts, conversations)",
-)
 async def test_withdraw_leaves_no_row_of_the_visitor(consent_shop: Any, llm: Any) -> None:
     tenant, key = consent_shop
     ws, _ = await _accepted_visitor(key, llm)
