@@ -11,7 +11,7 @@ from conversations.notices import notice
 from conversations.reply.generate import reply_generate
 from conversations.services import message_post_from_visitor, visitor_session_open
 from supportbot.compliance.encryption import encrypt_secret
-from supportbot.tenants.models import Tenant
+from supportbot.tenants.models import MODERATION_API_KEY_LABEL, Tenant
 from tests.support.llm_server import Reply, ScriptedLLMServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -214,8 +214,11 @@ def test_a_tenants_moderation_url_and_key_are_never_used_for_another(
             moderation_source="url",
             moderation_url=own.base_url,
             moderation_model="a-moderation-model",
-            moderation_api_key_encrypted=encrypt_secret("sk-tenant-a-moderation"),
         )
+        tenant_a.moderation_api_key_encrypted = encrypt_secret(
+            "sk-tenant-a-moderation", tenant_id=tenant_a.pk, field=MODERATION_API_KEY_LABEL
+        )
+        tenant_a.save(update_fields=["moderation_api_key_encrypted"])
         tenant_b, _ = make_tenant()
         ask(tenant_b, "B asks [[flag]]")
         assert own.requests == []

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from conversations.models import Contact, Conversation
 from supportbot.compliance.encryption import decrypt_secret, encrypt_secret
-from supportbot.tenants.models import TenantMembership
+from supportbot.tenants.models import MODERATION_API_KEY_LABEL, TenantMembership
 from supportbot.tenants.moderation import (
     moderation_warning,
     tenant_moderation_config,
@@ -98,7 +98,14 @@ def test_the_moderation_key_is_write_only_and_follows_its_url(
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     tenant.refresh_from_db()
-    assert decrypt_secret(tenant.moderation_api_key_encrypted) == "sk-moderation-secret"
+    assert (
+        decrypt_secret(
+            tenant.moderation_api_key_encrypted,
+            tenant_id=tenant.pk,
+            field=MODERATION_API_KEY_LABEL,
+        )
+        == "sk-moderation-secret"
+    )
     assert "sk-moderation-secret" not in _page(admin_client, tenant).content.decode()
     config = tenant_moderation_config(tenant)
     assert config is not None
@@ -185,7 +192,9 @@ def test_a_private_moderation_url_needs_the_servers_permission(
     tenant, _ = make_tenant(
         moderation_source="url",
         moderation_url="http://127.0.0.1:9/v1",
-        moderation_api_key_encrypted=encrypt_secret("k"),
+    )
+    tenant.moderation_api_key_encrypted = encrypt_secret(
+        "k", tenant_id=tenant.pk, field=MODERATION_API_KEY_LABEL
     )
     tenant.full_clean()
     settings.LLM_ALLOWED_PRIVATE_HOSTS = []
