@@ -312,22 +312,7 @@ def message_post_from_visitor(
             )
             if conversation.status == Conversation.Status.CLOSED:
                 _conversation_reopen(conversation)
-            if conversation.status == Conversation.Status.BOT:
-                if asks_for_a_person(text):
-                    # After commit, in its own transaction: it locks reply jobs before the
-                    # conversation, which this transaction already holds.
-                    transaction.on_commit(
-                        partial(
-                            conversation_request_agent,
-                            conversation_id=conversation.pk,
-                            reason="The visitor asked for a person.",
-                        ),
-                        robust=True,
-                    )
-                elif not person_first_wait_begin(
-                    conversation=conversation, trigger=message, route=route
-                ):
-                    jobs.reply_job_queue(conversation=conversation, trigger=message)
+            _visitor_message_route(conversation=conversation, message=message, route=route)
             conversation_event(
                 conversation,
                 action="message.visitor",
@@ -343,6 +328,28 @@ def message_post_from_visitor(
             raise
         return PostedMessage(message=existing, created=False)
     return PostedMessage(message=message, created=True)
+
+
+def _visitor_message_route(
+    *, conversation: Conversation, message: Message, route: str | None
+) -> None:
+    """Who answers a visitor's message while the assistant has the conversation: a person
+    when they ask for one, else the assistant's reply (or the person-first wait)."""
+    if conversation.status != Conversation.Status.BOT:
+        return
+    if asks_for_a_person(message.text):
+        # After commit, in its own transaction: it locks reply jobs before the conversation,
+        # which the caller's transaction already holds.
+        transaction.on_commit(
+            partial(
+                conversation_request_agent,
+                conversation_id=conversation.pk,
+                reason="The visitor asked for a person.",
+            ),
+            robust=True,
+        )
+    elif not person_first_wait_begin(conversation=conversation, trigger=message, route=route):
+        jobs.reply_job_queue(conversation=conversation, trigger=message)
 
 
 def _consent_notice_store(conversation: Conversation, consent: ConsentStatus | None) -> None:
