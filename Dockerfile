@@ -31,8 +31,8 @@ RUN SECRET_KEY=build-only-not-secret \
     REDIS_URL=redis://127.0.0.1:6379/0 \
     PUBLIC_URL=http://localhost:8000 \
     python manage.py collectstatic --noinput \
-    && mkdir -p /app/var/beat \
-    && chown app:app /app/var /app/var/beat
+    && mkdir -p /app/var/beat /app/var/data-exports \
+    && chown app:app /app/var /app/var/beat /app/var/data-exports
 
 USER app
 EXPOSE 8000
