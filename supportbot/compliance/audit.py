@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from supportbot.compliance.audit_chain import canonical_json, details_digest, event_hash
+from supportbot.compliance.audit_chain import canonical_json, details_digest, stored_event_hash
 from supportbot.compliance.audit_events import AuditDetail, AuditEvent
 
 # pg_advisory_xact_lock(key1, key2): key1 names the audit log, key2 the chain (0: the platform).
@@ -88,19 +88,7 @@ def _append(
         anchor_hash=anchor_hash,
         prev_hash=head_hash,
     )
-    event.hash = event_hash(
-        tenant_id=event.tenant_id,
-        seq=event.seq,
-        created_at=event.created_at,
-        actor=event.actor,
-        action=event.action,
-        target=event.target,
-        contact_id=event.contact_id,
-        details_digest=digest,
-        anchor_seq=anchor_seq,
-        anchor_hash=anchor_hash,
-        prev_hash=head_hash,
-    )
+    event.hash = stored_event_hash(event)
     event.save(force_insert=True)
     if data:
         AuditDetail.objects.create(event=event, salt=salt, data=data)
