@@ -9,6 +9,7 @@ from celery import current_app
 from django.db import transaction
 
 from conversations.models import Conversation, Message, ReplyJob
+from conversations.outbox import reply_stream_follow
 
 REPLY_TASK = "conversations.generate_reply"
 SUMMARY_TASK = "conversations.summarize_conversation"
@@ -34,4 +35,5 @@ def reply_job_queue(*, conversation: Conversation, trigger: Message) -> ReplyJob
         tenant_id=conversation.tenant_id, conversation=conversation, trigger=trigger
     )
     transaction.on_commit(lambda: reply_job_enqueue(job.pk))
+    reply_stream_follow(conversation=conversation, job_id=job.pk)
     return job

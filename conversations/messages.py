@@ -13,6 +13,7 @@ from django.utils import timezone
 from conversations import frames
 from conversations.broadcast import broadcast_on_commit
 from conversations.models import Conversation, Message
+from conversations.outbox import message_outbound_queue
 
 # The table name comes from the model, never from input.
 _NEXT_SEQ_SQL = (
@@ -62,6 +63,7 @@ def message_append(
     )
     if broadcast:
         broadcast_on_commit(conversation.pk, frames.message_frame(message), sender=sender)
+        message_outbound_queue(conversation=conversation, message=message)
     return message
 
 

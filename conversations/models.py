@@ -37,6 +37,12 @@ class Contact(models.Model):
     name = EncryptedTextField(blank=True, default="")
     email_index = BlindIndexField(source="email", kind="email", db_index=True)
     external_id_index = BlindIndexField(source="external_id", kind="external_id")
+    # A contact who writes through a message channel: the channel's kind and the provider's id
+    # of the person (Telegram chat id, phone number, Slack user, email address), unique per
+    # tenant and channel. Empty for widget visitors.
+    channel = models.CharField(max_length=20, blank=True, default="")
+    channel_user_id = EncryptedTextField(blank=True, default="")
+    channel_user_index = BlindIndexField(source="channel_user_id", kind="channel_user")
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
 
@@ -47,7 +53,12 @@ class Contact(models.Model):
                 fields=["tenant", "external_id_index"],
                 condition=~models.Q(external_id_index=""),
                 name="contact_unique_external_id",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "channel", "channel_user_index"],
+                condition=~models.Q(channel_user_index=""),
+                name="contact_unique_channel_user",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -68,6 +79,12 @@ class Contact(models.Model):
 class Conversation(models.Model):
     class Channel(models.TextChoices):
         WIDGET = "widget", "Website widget"
+        EMAIL = "email", "Email"
+        TELEGRAM = "telegram", "Telegram"
+        WHATSAPP = "whatsapp", "WhatsApp"
+        SLACK = "slack", "Slack"
+        SMS = "sms", "SMS"
+        API = "api", "REST API"
 
     class Status(models.TextChoices):
         BOT = "bot", "Answered by the assistant"
@@ -79,6 +96,20 @@ class Conversation(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
     channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.WIDGET)
+    # The tenant's channel (a bot, a mailbox, a number) a non-widget conversation came through,
+    # and the provider's thread within it (Telegram chat id, Slack "channel:thread_ts", an
+    # email thread's first Message-ID, a phone number): replies go back the same way.
+    channel_account = models.ForeignKey(
+        "ChannelAccount",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+    )
+    channel_thread = EncryptedTextField(blank=True, default="")
+    channel_thread_index = BlindIndexField(
+        source="channel_thread", kind="channel_user", db_index=True
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.BOT)
     language = models.CharField(max_length=12, blank=True, default="")
     last_seq = models.PositiveIntegerField(default=0, editable=False)
@@ -358,3 +389,200 @@ class ErasedVisitor(models.Model):
 
     def __str__(self) -> str:
         return self.digest[:12]
+
+
+class ChannelAccount(models.Model):
+    """One of a tenant's channels beyond the widget: a mailbox, a Telegram bot, a WhatsApp
+    number, a Slack app, a Twilio number or a REST API client.
+
+    `config` holds what is not secret (addresses, hosts, ids); `credentials` the secrets (tokens,
+    signing secrets, passwords), encrypted and never shown again once saved. The webhook URL
+    carries the account's id: `/channels/<id>/webhook/`.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        TELEGRAM = "telegram", "Telegram"
+        WHATSAPP = "whatsapp", "WhatsApp"
+        SLACK = "slack", "Slack"
+        SMS = "sms", "SMS (Twilio)"
+        API = "api", "REST API"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="channel_accounts")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=100, blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    config = models.JSONField(default=dict, blank=True)
+    credentials = EncryptedJSONField(default=dict, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "channel"
+        indexes = [models.Index(fields=["tenant", "kind"], name="channelaccount_tenant_kind")]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.get_kind_display()} {str(self.id)[:8]}"
+
+
+class ApiKey(models.Model):
+    """A REST API key of a tenant's `api` channel: only its SHA-256 is kept (the key is shown
+    once, when made); `prefix` (the key's first characters) tells keys apart in the admin."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    channel_account = models.ForeignKey(
+        ChannelAccount, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100, blank=True, default="")
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"
+
+
+class InboundEvent(models.Model):
+    """One webhook delivery or polled message, stored before the provider is answered: the
+    unique (channel, provider id) makes a redelivery a no-op. `payload` (the parsed item, as
+    the adapter gave it) is cleared once processed."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    channel_account = models.ForeignKey(
+        ChannelAccount, on_delete=models.CASCADE, related_name="inbound_events"
+    )
+    provider_event_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=20, default="message")  # message, status, ignored
+    state = models.CharField(max_length=12, choices=State.choices, default=State.RECEIVED)
+    payload = EncryptedJSONField(default=dict, blank=True)
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    detail = models.CharField(max_length=200, blank=True, default="")
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel_account", "provider_event_id"], name="inbound_unique_event"
+            )
+        ]
+        indexes = [models.Index(fields=["state", "received_at"], name="inbound_state")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.provider_event_id[:20]}"
+
+
+class OutboundDelivery(models.Model):
+    """The outbox: one row per message to deliver on a conversation's channel, sent by a Celery
+    task with retries and backoff (and the provider's Retry-After). The text is read from the
+    message when sent; `provider_message_ids` are what the provider called the parts."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    channel_account = models.ForeignKey(
+        ChannelAccount, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    provider_message_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "outbound deliveries"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "channel_account"], name="delivery_unique_message"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="delivery_state_due"),
+            models.Index(fields=["tenant", "state", "-created_at"], name="delivery_tenant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.pk} ({self.state})"
+
+
+class ChannelMessageRef(models.Model):
+    """What a provider calls a message of ours or of the visitor's: an email's Message-ID (so
+    a reply joins its thread), a Telegram or Slack message being edited as a reply streams."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "in", "Inbound"
+        OUTBOUND = "out", "Outbound"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    channel_account = models.ForeignKey(
+        ChannelAccount, on_delete=models.CASCADE, related_name="message_refs"
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="channel_refs"
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="channel_refs"
+    )
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    provider_ref = EncryptedTextField(blank=True, default="")
+    provider_ref_index = BlindIndexField(source="provider_ref", kind="channel_user")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["channel_account", "provider_ref_index"], name="channelref_lookup")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} ref {self.pk}"
+
+
+class MessageAttachment(models.Model):
+    """Content of a visitor's message the assistant cannot read (an image, a voice note, a
+    file), kept for agents: its kind and name, and either its bytes (base64, encrypted) or the
+    provider's reference to fetch it by."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    kind = models.CharField(max_length=20, default="file")  # image, audio, video, file, ...
+    content_type = models.CharField(max_length=100, blank=True, default="")
+    filename = EncryptedTextField(blank=True, default="")
+    size = models.PositiveIntegerField(null=True, blank=True)
+    provider_ref = EncryptedTextField(blank=True, default="")
+    content_b64 = EncryptedTextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} attachment {self.pk}"

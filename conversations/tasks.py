@@ -8,6 +8,9 @@ from celery import shared_task
 from django.db import OperationalError
 
 from conversations.assistant_modes import person_first_waits_release
+from conversations.channels.inbound import inbound_event_process
+from conversations.channels.outbox_send import outbound_deliver
+from conversations.channels.streaming import reply_stream_follow_run
 from conversations.reply.claim import LeaseHeld
 from conversations.reply.generate import reply_generate, reply_jobs_requeue_stalled
 from conversations.retention import retention_run_all
@@ -80,3 +83,43 @@ def enforce_retention() -> int:
         removed = ", ".join(f"{name} {count}" for name, count in result.counts.items() if count)
         logger.info("retention: tenant %s: %s", result.tenant_id, removed or "nothing removed")
     return len(results)
+
+
+@shared_task(
+    name="conversations.channel_inbound_process",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=10,
+)
+def channel_inbound_process(self: Any, event_id: int) -> None:
+    """Turn a stored webhook item (a message, a status) into its effect, once."""
+    try:
+        inbound_event_process(event_id=event_id)
+    except (OperationalError, redis.ConnectionError) as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+
+
+@shared_task(
+    name="conversations.channel_deliver",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,
+)
+def channel_deliver(self: Any, delivery_id: int) -> None:
+    """Send one outbox row; tried again after the provider's Retry-After or a backoff."""
+    try:
+        attempt = outbound_deliver(delivery_id=delivery_id)
+    except (OperationalError, redis.ConnectionError) as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+    if attempt.retry_in is not None:
+        raise self.retry(countdown=attempt.retry_in)
+
+
+@shared_task(name="conversations.channel_stream_follow", ignore_result=True)
+def channel_stream_follow(job_id: int) -> None:
+    """Show a reply as it forms on Telegram or Slack (throttled edits of one message)."""
+    reply_stream_follow_run(job_id=job_id)

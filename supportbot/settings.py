@@ -238,6 +238,20 @@ CELERY_BEAT_SCHEDULE = {
 DATA_EXPORT_DIR = env.path("DATA_EXPORT_DIR", default=str(VAR_DIR / "data-exports"))
 DATA_EXPORT_RETENTION_HOURS = env.int("DATA_EXPORT_RETENTION_HOURS", default=24)
 
+# --- Channels beyond the widget (README: "Channels") ------------------------------------------
+# Each provider's API base URL, so staging and the tests point a channel at a server of theirs.
+TELEGRAM_API_BASE = env.str("TELEGRAM_API_BASE", default="https://api.telegram.org").rstrip("/")
+WHATSAPP_API_BASE = env.str("WHATSAPP_API_BASE", default="https://graph.facebook.com/v21.0").rstrip(
+    "/"
+)
+SLACK_API_BASE = env.str("SLACK_API_BASE", default="https://slack.com/api").rstrip("/")
+TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="https://api.twilio.com").rstrip("/")
+# One provider call of the outbox (connect and read), and how often a delivery is tried.
+CHANNEL_HTTP_TIMEOUT = env.float("CHANNEL_HTTP_TIMEOUT", default=10.0)
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
+# The largest webhook body accepted (an email forwarded as raw MIME included).
+CHANNEL_WEBHOOK_MAX_BYTES = env.int("CHANNEL_WEBHOOK_MAX_BYTES", default=10 * 1024 * 1024)
+
 # --- LLM provider (a tenant may override it in admin) ----------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="") or _devstack_value("llm_provider") or ""
 LLM_BASE_URL = env.str("LLM_BASE_URL", default="") or _devstack_value("llm_base_url") or ""

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from conversations.channel_webhooks import channel_webhook
 from conversations.views import widget_frame
 from supportbot.admin_security.views import AdminLoginView, OTPEnrolView, OTPVerifyView
 from supportbot.health import healthz, healthz_details
@@ -12,6 +13,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("healthz/details", healthz_details, name="healthz-details"),
     path("widget/frame/", widget_frame, name="widget-frame"),
+    path("channels/<uuid:account_id>/webhook/", channel_webhook, name="channel-webhook"),
     path("admin/login/", AdminLoginView.as_view(), name="admin-login"),
     path("admin/login/code/", OTPVerifyView.as_view(), name="admin-otp-verify"),
     path("admin/login/enrol/", OTPEnrolView.as_view(), name="admin-otp-enrol"),

@@ -14,6 +14,7 @@ from conversations.broadcast import broadcast_on_commit
 from conversations.messages import message_append
 from conversations.models import LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.notices import notice
+from conversations.outbox import message_outbound_queue
 from conversations.prompts import PROMPT_VERSION
 from conversations.reply.claim import Claim, own_job_lock
 from conversations.review import conversation_mark_for_review, moderation_event_record
@@ -152,6 +153,7 @@ def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
         if outcome.review is not None:
             _review_store(claim, outcome.review)
         broadcast_on_commit(claim.conversation.pk, frames.message_frame(reply))
+        message_outbound_queue(conversation=claim.conversation, message=reply)
         for text in notices:
             message_append(conversation=claim.conversation, role=Message.Role.SYSTEM, text=text)
         _audit(claim, outcome, degraded)

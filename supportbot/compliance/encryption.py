@@ -48,7 +48,7 @@ KEY_ID_BYTES = 16
 NEWEST_KEY_TTL_SECONDS = 60.0
 KEY_CACHE_SIZE = 4096
 
-IndexKind = Literal["email", "external_id"]
+IndexKind = Literal["email", "external_id", "channel_user"]
 
 
 class DecryptionError(Exception):
@@ -367,8 +367,11 @@ def decrypt_secret(token: str, *, tenant_id: int | None = None, field: str = "se
 
 
 def normalise_for_index(value: str, kind: IndexKind = "email") -> str:
-    """Emails are compared trimmed and lower-cased; an identity's `sub` exactly."""
-    return value.strip().lower() if kind == "email" else value
+    """Emails are compared trimmed and lower-cased; an identity's `sub` exactly; a channel's
+    user id (a chat id, a phone number, a Slack user, an email address) trimmed."""
+    if kind == "email":
+        return value.strip().lower()
+    return value.strip() if kind == "channel_user" else value
 
 
 def blind_index(tenant_id: int, value: str, *, kind: IndexKind = "email") -> str:

@@ -1,0 +1,67 @@
+"""The one webhook endpoint of every message channel: `/channels/<account id>/webhook/`.
+
+Thin: the channel's adapter answers a setup challenge, verifies the request on its raw bytes
+(refused with the status its provider expects, storing nothing), parses it; the items are
+stored once each (`inbound_items_store`) and the provider is answered at once, the work queued.
+"""
+
+import logging
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from conversations.channels.base import WebhookRefused, WebhookRequest, adapter_for
+from conversations.channels.inbound import inbound_items_store
+from conversations.models import ChannelAccount
+
+logger = logging.getLogger(__name__)
+
+
+def _webhook_request(request: HttpRequest) -> WebhookRequest:
+    body = request.body
+    form: dict[str, str] = {}
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = {key: request.POST.get(key, "") for key in request.POST}
+    return WebhookRequest(
+        method=request.method or "GET",
+        url=request.build_absolute_uri(),
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=body,
+        query={key: request.GET.get(key, "") for key in request.GET},
+        form=form,
+    )
+
+
+@csrf_exempt
+def channel_webhook(request: HttpRequest, account_id: uuid.UUID) -> HttpResponse:
+    if request.method not in ("GET", "POST"):
+        return HttpResponse(status=405)
+    length = int(request.headers.get("Content-Length") or 0)
+    if length > settings.CHANNEL_WEBHOOK_MAX_BYTES:
+        return HttpResponse("too large", status=413, content_type="text/plain")
+    account = (
+        ChannelAccount.objects.select_related("tenant")
+        .filter(pk=account_id, is_active=True, tenant__is_active=True)
+        .first()
+    )
+    if account is None:
+        return HttpResponse("not found", status=404, content_type="text/plain")
+    try:
+        adapter = adapter_for(account.kind)
+    except KeyError:
+        return HttpResponse("not found", status=404, content_type="text/plain")
+    webhook = _webhook_request(request)
+    try:
+        answer = adapter.handshake(account, webhook)
+        if answer is None:
+            if request.method != "POST":
+                return HttpResponse(status=405)
+            adapter.verify(account, webhook)
+            inbound_items_store(account=account, items=adapter.parse(account, webhook))
+            answer = adapter.acknowledge(account)
+    except WebhookRefused as refused:
+        logger.info("webhook refused for channel %s: %s", account.pk, refused.reason)
+        return HttpResponse(refused.reason, status=refused.status, content_type="text/plain")
+    return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
