@@ -74,19 +74,30 @@ def outbound_deliver(*, delivery_id: int) -> Attempt:
 
 
 def _outgoing(delivery: OutboundDelivery) -> Outgoing:
-    refs = [
-        ref.provider_ref
-        for ref in ChannelMessageRef.objects.filter(
+    rows = list(
+        ChannelMessageRef.objects.filter(
             channel_account_id=delivery.channel_account_id,
             conversation_id=delivery.conversation_id,
         ).order_by("created_at", "id")
-    ]
+    )
+    refs = [ref.provider_ref for ref in rows]
+    # A reply already shown as it formed (Telegram, Slack): the message to edit.
+    stream_ref = next(
+        (
+            ref.provider_ref
+            for ref in rows
+            if ref.message_id == delivery.message_id
+            and ref.direction == ChannelMessageRef.Direction.OUTBOUND
+        ),
+        "",
+    )
     return Outgoing(
         account=delivery.channel_account,
         conversation=delivery.conversation,
         message=delivery.message,
         text=delivery.message.text,
         thread_refs=tuple(refs),
+        stream_ref=stream_ref,
     )
 
 
