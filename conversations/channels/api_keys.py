@@ -42,7 +42,7 @@ def api_key_authenticate(key: str) -> ApiKey | None:
     """The live key `key` is (its channel and tenant active), or None."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
-    found = (
+    return (
         ApiKey.objects.select_related("channel_account", "tenant")
         .filter(
             key_hash=api_key_hash(key),
@@ -52,7 +52,6 @@ def api_key_authenticate(key: str) -> ApiKey | None:
         )
         .first()
     )
-    return found
 
 
 def api_key_revoke(*, api_key_id: int, tenant_id: int | None = None) -> bool:
