@@ -16,3 +16,7 @@ class ConversationsConfig(AppConfig):
         register_store(ConsentStore())
         register_store(WidgetSessionsStore())
         personal_data_register()
+
+        # The channels' admin (channels, API keys, the outbox, inbound events): a module of its
+        # own beside admin.py (the layer contract keeps the two independent).
+        import conversations.channel_admin  # noqa: F401

@@ -369,7 +369,11 @@ def conversation_transcript_page(
 ) -> TranscriptPage:
     """Page `page` (1: the newest; a missing or invalid number reads as 1, one past the end as
     the last) of the conversation's messages, `per_page` to a page."""
-    rows = Message.objects.filter(conversation=conversation).select_related("author")
+    rows = (
+        Message.objects.filter(conversation=conversation)
+        .select_related("author")
+        .prefetch_related("attachments")
+    )
     paginator = Paginator(rows.order_by("-seq"), max(per_page, 1), allow_empty_first_page=True)
     current = paginator.get_page(page)
     return TranscriptPage(
