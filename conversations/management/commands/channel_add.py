@@ -48,7 +48,7 @@ class Command(BaseCommand):
             metavar="KEY=VALUE",
             action="append",
             default=[],
-            dest="settings",
+            dest="setting_pairs",
             help="A setting or secret of the channel (repeatable).",
         )
         parser.add_argument("--name", default="", help="A name shown in the admin.")
@@ -62,7 +62,7 @@ class Command(BaseCommand):
             setup = channel_setup(
                 tenant=tenant,
                 kind=options["kind"],
-                settings=_settings(options["settings"]),
+                settings=_settings(options["setting_pairs"]),
                 name=options["name"],
                 actor="system",
             )
