@@ -38,7 +38,7 @@ from supportbot.tenants.admin_audit import admin_change_record
 from supportbot.tenants.roles import Capability, rows_for_user
 from supportbot.tenants.scoped_admin import TenantListFilter, TenantScopedAdmin
 
-SECRET_PLACEHOLDER = "generated-on-save"
+GENERATED_ON_SAVE = "generated-on-save"
 
 
 class NotFoundScopedAdmin(TenantScopedAdmin):
@@ -85,7 +85,8 @@ class ChannelForm(forms.ModelForm):
             if not setting.secret:
                 field.initial = config.get(setting.name, setting.default)
             elif not adding:
-                state = "Set; leave blank to keep it." if credentials.get(setting.name) else "Not set."
+                is_set = bool(credentials.get(setting.name))
+                state = "Set; leave blank to keep it." if is_set else "Not set."
                 field.help_text = f"{setting.help} {state}"
 
     def setting_values(self) -> dict[str, str]:
@@ -101,8 +102,10 @@ class ChannelForm(forms.ModelForm):
         values = self.setting_values()
         try:
             if self.instance._state.adding:
-                made = {s.name: SECRET_PLACEHOLDER for s in self.spec.settings if s.generated}
-                channel_settings_split(self.spec, {**made, **{k: v for k, v in values.items() if v}})
+                # The secrets made on saving count as given.
+                given = {k: v for k, v in values.items() if v}
+                made = {s.name: GENERATED_ON_SAVE for s in self.spec.settings if s.generated}
+                channel_settings_split(self.spec, {**made, **given})
             else:
                 channel_settings_split(
                     self.spec,
@@ -260,7 +263,7 @@ class ApiKeyAdmin(NotFoundScopedAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return ("channel_account", "name")
-        return ("prefix", "name", "tenant", "channel_account", "created_at", "last_used_at", "revoked_at")
+        return ("prefix", "name", *self.get_readonly_fields(request, obj)[1:])
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:

@@ -85,15 +85,12 @@ def channel_settings_split(
             if value:
                 new_credentials[setting.name] = value
         else:
-            value = (
-                given if setting.name in values else str((config or {}).get(setting.name, ""))
-            )
+            value = given if setting.name in values else str((config or {}).get(setting.name, ""))
             value = value or setting.default
             if value:
                 new_config[setting.name] = value
-    missing = [
-        s.name for s in spec.settings if s.required and not (new_config | new_credentials).get(s.name)
-    ]
+    merged = new_config | new_credentials
+    missing = [s.name for s in spec.settings if s.required and not merged.get(s.name)]
     if missing:
         raise ChannelSetupError(
             f"A {spec.kind} channel needs {', '.join(missing)} "

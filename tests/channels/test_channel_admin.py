@@ -153,11 +153,13 @@ def test_a_tenant_admin_sees_the_channel_pages_without_any_secret(world: World) 
         assert response.status_code == 200, url
         bodies[url] = response.content.decode()
         _assert_no_secret(bodies[url], world.alpha, world.beta)
-        assert "betamark" not in bodies[url] and "Beta Shop" not in bodies[url], url
+        assert "betamark" not in bodies[url], url
+        assert "Beta Shop" not in bodies[url], url
     assert alpha.telegram.webhook_url in bodies[CHANNELS]
     assert "alphamark bot" in bodies[CHANNELS]
     change = bodies[f"{CHANNELS}{alpha.telegram.account.pk}/change/"]
-    assert 'name="bot_token"' in change and 'type="password"' in change
+    assert 'name="bot_token"' in change
+    assert 'type="password"' in change
     assert "Set; leave blank to keep it." in change
     assert 'value="alphamark_bot"' in change  # a setting is shown, a secret never
     assert 'href="?kind=whatsapp"' in bodies[f"{CHANNELS}add/"]
@@ -172,7 +174,8 @@ def test_an_agent_sees_no_channel_page(world: World) -> None:
     for url in (CHANNELS, KEYS, DELIVERIES, EVENTS, f"{CHANNELS}add/?kind=telegram"):
         assert client.get(url).status_code == 403, url
     index = client.get("/admin/").content.decode()
-    assert CHANNELS not in index and DELIVERIES not in index
+    assert CHANNELS not in index
+    assert DELIVERIES not in index
 
 
 def test_another_tenants_rows_are_not_found(world: World) -> None:
@@ -213,7 +216,8 @@ def test_adding_a_channel_shows_its_generated_secret_once(world: World) -> None:
     response = client.post(f"{CHANNELS}add/?kind=telegram", data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     account = ChannelAccount.objects.get(name="Second bot")
-    assert account.tenant_id == world.alpha.tenant.pk and account.kind == "telegram"
+    assert account.tenant_id == world.alpha.tenant.pk
+    assert account.kind == "telegram"
     secret = account.credentials["webhook_secret"]
     assert account.credentials["bot_token"] == "777:new-token"
     shown = client.get(response["Location"])
@@ -223,7 +227,8 @@ def test_adding_a_channel_shows_its_generated_secret_once(world: World) -> None:
     assert "777:new-token" not in body
     for url in (CHANNELS, f"{CHANNELS}{account.pk}/change/"):
         again = client.get(url).content.decode()
-        assert secret not in again and "777:new-token" not in again
+        assert secret not in again
+        assert "777:new-token" not in again
 
 
 def test_adding_refuses_what_the_kind_needs_and_another_tenant(world: World) -> None:
@@ -269,7 +274,8 @@ def test_an_api_key_is_shown_once_and_can_be_revoked(world: World) -> None:
     key = re.search(r"sbk_[0-9a-f]{8}_[\w-]+", shown)
     assert key is not None
     found = api_key_authenticate(key.group(0))
-    assert found is not None and found.name == "Zapier"
+    assert found is not None
+    assert found.name == "Zapier"
     assert key.group(0) not in client.get(KEYS).content.decode()
     revoke = {"action": "revoke", "_selected_action": [found.pk]}
     assert client.post(KEYS, revoke).status_code == 302
@@ -315,9 +321,10 @@ def test_conversations_show_their_channel_and_attachments(world: World) -> None:
     listed = client.get(CONVERSATIONS, {"channel__exact": "telegram"}).content.decode()
     assert str(world.alpha.conversation.pk)[:8] in listed
     assert "Telegram" in listed
-    assert str(world.alpha.conversation.pk)[:8] not in client.get(
-        CONVERSATIONS, {"channel__exact": "widget"}
-    ).content.decode()
+    assert (
+        str(world.alpha.conversation.pk)[:8]
+        not in client.get(CONVERSATIONS, {"channel__exact": "widget"}).content.decode()
+    )
     page = client.get(f"{CONVERSATIONS}{world.alpha.conversation.pk}/change/").content.decode()
     assert "alphamark-receipt.jpg" in page
     assert "alphamark bot" in page  # the channel it came through
