@@ -34,7 +34,6 @@ from conversations.channels.setup import (
 from conversations.channels.specs import SPECS, ChannelSpec, Setting
 from conversations.models import ApiKey, ChannelAccount, InboundEvent, OutboundDelivery
 from supportbot.compliance.audit import record_event
-from supportbot.tenants.admin_audit import admin_change_record
 from supportbot.tenants.roles import Capability, rows_for_user
 from supportbot.tenants.scoped_admin import TenantListFilter, TenantScopedAdmin
 
@@ -230,14 +229,24 @@ class ChannelAccountAdmin(NotFoundScopedAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with transaction.atomic():
-            admin_change_record(request, obj, verb="delete")
+            _channel_deleted(request, obj)
             super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         with transaction.atomic():
             for obj in queryset:
-                admin_change_record(request, obj, verb="delete")
+                _channel_deleted(request, obj)
             super().delete_queryset(request, queryset)
+
+
+def _channel_deleted(request: HttpRequest, account: ChannelAccount) -> None:
+    record_event(
+        tenant_id=account.tenant_id,
+        action="channel.delete",
+        actor=user_actor(request.user),
+        target=f"channel:{account.pk}",
+        details={"kind": account.kind},
+    )
 
 
 # --- API keys --------------------------------------------------------------------------------
@@ -247,7 +256,7 @@ class ChannelAccountAdmin(NotFoundScopedAdmin):
 class ApiKeyAdmin(NotFoundScopedAdmin):
     rows_deletable = False  # revoked, never deleted: the list keeps who had a key
     list_display = (
-        "__str__",
+        "prefix",
         "name",
         "tenant",
         "channel_account",

@@ -24,6 +24,7 @@ from conversations.models import (
     MessageAttachment,
     OutboundDelivery,
 )
+from supportbot.compliance.models import AuditEvent
 from supportbot.tenants.models import Tenant, TenantMembership
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +35,7 @@ KEYS = "/admin/conversations/apikey/"
 DELIVERIES = "/admin/conversations/outbounddelivery/"
 EVENTS = "/admin/conversations/inboundevent/"
 CONVERSATIONS = "/admin/conversations/conversation/"
+SMS_SETTINGS = {"account_sid": "AC1", "from_number": "+15550100", "auth_token": "twilio-token"}
 
 
 @dataclass
@@ -260,6 +262,23 @@ def test_a_blank_secret_keeps_the_current_one(world: World) -> None:
     account.refresh_from_db()
     assert account.credentials["bot_token"] == "888:rotated"
     assert "888:rotated" not in client.get(url).content.decode()
+
+
+def test_a_channel_without_history_can_be_deleted(world: World) -> None:
+    spare = channel_setup(
+        tenant=world.alpha.tenant, kind="sms", settings=SMS_SETTINGS, name="Spare number"
+    ).account
+    client = login(world.alpha.admin)
+    assert client.get(f"{CHANNELS}{spare.pk}/delete/").status_code == 200
+    assert client.post(f"{CHANNELS}{spare.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not ChannelAccount.objects.filter(pk=spare.pk).exists()
+    event = AuditEvent.objects.get(tenant_id=world.alpha.tenant.pk, action="channel.delete")
+    assert event.target == f"channel:{spare.pk}"
+    # Beta's admin cannot delete Alpha's.
+    beta = login(world.beta.admin)
+    url = f"{CHANNELS}{world.alpha.telegram.account.pk}/delete/"
+    assert beta.post(url, {"post": "yes"}).status_code == 404
+    assert ChannelAccount.objects.filter(pk=world.alpha.telegram.account.pk).exists()
 
 
 # --- API keys ----------------------------------------------------------------------------------
