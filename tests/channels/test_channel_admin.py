@@ -233,6 +233,21 @@ def test_adding_a_channel_shows_its_generated_secret_once(world: World) -> None:
         assert "777:new-token" not in again
 
 
+def test_adding_an_api_channel_shows_its_first_key_once(world: World) -> None:
+    client = login(world.alpha.admin)
+    data = {"tenant": world.alpha.tenant.pk, "name": "CRM"}
+    response = client.post(f"{CHANNELS}add/?kind=api", data)
+    assert response.status_code == 302
+    shown = " ".join(_message_texts(client.get(response["Location"])))
+    assert "https://support.example.com/api/v1/" in shown
+    key = re.search(r"sbk_[0-9a-f]{8}_[\w-]+", shown)
+    assert key is not None
+    found = api_key_authenticate(key.group(0))
+    assert found is not None
+    assert found.channel_account.name == "CRM"
+    assert key.group(0) not in client.get(CHANNELS).content.decode()
+
+
 def test_adding_refuses_what_the_kind_needs_and_another_tenant(world: World) -> None:
     client = login(world.alpha.admin)
     missing = client.post(f"{CHANNELS}add/?kind=telegram", {"tenant": world.alpha.tenant.pk})
