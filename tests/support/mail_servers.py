@@ -266,6 +266,14 @@ class Dovecot:
         finally:
             imap.logout()
 
+    def mark_all_unseen(self) -> None:
+        imap = self._client()
+        try:
+            status, _ = imap.uid("STORE", "1:*", "-FLAGS", "(\\Seen)")
+            assert status == "OK"
+        finally:
+            imap.logout()
+
     def unseen(self) -> int:
         return len(self._search("UNSEEN"))
 
