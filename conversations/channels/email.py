@@ -124,9 +124,7 @@ def _smtp_connection(account: ChannelAccount) -> smtplib.SMTP:
     security = str(config_value(account, "smtp_security", "") or "starttls").lower()
     timeout = settings.CHANNEL_HTTP_TIMEOUT
     if security == "ssl":
-        return smtplib.SMTP_SSL(
-            host, port, timeout=timeout, context=ssl.create_default_context()
-        )
+        return smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
     smtp = smtplib.SMTP(host, port, timeout=timeout)
     if security == "starttls":
         smtp.starttls(context=ssl.create_default_context())

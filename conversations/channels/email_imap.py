@@ -11,6 +11,7 @@ import logging
 import ssl
 
 from django.db import transaction
+from redis.exceptions import LockError
 
 from conversations.channels.base import config_value, credential
 from conversations.channels.email import account_item, own_address
@@ -55,7 +56,7 @@ def mailbox_poll(*, account_id: str) -> int:
     finally:
         try:
             lock.release()
-        except Exception:  # noqa: BLE001 - expired meanwhile: the next poll is free anyway
+        except LockError:  # expired meanwhile: the next poll is free anyway
             logger.info("email poll lock of %s had expired", account.pk)
 
 
@@ -101,14 +102,14 @@ def _quoted(folder: str) -> str:
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _unseen(imap: imaplib.IMAP4) -> list[bytes]:
+def _unseen(imap: imaplib.IMAP4) -> list[str]:
     status, data = imap.uid("SEARCH", "UNSEEN")
     if status != "OK" or not data or not data[0]:
         return []
-    return data[0].split()[:MAX_MESSAGES_PER_POLL]
+    return [uid.decode() for uid in data[0].split()[:MAX_MESSAGES_PER_POLL]]
 
 
-def _take(imap: imaplib.IMAP4, account: ChannelAccount, uid: bytes) -> int:
+def _take(imap: imaplib.IMAP4, account: ChannelAccount, uid: str) -> int:
     """Store one email (BODY.PEEK: reading it does not mark it), then mark it \\Seen."""
     status, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
     raw = next((part[1] for part in data or [] if isinstance(part, tuple)), None)

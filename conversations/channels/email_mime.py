@@ -11,9 +11,10 @@ two robots cannot write to each other for ever.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import cast
@@ -22,6 +23,8 @@ import html2text
 from mailparser_reply import EmailReplyParser
 
 from conversations.channels.base import Ignored, InboundAttachment, InboundItem, InboundMessage
+
+logger = logging.getLogger(__name__)
 
 ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024  # bigger attachments are kept as metadata only
 MAX_ATTACHMENTS = 20
@@ -92,7 +95,7 @@ def body_text(message: EmailMessage) -> str:
     return converter.handle(_part_text(part))
 
 
-def _part_text(part: EmailMessage) -> str:
+def _part_text(part: MIMEPart) -> str:
     try:
         content = part.get_content()
     except (LookupError, ValueError):  # an unknown charset: the bytes as best we can
@@ -140,7 +143,16 @@ def _attachment_kind(content_type: str) -> str:
 
 
 def inbound_item(raw: bytes, *, own_address: str, max_chars: int) -> InboundItem:
-    """What a raw email is to the channel layer: a customer's message, or an Ignored one."""
+    """What a raw email is to the channel layer: a customer's message, or an Ignored one (an
+    email too broken to read is ignored too, so it cannot block its mailbox for ever)."""
+    try:
+        return _inbound_item(raw, own_address=own_address, max_chars=max_chars)
+    except (ValueError, TypeError, LookupError, AttributeError):
+        logger.warning("an email that cannot be read was ignored", exc_info=True)
+        return Ignored(event_id="sha256:" + hashlib.sha256(raw).hexdigest(), reason="unreadable")
+
+
+def _inbound_item(raw: bytes, *, own_address: str, max_chars: int) -> InboundItem:
     message = mime_parse(raw)
     event_id = event_id_of(message, raw)
     sender, name = sender_of(message)

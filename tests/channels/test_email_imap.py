@@ -5,11 +5,11 @@ through a real SMTP server (aiosmtpd), the customer's answer back in the same co
 
 from __future__ import annotations
 
+from email.utils import make_msgid
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from email.utils import make_msgid
 
 from conversations.channels.email_imap import MailboxUnavailable, mailbox_poll, mailboxes_to_poll
 from conversations.models import Conversation, InboundEvent, Message

@@ -90,7 +90,8 @@ def test_html_only_is_read_as_text():
     email = EmailMessage()
     email["From"] = "jane@customer.example"
     email["Subject"] = "Help"
-    email.set_content("<html><body><p>I need <b>help</b> with my invoice.</p></body></html>", "html")
+    html = "<html><body><p>I need <b>help</b> with my invoice.</p></body></html>"
+    email.set_content(html, "html")
 
     item = _item(email)
 
@@ -105,10 +106,15 @@ def test_text_is_capped_and_an_empty_body_uses_the_subject():
 
 def test_attachments_are_kept_and_big_ones_as_metadata_only():
     email = _email("See attached.")
-    email.add_attachment(b"%PDF-1.4 invoice", maintype="application", subtype="pdf",
-                         filename="invoice.pdf")
-    email.add_attachment(b"\x89PNG" + b"0" * (ATTACHMENT_MAX_BYTES + 1), maintype="image",
-                         subtype="png", filename="photo.png")
+    email.add_attachment(
+        b"%PDF-1.4 invoice", maintype="application", subtype="pdf", filename="invoice.pdf"
+    )
+    email.add_attachment(
+        b"\x89PNG" + b"0" * (ATTACHMENT_MAX_BYTES + 1),
+        maintype="image",
+        subtype="png",
+        filename="photo.png",
+    )
 
     item = _item(email)
 
