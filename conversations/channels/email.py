@@ -127,7 +127,11 @@ def _smtp_connection(account: ChannelAccount) -> smtplib.SMTP:
         return smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
     smtp = smtplib.SMTP(host, port, timeout=timeout)
     if security == "starttls":
-        smtp.starttls(context=ssl.create_default_context())
+        try:
+            smtp.starttls(context=ssl.create_default_context())
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+            raise
     return smtp
 
 

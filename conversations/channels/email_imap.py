@@ -70,7 +70,11 @@ def _imap_connection(account: ChannelAccount) -> imaplib.IMAP4:
         )
     imap = imaplib.IMAP4(host, port, timeout=IMAP_TIMEOUT_SECONDS)
     if security == "starttls":
-        imap.starttls(ssl_context=ssl.create_default_context())
+        try:
+            imap.starttls(ssl_context=ssl.create_default_context())
+        except (OSError, imaplib.IMAP4.error):
+            imap.shutdown()
+            raise
     return imap
 
 
@@ -89,8 +93,8 @@ def _poll(account: ChannelAccount) -> int:
         taken = sum(_take(imap, account, uid) for uid in _unseen(imap))
         imap.close()
         return taken
-    except imaplib.IMAP4.error as error:
-        raise MailboxUnavailable(f"IMAP refused: {type(error).__name__}") from None
+    except (imaplib.IMAP4.error, OSError) as error:
+        raise MailboxUnavailable(f"IMAP failed: {type(error).__name__}") from None
     finally:
         try:
             imap.logout()
