@@ -240,6 +240,8 @@ class Dovecot:
             except subprocess.TimeoutExpired:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait(timeout=5)
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _client(self) -> imaplib.IMAP4:
