@@ -137,6 +137,12 @@ def attachments_of(message: EmailMessage) -> tuple[InboundAttachment, ...]:
     return tuple(found)
 
 
+def _attachments_line(attachments: tuple[InboundAttachment, ...]) -> str:
+    """What an email of attachments only says: their names."""
+    names = ", ".join(att.filename or att.content_type for att in attachments)
+    return f"(attachments: {names})" if names else ""
+
+
 def _attachment_kind(content_type: str) -> str:
     main = content_type.split("/", 1)[0]
     return main if main in ("image", "audio", "video") else "file"
@@ -164,7 +170,8 @@ def _inbound_item(raw: bytes, *, own_address: str, max_chars: int) -> InboundIte
     references = message_ids(str(message.get("References", "")))
     refs = tuple(dict.fromkeys([*reversed(in_reply_to), *reversed(references)]))
     subject = str(message.get("Subject", "")).strip()
-    text = new_text(body_text(message)) or subject
+    attachments = attachments_of(message)
+    text = new_text(body_text(message)) or subject or _attachments_line(attachments)
     return InboundMessage(
         event_id=event_id,
         user_id=sender,
@@ -176,5 +183,5 @@ def _inbound_item(raw: bytes, *, own_address: str, max_chars: int) -> InboundIte
         refs=refs,
         provider_ref=own_id[0] if own_id else "",
         subject=subject[:300],
-        attachments=attachments_of(message),
+        attachments=attachments,
     )

@@ -102,6 +102,9 @@ def test_html_only_is_read_as_text():
 def test_text_is_capped_and_an_empty_body_uses_the_subject():
     assert len(_item(_email("x" * 500), max_chars=100).text) == 100
     assert _item(_email("", Subject="Refund please")).text == "Refund please"
+    only_files = _email("", Subject="")
+    only_files.add_attachment(b"x", maintype="image", subtype="jpeg", filename="receipt.jpg")
+    assert _item(only_files).text == "(attachments: receipt.jpg)"
 
 
 def test_attachments_are_kept_and_big_ones_as_metadata_only():
