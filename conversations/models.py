@@ -451,7 +451,8 @@ class ApiKey(models.Model):
 class InboundEvent(models.Model):
     """One webhook delivery or polled message, stored before the provider is answered: the
     unique (channel, provider id) makes a redelivery a no-op. `payload` (the parsed item, as
-    the adapter gave it) is cleared once processed."""
+    the adapter gave it) is cleared once processed, but for an email's subject (the reply's
+    "Re: <subject>")."""
 
     class State(models.TextChoices):
         RECEIVED = "received", "Received"

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from conversations.assistant_modes import person_first_waits_release
+from conversations.channels.email_imap import MailboxUnavailable, mailbox_poll, mailboxes_to_poll
 from conversations.channels.inbound import inbound_event_process
 from conversations.channels.outbox_send import outbound_deliver
 from conversations.channels.streaming import reply_stream_follow_run
@@ -123,3 +124,25 @@ def channel_deliver(self: Any, delivery_id: int) -> None:
 def channel_stream_follow(job_id: int) -> None:
     """Show a reply as it forms on Telegram or Slack (throttled edits of one message)."""
     reply_stream_follow_run(job_id=job_id)
+
+
+# --- Email channel: support mailboxes read over IMAP ------------------------------------------
+
+
+@shared_task(name="conversations.email_poll", ignore_result=True, expires=25)
+def email_poll() -> int:
+    """Queue a read of every email channel's mailbox (the beat, every EMAIL_POLL_SECONDS)."""
+    account_ids = mailboxes_to_poll()
+    for account_id in account_ids:
+        email_poll_mailbox.delay(account_id)
+    return len(account_ids)
+
+
+@shared_task(name="conversations.email_poll_mailbox", ignore_result=True, expires=120)
+def email_poll_mailbox(account_id: str) -> int:
+    """Store one mailbox's unread emails, then mark them read (one poll per mailbox at once)."""
+    try:
+        return mailbox_poll(account_id=account_id)
+    except MailboxUnavailable as error:
+        logger.warning("email channel %s: mailbox not read: %s", account_id, error)
+        return 0

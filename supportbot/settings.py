@@ -252,6 +252,14 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
 # The largest webhook body accepted (an email forwarded as raw MIME included).
 CHANNEL_WEBHOOK_MAX_BYTES = env.int("CHANNEL_WEBHOOK_MAX_BYTES", default=10 * 1024 * 1024)
 
+# --- Email channel (README: "Channels", "Email") ----------------------------------------------
+# How often the mailboxes of email channels with an IMAP server are read (seconds).
+EMAIL_POLL_SECONDS = env.float("EMAIL_POLL_SECONDS", default=30.0)
+CELERY_BEAT_SCHEDULE["email-poll"] = {
+    "task": "conversations.email_poll",
+    "schedule": EMAIL_POLL_SECONDS,
+}
+
 # --- LLM provider (a tenant may override it in admin) ----------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="") or _devstack_value("llm_provider") or ""
 LLM_BASE_URL = env.str("LLM_BASE_URL", default="") or _devstack_value("llm_base_url") or ""

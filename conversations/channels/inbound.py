@@ -102,10 +102,17 @@ def inbound_event_process(*, event_id: int) -> None:
             event.detail = str(payload.get("status", ""))[:200]
         event.state = InboundEvent.State.PROCESSED
         event.processed_at = timezone.now()
-        event.payload = {}
+        event.payload = _kept_after_processing(payload)
         event.save(
             update_fields=["state", "processed_at", "payload", "detail", "contact", "message"]
         )
+
+
+def _kept_after_processing(payload: dict[str, Any]) -> dict[str, Any]:
+    """What an event keeps once processed: only an email's subject (encrypted, for the reply's
+    "Re: <subject>"); the rest of the payload is in the message now."""
+    subject = str(payload.get("subject", "") or "")
+    return {"subject": subject} if subject else {}
 
 
 def _message_from_payload(payload: dict[str, Any]) -> InboundMessage:

@@ -29,6 +29,7 @@ from typing import Any
 from . import REPO_ROOT, STATE_FILE, VAR_DIR, local_llm
 from ._util import DevstackError, atomic_write_json, free_port, port_is_free, say
 from .chromium import ensure_chromium
+from .dovecot import ensure_dovecot
 from .postgres import EmbeddedPostgres
 from .processes import Child, Supervisor
 from .redis import EmbeddedRedis, flushdb
@@ -424,6 +425,9 @@ def cmd_test(pytest_args: list[str]) -> int:
     chromium_problem = ensure_chromium()
     if chromium_problem is not None:
         say(f"browser tests: {chromium_problem}")
+    dovecot_problem = ensure_dovecot()
+    if dovecot_problem is not None:
+        say(f"email tests: {dovecot_problem}")
     services = ensure_services()
     process: subprocess.Popen[bytes] | None = None
 
