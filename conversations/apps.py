@@ -16,3 +16,6 @@ class ConversationsConfig(AppConfig):
         register_store(ConsentStore())
         register_store(WidgetSessionsStore())
         personal_data_register()
+
+        # Channel adapters register themselves (conversations.channels.base) when imported.
+        import conversations.channels.telegram  # noqa: F401
