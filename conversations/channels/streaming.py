@@ -3,8 +3,9 @@ then edited, throttled within the platform's rate limits, until the reply is sto
 text is then delivered by the outbox (which edits that same message).
 
 `reply_stream_follow_run` (the task `conversations.channel_stream_follow`, queued with the
-reply job) shows the typing action, waits for the reply's first text in the stream snapshot
-(`stream_state`, written by the worker before every delta), posts it (`stream_open`), records
+reply job) shows the typing action, waits for the reply's text in the stream snapshot
+(`stream_state`, written by the worker before every delta) to have been forming for one
+`interval` (a quicker reply is delivered whole), posts it (`stream_open`), records
 the provider's id of that message as an OUTBOUND `ChannelMessageRef` of the reply (the outbox
 reads it as `Outgoing.stream_ref`), then edits it with the text so far at most once per the
 adapter's `interval`, and only when the text changed, until the reply is no longer streaming.
@@ -105,10 +106,11 @@ def _follow_start(job_id: int) -> Follow | None:
 
 
 def _first_text(follow: Follow, job_id: int) -> str:
-    """Wait for the reply's first text (showing "typing" meanwhile): "" when the job ends
-    first (the delivery sends the reply whole) or the wait is over."""
+    """Wait for the reply's text (showing "typing" meanwhile) until it has been forming for one
+    `interval`: a reply finished sooner is sent whole by the delivery (one message, no edit).
+    "" when the job ends first or the wait is over."""
     deadline = time.monotonic() + FIRST_TEXT_WAIT_SECONDS
-    typed = time.monotonic()
+    typed, first_seen = time.monotonic(), 0.0
     while time.monotonic() < deadline:
         row = ReplyJob.objects.filter(pk=job_id).values_list("state", "reply_id").first()
         connection_release()
@@ -117,7 +119,9 @@ def _first_text(follow: Follow, job_id: int) -> str:
         follow.reply_id = row[1]
         snapshot = snapshot_read(row[1]) if row[1] else None
         if snapshot is not None and snapshot.text.strip():
-            return snapshot.text
+            first_seen = first_seen or time.monotonic()
+            if time.monotonic() - first_seen >= follow.interval:
+                return snapshot.text
         if time.monotonic() - typed >= TYPING_EVERY_SECONDS:
             follow.adapter.typing(follow.account, follow.conversation)
             typed = time.monotonic()
