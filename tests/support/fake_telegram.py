@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 from tests.support.provider_server import Recorded
@@ -51,12 +52,16 @@ class FakeBotApi:
 
     def __init__(self) -> None:
         self.texts: dict[tuple[str, int], str] = {}
+        # Every call answered by this responder: (time.monotonic(), method, payload).
+        self.calls: list[tuple[float, str, dict[str, Any]]] = []
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
 
     def __call__(self, request: Recorded) -> tuple[int, Any, dict[str, str]]:
         method = request.path.rsplit("/", 1)[-1]
         payload = request.json or {}
+        with self._lock:
+            self.calls.append((time.monotonic(), method, payload))
         if method == "sendMessage":
             return self._send(payload)
         if method == "editMessageText":
@@ -99,6 +104,12 @@ class FakeBotApi:
                 )
             self.texts[(chat_id, message_id)] = text
         return 200, {"ok": True, "result": self._message(chat_id, message_id, text)}, {}
+
+    def answered(self, method: str) -> list[tuple[float, dict[str, Any]]]:
+        """The calls of `method` this responder answered (scripted failures are not among
+        them), with when they came."""
+        with self._lock:
+            return [(at, payload) for at, name, payload in self.calls if name == method]
 
     def chat_texts(self, chat_id: int | str) -> list[str]:
         """What the bot's messages in a chat show now, oldest first."""

@@ -1,0 +1,112 @@
+"""Replies shown as they form on Telegram: one message posted with the first text, edited at
+most once per interval while the scripted model streams slowly, and its final text set by the
+outbox's delivery (an edit of that same message). Real Celery worker, fake Bot API.
+"""
+
+import time
+from typing import Any
+
+import pytest
+
+from conversations.channels.splitting import split_text
+from conversations.channels.telegram import MAX_CHARS, TelegramAdapter
+from conversations.models import ChannelMessageRef, Message, OutboundDelivery
+from tests.channels.test_telegram import CHAT, bot, delivered, telegram  # noqa: F401
+from tests.channels.test_telegram_webhook import post_update, telegram_account
+from tests.support import fake_telegram as tg
+from tests.support.llm_server import Reply
+from tests.support.provider_server import ProviderServer
+from tests.support.stack import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
+
+INTERVAL = TelegramAdapter.interval
+
+
+def slow_reply(words: int, *, per_token: float, word: str = "parcel") -> Reply:
+    tokens = [f"{word}{i} " if i % 12 else f"{word}{i}. " for i in range(words)]
+    return Reply(text="".join(tokens), tokens=tokens, token_interval=per_token)
+
+
+def stored_reply() -> Message:
+    return Message.objects.get(role="assistant")
+
+
+def test_a_long_reply_is_posted_once_then_edited_at_most_once_per_interval(
+    make_tenant: Any, llm: Any, telegram: ProviderServer, bot: tg.FakeBotApi
+) -> None:
+    account = telegram_account(make_tenant()[0])
+    llm.enqueue(slow_reply(50, per_token=0.1))
+    started = time.monotonic()
+    post_update(account, tg.message_update(8001))
+    [delivery] = delivered()
+    duration = time.monotonic() - started
+    reply = stored_reply()
+    final = reply.text.strip()
+    assert final.startswith("parcel0") and final.endswith("parcel49")
+    sends, edits = bot.answered("sendMessage"), bot.answered("editMessageText")
+    assert len(sends) == 1, "one message, posted when the reply began"
+    assert final.startswith(sends[0][1]["text"]) and sends[0][1]["text"] != final
+    # Streaming edits (all but the delivery's last one) are an interval apart at least.
+    assert 2 <= len(edits) <= duration / INTERVAL + 2
+    times = [sends[0][0]] + [at for at, _payload in edits[:-1]]
+    assert all(b - a >= INTERVAL * 0.9 for a, b in zip(times, times[1:], strict=False))
+    texts = [payload["text"] for _at, payload in edits]
+    assert all(final.startswith(text.strip()) for text in texts)
+    assert texts[-1] == final
+    assert bot.chat_texts(CHAT) == [final]
+    refs = {r.provider_ref for r in ChannelMessageRef.objects.filter(message=reply, direction="out")}
+    [posted] = [message_id for chat, message_id in bot.texts if chat == CHAT]
+    assert refs == set(delivery.provider_message_ids) == {str(posted)}
+    assert {payload["message_id"] for _at, payload in edits} == {posted}
+
+
+def test_a_rate_limited_edit_is_skipped_never_retried(
+    make_tenant: Any, llm: Any, telegram: ProviderServer, bot: tg.FakeBotApi
+) -> None:
+    account = telegram_account(make_tenant()[0])
+    telegram.fail_next("/editMessageText", status=429, body=tg.too_many_requests(1))
+    llm.enqueue(slow_reply(45, per_token=0.1))
+    post_update(account, tg.message_update(8002))
+    delivered()
+    final = stored_reply().text.strip()
+    requested = [r.json["text"] for r in telegram.received("/editMessageText")]
+    assert len(requested) >= 2
+    refused = requested[0]
+    assert refused != final
+    assert requested.count(refused) == 1, "the refused edit was not sent again"
+    assert bot.chat_texts(CHAT) == [final]
+
+
+def test_a_streamed_reply_longer_than_a_message_ends_in_parts(
+    make_tenant: Any, llm: Any, telegram: ProviderServer, bot: tg.FakeBotApi
+) -> None:
+    account = telegram_account(make_tenant()[0])
+    llm.enqueue(slow_reply(500, per_token=0.006, word="warehouse-shipment"))
+    post_update(account, tg.message_update(8003))
+    [delivery] = delivered()
+    final = stored_reply().text
+    assert len(final) > MAX_CHARS
+    parts = split_text(final, MAX_CHARS)
+    assert bot.chat_texts(CHAT) == parts
+    edited = [payload["text"] for _at, payload in bot.answered("editMessageText")]
+    assert edited and all(len(text) <= MAX_CHARS for text in edited)
+    assert len(bot.answered("sendMessage")) == len(parts)
+    assert len(delivery.provider_message_ids) == len(parts)
+
+
+def test_a_quick_reply_is_sent_whole_without_edits(
+    make_tenant: Any, llm: Any, telegram: ProviderServer, bot: tg.FakeBotApi
+) -> None:
+    account = telegram_account(make_tenant()[0])
+    llm.enqueue(Reply(text="Yes, we ship to Norway."))
+    post_update(account, tg.message_update(8004))
+    delivered()
+    wait_until(
+        lambda: OutboundDelivery.objects.filter(state="sent").exists(),
+        timeout=10,
+        message="the delivery",
+    )
+    assert bot.chat_texts(CHAT) == ["Yes, we ship to Norway."]
+    assert bot.answered("editMessageText") == []
+    assert len(bot.answered("sendChatAction")) >= 1
