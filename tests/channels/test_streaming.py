@@ -3,7 +3,9 @@ most once per interval while the scripted model streams slowly, and its final te
 outbox's delivery (an edit of that same message). Real Celery worker, fake Bot API.
 """
 
+import itertools
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from conversations.channels.splitting import split_text
 from conversations.channels.telegram import MAX_CHARS, TelegramAdapter
 from conversations.models import ChannelMessageRef, Message, OutboundDelivery
-from tests.channels.test_telegram import CHAT, bot, delivered, telegram  # noqa: F401
+from tests.channels.test_telegram import CHAT, delivered
 from tests.channels.test_telegram_webhook import post_update, telegram_account
 from tests.support import fake_telegram as tg
 from tests.support.llm_server import Reply
@@ -21,6 +23,17 @@ from tests.support.stack import wait_until
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
 INTERVAL = TelegramAdapter.interval
+
+
+@pytest.fixture
+def bot() -> tg.FakeBotApi:
+    return tg.FakeBotApi()
+
+
+@pytest.fixture
+def telegram(bot: tg.FakeBotApi, settings: Any) -> Iterator[ProviderServer]:
+    with tg.bot_api_serving(bot, settings) as server:
+        yield server
 
 
 def slow_reply(words: int, *, per_token: float, word: str = "parcel") -> Reply:
@@ -43,19 +56,22 @@ def test_a_long_reply_is_posted_once_then_edited_at_most_once_per_interval(
     duration = time.monotonic() - started
     reply = stored_reply()
     final = reply.text.strip()
-    assert final.startswith("parcel0") and final.endswith("parcel49")
+    assert final.startswith("parcel0")
+    assert final.endswith("parcel49")
     sends, edits = bot.answered("sendMessage"), bot.answered("editMessageText")
     assert len(sends) == 1, "one message, posted when the reply began"
-    assert final.startswith(sends[0][1]["text"]) and sends[0][1]["text"] != final
+    assert final.startswith(sends[0][1]["text"])
+    assert sends[0][1]["text"] != final
     # Streaming edits (all but the delivery's last one) are an interval apart at least.
     assert 2 <= len(edits) <= duration / INTERVAL + 2
     times = [sends[0][0]] + [at for at, _payload in edits[:-1]]
-    assert all(b - a >= INTERVAL * 0.9 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= INTERVAL * 0.9 for a, b in itertools.pairwise(times))
     texts = [payload["text"] for _at, payload in edits]
     assert all(final.startswith(text.strip()) for text in texts)
     assert texts[-1] == final
     assert bot.chat_texts(CHAT) == [final]
-    refs = {r.provider_ref for r in ChannelMessageRef.objects.filter(message=reply, direction="out")}
+    rows = ChannelMessageRef.objects.filter(message=reply, direction="out")
+    refs = {row.provider_ref for row in rows}
     [posted] = [message_id for chat, message_id in bot.texts if chat == CHAT]
     assert refs == set(delivery.provider_message_ids) == {str(posted)}
     assert {payload["message_id"] for _at, payload in edits} == {posted}
@@ -90,7 +106,8 @@ def test_a_streamed_reply_longer_than_a_message_ends_in_parts(
     parts = split_text(final, MAX_CHARS)
     assert bot.chat_texts(CHAT) == parts
     edited = [payload["text"] for _at, payload in bot.answered("editMessageText")]
-    assert edited and all(len(text) <= MAX_CHARS for text in edited)
+    assert edited
+    assert all(len(text) <= MAX_CHARS for text in edited)
     assert len(bot.answered("sendMessage")) == len(parts)
     assert len(delivery.provider_message_ids) == len(parts)
 

@@ -33,8 +33,7 @@ def bot() -> tg.FakeBotApi:
 
 @pytest.fixture
 def telegram(bot: tg.FakeBotApi, settings: Any) -> Iterator[ProviderServer]:
-    with ProviderServer(default=bot) as server:
-        settings.TELEGRAM_API_BASE = server.url
+    with tg.bot_api_serving(bot, settings) as server:
         yield server
 
 
@@ -131,7 +130,11 @@ def test_a_blocked_bot_fails_the_delivery_for_good_without_the_token_in_the_erro
     telegram.fail_next(
         "/sendMessage",
         status=403,
-        body={"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"},
+        body={
+            "ok": False,
+            "error_code": 403,
+            "description": "Forbidden: bot was blocked by the user",
+        },
         times=5,
     )
     llm.enqueue(Reply(text="You will never see this."))

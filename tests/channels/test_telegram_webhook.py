@@ -86,9 +86,7 @@ def test_tenant_a_secret_cannot_post_into_tenant_b_channel(make_tenant: Any) -> 
     assert nothing_stored()
     accepted = post_update(account_a, tg.message_update(9003), secret="secret-of-tenant-a")
     assert accepted.status_code == 200
-    assert list(InboundEvent.objects.values_list("channel_account_id", flat=True)) == [
-        account_a.pk
-    ]
+    assert list(InboundEvent.objects.values_list("channel_account_id", flat=True)) == [account_a.pk]
 
 
 def test_an_account_without_a_webhook_secret_accepts_nothing(make_tenant: Any) -> None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from tests.support.provider_server import Recorded
+from tests.support.provider_server import ProviderServer, Recorded
 
 BOT_TOKEN = "123456:ABC-test-token"
 BOT = {"id": 123456, "is_bot": True, "first_name": "Shop help", "username": "shop_help_bot"}
@@ -119,6 +121,14 @@ class FakeBotApi:
                 for (chat, _id), text in sorted(self.texts.items(), key=lambda item: item[0][1])
                 if chat == str(chat_id)
             ]
+
+
+@contextmanager
+def bot_api_serving(bot: FakeBotApi, settings: Any) -> Iterator[ProviderServer]:
+    """A loopback server answering as `bot`, the Telegram API base of the test's settings."""
+    with ProviderServer(default=bot) as server:
+        settings.TELEGRAM_API_BASE = server.url
+        yield server
 
 
 # --- Updates (what Telegram posts to the webhook) ---------------------------------------------
