@@ -192,13 +192,19 @@ def _edits(follow: Follow) -> None:
         wait = max(last_edit + follow.interval, follow.quiet_until) - time.monotonic()
         time.sleep(max(wait, POLL_SECONDS))
         snapshot = snapshot_read(follow.reply_id)
-        if snapshot is None:
-            return  # the reply was stored (its snapshot cleared): the delivery takes over
+        if snapshot is None or not _still_streaming(follow.reply_id):
+            return  # stored (the delivery takes over), or cancelled (its snapshot sealed)
         if not snapshot.text.strip() or snapshot.text == follow.shown:
             continue
         if not _edit(follow, snapshot.text):
             return
         last_edit = time.monotonic()
+
+
+def _still_streaming(reply_id: UUID) -> bool:
+    streaming = Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).exists()
+    connection_release()
+    return streaming
 
 
 def _edit(follow: Follow, text: str) -> bool:

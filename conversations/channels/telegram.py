@@ -268,6 +268,8 @@ class TelegramAdapter:
         text: str,
         timeout: float | None = None,
     ) -> None:
+        if not ref.isdigit():
+            raise DeliveryFailed("editMessageText: not a Telegram message id", permanent=True)
         payload = {"chat_id": conversation.channel_thread, "message_id": int(ref), "text": text}
         try:
             bot_call(account, "editMessageText", payload, timeout=timeout)

@@ -4,15 +4,26 @@ outbox's delivery (an edit of that same message). Real Celery worker, fake Bot A
 """
 
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connections, transaction
 
 from conversations.channels.splitting import split_text
+from conversations.channels.streaming import reply_stream_follow_run
 from conversations.channels.telegram import MAX_CHARS, TelegramAdapter
-from conversations.models import ChannelMessageRef, Message, OutboundDelivery
+from conversations.models import (
+    ChannelMessageRef,
+    Contact,
+    Conversation,
+    Message,
+    OutboundDelivery,
+    ReplyJob,
+)
+from conversations.stream_state import snapshot_clear, snapshot_seal, snapshot_write
 from tests.channels.test_telegram import CHAT, delivered
 from tests.channels.test_telegram_webhook import post_update, telegram_account
 from tests.support import fake_telegram as tg
@@ -127,3 +138,126 @@ def test_a_quick_reply_is_sent_whole_without_edits(
     assert bot.chat_texts(CHAT) == ["Yes, we ship to Norway."]
     assert bot.answered("editMessageText") == []
     assert len(bot.answered("sendChatAction")) >= 1
+
+
+def streaming_reply(account: Any, text: str) -> tuple[ReplyJob, Message]:
+    """A reply job running with its reply streaming and `text` in its snapshot (no worker)."""
+    contact = Contact.objects.create(
+        tenant_id=account.tenant_id, channel="telegram", channel_user_id=CHAT
+    )
+    conversation = Conversation.objects.create(
+        tenant_id=account.tenant_id,
+        contact=contact,
+        channel="telegram",
+        channel_account=account,
+        channel_thread=CHAT,
+    )
+    trigger = Message.objects.create(
+        tenant_id=account.tenant_id, conversation=conversation, seq=1, role="user", text="Hi"
+    )
+    reply = Message.objects.create(
+        tenant_id=account.tenant_id,
+        conversation=conversation,
+        seq=2,
+        role="assistant",
+        status=Message.Status.STREAMING,
+    )
+    job = ReplyJob.objects.create(
+        tenant_id=account.tenant_id,
+        conversation=conversation,
+        trigger=trigger,
+        reply=reply,
+        state=ReplyJob.State.RUNNING,
+    )
+    snapshot_write(reply.pk, text=text, index=0)
+    return job, reply
+
+
+def test_a_reply_finishing_while_the_follower_opens_is_never_posted_by_it(
+    make_tenant: Any, telegram: ProviderServer, bot: tg.FakeBotApi
+) -> None:
+    """The reply is stored (uncommitted) just as the follower is about to post it: the follower
+    waits for the reply's row, sees it complete, and posts nothing; the delivery sends it."""
+    account = telegram_account(make_tenant()[0])
+    job, reply = streaming_reply(account, "Your parcel")
+    finishing, release = threading.Event(), threading.Event()
+
+    def finish() -> None:
+        try:
+            with transaction.atomic():
+                stored = Message.objects.get(pk=reply.pk)
+                stored.status, stored.text = Message.Status.COMPLETE, "Your parcel left today."
+                stored.save(update_fields=["status", "text"])  # as the reply's finish does
+                ReplyJob.objects.filter(pk=job.pk).update(state=ReplyJob.State.DONE)
+                finishing.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    finisher = threading.Thread(target=finish)
+    finisher.start()
+    assert finishing.wait(10)
+    # Committed while the follower waits on the reply's row lock (after its one interval).
+    threading.Timer(INTERVAL + 1.0, release.set).start()
+    started = time.monotonic()
+    reply_stream_follow_run(job_id=job.pk)
+    finisher.join(10)
+    assert time.monotonic() - started >= INTERVAL
+    assert bot.answered("sendMessage") == []
+    assert bot.answered("editMessageText") == []
+    assert not ChannelMessageRef.objects.filter(message=reply).exists()
+
+
+def test_the_follower_records_the_posted_message_for_the_delivery(
+    make_tenant: Any, telegram: ProviderServer, bot: tg.FakeBotApi
+) -> None:
+    """Followed to the end by hand: posted once, then the reply is stored and its snapshot
+    cleared, which ends the follow; the ref is the one the delivery will edit."""
+    account = telegram_account(make_tenant()[0])
+    job, reply = streaming_reply(account, "Your parcel")
+
+    def finish_later() -> None:
+        try:
+            wait_until(lambda: bot.answered("sendMessage"), timeout=10, message="the post")
+            snapshot_write(reply.pk, text="Your parcel left", index=1)
+            wait_until(lambda: bot.answered("editMessageText"), timeout=10, message="an edit")
+            Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE)
+            snapshot_clear(reply.pk)
+        finally:
+            connections.close_all()
+
+    finisher = threading.Thread(target=finish_later)
+    finisher.start()
+    reply_stream_follow_run(job_id=job.pk)
+    finisher.join(10)
+    [(_at, posted)] = bot.answered("sendMessage")
+    assert posted == {"chat_id": CHAT, "text": "Your parcel"}
+    [ref] = ChannelMessageRef.objects.filter(message=reply, direction="out")
+    assert bot.texts[(CHAT, int(ref.provider_ref))] == "Your parcel left"
+
+
+def test_a_reply_cancelled_by_a_take_over_ends_the_follow_at_once(
+    make_tenant: Any, telegram: ProviderServer, bot: tg.FakeBotApi
+) -> None:
+    """A take-over seals the snapshot (left to expire, not cleared) and fails the reply: the
+    follower stops within an interval or two instead of watching the snapshot until it expires."""
+    account = telegram_account(make_tenant()[0])
+    job, reply = streaming_reply(account, "Your parcel")
+
+    def take_over() -> None:
+        try:
+            wait_until(lambda: bot.answered("sendMessage"), timeout=10, message="the post")
+            snapshot_seal(reply.pk)
+            Message.objects.filter(pk=reply.pk).update(status=Message.Status.FAILED)
+            ReplyJob.objects.filter(pk=job.pk).update(state=ReplyJob.State.CANCELLED)
+        finally:
+            connections.close_all()
+
+    taker = threading.Thread(target=take_over)
+    taker.start()
+    started = time.monotonic()
+    reply_stream_follow_run(job_id=job.pk)
+    taker.join(10)
+    assert time.monotonic() - started < INTERVAL * 4 + 2
+    assert len(bot.answered("sendMessage")) == 1
+    assert bot.answered("editMessageText") == []
