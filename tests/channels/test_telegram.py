@@ -160,3 +160,19 @@ def test_a_photo_with_a_caption_is_answered_and_its_update_stored(
     assert bot.chat_texts(CHAT) == ["I cannot see pictures yet; a person will look at it."]
     event = InboundEvent.objects.get()
     assert (event.provider_event_id, event.state) == ("7006", "processed")
+
+
+def test_a_voice_note_without_text_is_processed_with_its_file_kept_in_the_update(
+    make_tenant: Any, llm: Any, telegram: ProviderServer
+) -> None:
+    account = telegram_account(make_tenant()[0])
+    llm.enqueue(Reply(text="I cannot listen to voice notes; could you write it?"))
+    post_update(account, tg.voice_update(7007))
+    event = wait_until(
+        lambda: InboundEvent.objects.filter(state__in=["processed", "failed"]).first(),
+        timeout=15,
+        message="the voice note processed",
+    )
+    assert event.state == "processed"
+    assert event.message is not None
+    assert event.message.role == "user"
