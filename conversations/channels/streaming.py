@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 FIRST_TEXT_WAIT_SECONDS = 120.0  # the reply's first text (a queued job, a slow model)
 FOLLOW_SECONDS = 600.0  # the longest a reply is followed (the stream snapshot's lifetime)
 POLL_SECONDS = 0.1
+JOB_CHECK_SECONDS = 0.5
 TYPING_EVERY_SECONDS = 4.5  # Telegram shows "typing" for 5 seconds
 DEFAULT_INTERVAL = 1.0
 _ENDED_JOB_STATES = frozenset(
@@ -104,16 +105,18 @@ def _follow_start(job_id: int) -> Follow | None:
 def _first_text(follow: Follow, job_id: int) -> str:
     """Wait for the reply's text (showing "typing" meanwhile) until it has been forming for one
     `interval`: a reply finished sooner is sent whole by the delivery (one message, no edit).
-    "" when the job ends first or the wait is over."""
+    "" when the job ends first or the wait is over. The job's row is read every
+    `JOB_CHECK_SECONDS`, the snapshot (Redis) more often."""
     deadline = time.monotonic() + FIRST_TEXT_WAIT_SECONDS
-    typed, first_seen = time.monotonic(), 0.0
+    typed, checked, first_seen = time.monotonic(), 0.0, 0.0
     while time.monotonic() < deadline:
-        row = ReplyJob.objects.filter(pk=job_id).values_list("state", "reply_id").first()
-        connection_release()
-        if row is None or row[0] in _ENDED_JOB_STATES:
-            return ""
-        follow.reply_id = row[1]
-        snapshot = snapshot_read(row[1]) if row[1] else None
+        if time.monotonic() - checked >= JOB_CHECK_SECONDS:
+            row = ReplyJob.objects.filter(pk=job_id).values_list("state", "reply_id").first()
+            connection_release()
+            if row is None or row[0] in _ENDED_JOB_STATES:
+                return ""
+            follow.reply_id, checked = row[1], time.monotonic()
+        snapshot = snapshot_read(follow.reply_id) if follow.reply_id else None
         if snapshot is not None and snapshot.text.strip():
             first_seen = first_seen or time.monotonic()
             if time.monotonic() - first_seen >= follow.interval:
