@@ -9,6 +9,8 @@ reply job) shows the typing action, waits for the reply's text in the stream sna
 the provider's id of that message as an OUTBOUND `ChannelMessageRef` of the reply (the outbox
 reads it as `Outgoing.stream_ref`), then edits it with the text so far at most once per the
 adapter's `interval`, and only when the text changed, until the reply is no longer streaming.
+An adapter with `streams_by_edit` sets `interval` to the seconds its platform allows between
+edits of one message (1.0 when it has none); a 429's `retry_after` pauses the edits longer.
 
 The race with the final delivery is settled by the reply's own row: the follower posts or edits
 only while holding the reply message's row lock (`FOR NO KEY UPDATE`) and seeing it still
