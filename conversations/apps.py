@@ -21,3 +21,5 @@ class ConversationsConfig(AppConfig):
         # The channels' admin (channels, API keys, the outbox, inbound events): a module of its
         # own beside admin.py (the layer contract keeps the two independent).
         import conversations.channel_admin  # noqa: F401
+        # Channel adapters register themselves (conversations.channels.base) when imported.
+        import conversations.channels.telegram  # noqa: F401
