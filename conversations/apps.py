@@ -13,6 +13,9 @@ class ConversationsConfig(AppConfig):
         from conversations.personal_data import personal_data_register
         from supportbot.compliance.registry import register_store
 
+        # Channels: each adapter registers itself when imported.
+        import conversations.channels.slack  # noqa: F401
+
         register_store(ConsentStore())
         register_store(WidgetSessionsStore())
         personal_data_register()
