@@ -8,13 +8,11 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         # The personal data this app holds, for export and erasure (supportbot.compliance);
         # the contacts' own store is registered last (personal_data_register).
+        import conversations.channels.slack  # noqa: F401
         from conversations.consent_records import ConsentStore
         from conversations.erased import WidgetSessionsStore
         from conversations.personal_data import personal_data_register
         from supportbot.compliance.registry import register_store
-
-        # Channels: each adapter registers itself when imported.
-        import conversations.channels.slack  # noqa: F401
 
         register_store(ConsentStore())
         register_store(WidgetSessionsStore())
