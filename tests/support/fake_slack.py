@@ -31,12 +31,33 @@ class SlackWebApi:
         self.token = token
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
+        self._rate_limits: list[str] = []
+        self.call_times: list[tuple[str, float]] = []  # (method, time.monotonic()) of each call
+
+    def rate_limit_next(self, retry_after: int = 1, *, times: int = 1) -> None:
+        """The next `times` calls are refused as Slack refuses a method called too often:
+        HTTP 429, `Retry-After`, `{"ok": false, "error": "ratelimited"}`."""
+        with self._lock:
+            self._rate_limits.extend([str(retry_after)] * times)
+
+    def _rate_limited(self) -> str | None:
+        with self._lock:
+            return self._rate_limits.pop(0) if self._rate_limits else None
+
+    def calls_of(self, method: str) -> list[float]:
+        with self._lock:
+            return [at for name, at in self.call_times if name == method]
 
     def _next_ts(self) -> str:
         with self._lock:
             return f"1700000000.{next(self._counter):06d}"
 
     def respond(self, request: Recorded) -> tuple[int, Any, dict[str, str]]:
+        with self._lock:
+            self.call_times.append((request.path.rsplit("/", 1)[-1], time.monotonic()))
+        retry_after = self._rate_limited()
+        if retry_after is not None:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": retry_after}
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         payload = request_payload(request)
