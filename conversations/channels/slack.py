@@ -179,7 +179,9 @@ def event_items(account: ChannelAccount, envelope: dict[str, Any]) -> list[Inbou
         return [Ignored(event_id=event_id, reason=reason)]
     channel = str(event.get("channel") or "")
     ts = str(event.get("ts") or "")
-    files = event.get("files") if isinstance(event.get("files"), list) else []
+    files = event.get("files")
+    if not isinstance(files, list):
+        files = []
     text = inbound_text(str(event.get("text") or ""), bot_user_id)
     if not text and not files:
         return [Ignored(event_id=event_id, reason="empty message")]
