@@ -200,6 +200,19 @@ def event_items(account: ChannelAccount, envelope: dict[str, Any]) -> list[Inbou
 # --- the Web API ------------------------------------------------------------------------------
 
 
+class SlackRefused(DeliveryFailed):
+    """Slack's `{"ok": false}` answer to a Web API call, with its `error` code."""
+
+    def __init__(self, method: str, error: str, *, status: int, retry_after: float | None) -> None:
+        super().__init__(
+            f"slack {method}: {error}",
+            status=status,
+            retry_after=retry_after,
+            permanent=error not in TRANSIENT_ERRORS and status < 500,
+        )
+        self.error = error
+
+
 def _retry_after(response: httpx.Response) -> float:
     try:
         return max(float(response.headers.get("Retry-After", "")), 0.0)
@@ -241,11 +254,12 @@ def web_api_call(account: ChannelAccount, method: str, payload: dict[str, Any]) 
     if data.get("ok") is True:
         return data
     error = str(data.get("error") or "unknown_error")[:80]
-    raise DeliveryFailed(
-        f"slack {method}: {error}",
+    limited = error in ("ratelimited", "rate_limited")
+    raise SlackRefused(
+        method,
+        error,
         status=response.status_code,
-        retry_after=_retry_after(response) if error in ("ratelimited", "rate_limited") else None,
-        permanent=error not in TRANSIENT_ERRORS and response.status_code < 500,
+        retry_after=_retry_after(response) if limited else None,
     )
 
 
@@ -289,9 +303,10 @@ def _first_part(outgoing: Outgoing, part: str) -> str:
         try:
             message_update(account, conversation, outgoing.stream_ref, part)
             return outgoing.stream_ref
-        except DeliveryFailed as failed:
-            if not any(failed.reason.endswith(code) for code in UPDATE_TARGET_GONE):
+        except SlackRefused as refused:
+            if refused.error not in UPDATE_TARGET_GONE:
                 raise
+            logger.info("slack: the streamed message is gone (%s), posting anew", refused.error)
     return message_post(account, conversation, part)
 
 
@@ -303,6 +318,7 @@ def _later_part(outgoing: Outgoing, part: str) -> str:
         wait = failed.retry_after
         if wait is None or wait > MAX_INLINE_WAIT_SECONDS:
             raise
+        logger.info("slack: rate limited within a split reply, waiting %.1f s", wait)
         time.sleep(wait)
         return message_post(outgoing.account, outgoing.conversation, part)
 
@@ -360,7 +376,9 @@ class SlackAdapter:
     def stream_edit(
         self, account: ChannelAccount, conversation: Conversation, ref: str, text: str
     ) -> None:
-        """Show the reply so far in the streamed message (its first part, when it is long)."""
+        """Show the reply so far in the streamed message (its first part, when it is long).
+        A rate limit raises DeliveryFailed with Slack's Retry-After: an edit to skip, since
+        the next one (or the final send) shows the whole text anyway."""
         message_update(account, conversation, ref, _stream_text(text))
 
 
