@@ -8,8 +8,10 @@ signature holds). A person's message to the bot (a direct message, `channel_type
 mention of the bot in a channel (`app_mention`) become messages keyed by the envelope's
 `event_id`, so Slack's redeliveries (`X-Slack-Retry-Num`) are stored once. The conversation is
 the Slack thread (`<channel>:<thread ts>`), and every reply goes into that thread. The bot's own
-messages, edits and deletions are ignored. Plain messages in channels are ignored too: a
-mention arrives as its own `app_mention` event, which is the one answered.
+messages, edits and deletions are ignored. In a channel, the bot answers a mention (its own
+`app_mention` event) and, in a thread it is answering in, the person's follow-ups without a
+mention (`message` events, when the app subscribes to `message.channels`); other channel
+messages are ignored.
 
 Outbound: `chat.postMessage` in the thread, split at 4,000 characters; a reply that was shown
 as it formed (`stream_ref`) has that message updated (`chat.update`) with its first part.
@@ -28,7 +30,7 @@ import json
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from django.conf import settings
@@ -50,9 +52,8 @@ from conversations.channels.base import (
     register_adapter,
 )
 from conversations.channels.splitting import split_text
-
-if TYPE_CHECKING:
-    from conversations.models import ChannelAccount, Conversation
+from conversations.models import ChannelAccount, Conversation
+from supportbot.compliance.encryption import blind_index_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ UPDATE_TARGET_GONE = frozenset({"message_not_found", "cant_update_message", "edi
 # Message subtypes that are a person writing (everything else: the bot, edits, joins...).
 PERSON_SUBTYPES = frozenset({"", "file_share", "thread_broadcast"})
 IGNORED_SUBTYPES = frozenset({"bot_message", "message_changed", "message_deleted"})
-ANSWERED_CHANNEL_TYPES = frozenset({"im"})
+DIRECT_CHANNEL_TYPES = frozenset({"im"})
 
 
 # --- inbound ----------------------------------------------------------------------------------
@@ -159,9 +160,29 @@ def _ignore_reason(event: dict[str, Any], bot_user_id: str) -> str:
         return f"message subtype {subtype}"
     if not event.get("user") or (bot_user_id and event.get("user") == bot_user_id):
         return "the bot's own message"
-    if kind == "message" and event.get("channel_type") not in ANSWERED_CHANNEL_TYPES:
-        return "channel message (mentions come as app_mention)"
     return ""
+
+
+def thread_follow_up(account: ChannelAccount, event: dict[str, Any], bot_user_id: str) -> bool:
+    """Whether a channel message (not a direct one) is a person's follow-up in a thread the
+    bot is answering in: it belongs to an open conversation of this channel, and does not
+    mention the bot (a mention comes as its own `app_mention` event, answered once)."""
+    thread_ts = str(event.get("thread_ts") or "")
+    if not thread_ts or thread_ts == event.get("ts"):
+        return False
+    if bot_user_id and f"<@{bot_user_id}" in str(event.get("text") or ""):
+        return False
+    thread = f"{event.get('channel') or ''}:{thread_ts}"
+    index = blind_index_lookup(account.tenant_id, thread, kind="channel_user")
+    if not index:
+        return False
+    return (
+        Conversation.objects.filter(
+            tenant_id=account.tenant_id, channel_account=account, channel_thread_index=index
+        )
+        .exclude(status=Conversation.Status.CLOSED)
+        .exists()
+    )
 
 
 def event_items(account: ChannelAccount, envelope: dict[str, Any]) -> list[InboundItem]:
@@ -175,6 +196,10 @@ def event_items(account: ChannelAccount, envelope: dict[str, Any]) -> list[Inbou
         return [Ignored(event_id=event_id, reason="another workspace")]
     bot_user_id = str(config_value(account, "bot_user_id") or "")
     reason = _ignore_reason(event, bot_user_id)
+    if not reason and event.get("type") == "message":
+        direct = event.get("channel_type") in DIRECT_CHANNEL_TYPES
+        if not direct and not thread_follow_up(account, event, bot_user_id):
+            reason = "channel message outside the bot's threads (mentions come as app_mention)"
     if reason:
         return [Ignored(event_id=event_id, reason=reason)]
     channel = str(event.get("channel") or "")

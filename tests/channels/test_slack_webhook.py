@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from conversations.channels.base import InboundMessage
+from conversations.channels.inbound import channel_contact, channel_conversation
 from conversations.models import ChannelAccount, InboundEvent
 from tests.support import fake_slack
 from tests.support.fake_slack import body_of, event_callback, signed_headers
@@ -249,3 +251,66 @@ def test_other_envelopes_store_nothing(account: ChannelAccount) -> None:
     )
     assert post(account, body, signed_headers(SECRET, body)).status_code == 200
     assert stored(account) == []
+
+
+# --- follow-ups in a channel thread the bot answers in ----------------------------------------
+
+
+def channel_reply(text: str, *, thread_ts: str = "1515449522.000016") -> dict[str, Any]:
+    """A person's message in a channel thread (`message.channels`), no mention of the bot."""
+    return {
+        **fake_slack.direct_message(text, channel="C123ABC456", ts="1515449700.000030"),
+        "channel_type": "channel",
+        "thread_ts": thread_ts,
+    }
+
+
+def open_thread(account: ChannelAccount, thread: str) -> None:
+    item = InboundMessage(event_id="Ev0", user_id="U123ABC456", thread=thread)
+    contact = channel_contact(account=account, item=item)
+    channel_conversation(account=account, contact=contact, item=item)
+
+
+def test_a_follow_up_in_the_bot_thread_is_answered_without_a_mention(
+    account: ChannelAccount,
+) -> None:
+    open_thread(account, "C123ABC456:1515449522.000016")
+    body = body_of(event_callback(channel_reply("And in blue?"), event_id="Ev11"))
+    assert post(account, body, signed_headers(SECRET, body)).status_code == 200
+    (row,) = stored(account)
+    assert row.kind == "message"
+    assert row.payload["thread"] == "C123ABC456:1515449522.000016"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(
+            channel_reply("And in blue?", thread_ts="1515449000.000001"), id="other-thread"
+        ),
+        pytest.param(
+            channel_reply(f"<@{BOT_USER}> and in blue?"), id="mention-comes-as-app_mention"
+        ),
+        pytest.param(
+            {**channel_reply("top level"), "thread_ts": None, "ts": "1515449700.000030"},
+            id="top-level",
+        ),
+    ],
+)
+def test_other_channel_messages_are_ignored(account: ChannelAccount, event: dict[str, Any]) -> None:
+    open_thread(account, "C123ABC456:1515449522.000016")
+    body = body_of(event_callback(event, event_id="Ev12"))
+    assert post(account, body, signed_headers(SECRET, body)).status_code == 200
+    (row,) = stored(account)
+    assert row.state == "ignored"
+
+
+def test_a_thread_of_another_tenant_channel_is_not_followed(
+    make_tenant: Any, account: ChannelAccount
+) -> None:
+    other_tenant, _ = make_tenant()
+    open_thread(slack_account(other_tenant), "C123ABC456:1515449522.000016")
+    body = body_of(event_callback(channel_reply("And in blue?"), event_id="Ev13"))
+    assert post(account, body, signed_headers(SECRET, body)).status_code == 200
+    (row,) = stored(account)
+    assert row.state == "ignored"
