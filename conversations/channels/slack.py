@@ -68,9 +68,15 @@ DEFAULT_RETRY_AFTER_SECONDS = 1.0
 # Slack's `error` codes worth trying again; every other one is the request's own fault
 # (invalid_auth, channel_not_found, not_in_channel, is_archived, msg_too_long...).
 TRANSIENT_ERRORS = frozenset(
-    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",
-     "request_timeout"}
-)  # fmt: skip
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+    }
+)
 # The streamed message to update is gone: the reply is posted afresh instead.
 UPDATE_TARGET_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 # Message subtypes that are a person writing (everything else: the bot, edits, joins...).
