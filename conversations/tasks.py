@@ -9,7 +9,7 @@ from django.db import OperationalError
 
 from conversations.assistant_modes import person_first_waits_release
 from conversations.channels.inbound import inbound_event_process
-from conversations.channels.outbox_send import outbound_deliver
+from conversations.channels.outbox_send import outbound_deliver, outbox_sweep
 from conversations.channels.streaming import reply_stream_follow_run
 from conversations.reply.claim import LeaseHeld
 from conversations.reply.generate import reply_generate, reply_jobs_requeue_stalled
@@ -123,3 +123,12 @@ def channel_deliver(self: Any, delivery_id: int) -> None:
 def channel_stream_follow(job_id: int) -> None:
     """Show a reply as it forms on Telegram or Slack (throttled edits of one message)."""
     reply_stream_follow_run(job_id=job_id)
+
+
+# --- The outbox's sweep -------------------------------------------------------------------------
+
+
+@shared_task(name="conversations.outbox_sweep", ignore_result=True, expires=25)
+def outbox_sweep_task() -> int:
+    """Queue again the outbox rows whose send job was lost (beat, every 30 s)."""
+    return outbox_sweep()

@@ -252,6 +252,11 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
 # The largest webhook body accepted (an email forwarded as raw MIME included).
 CHANNEL_WEBHOOK_MAX_BYTES = env.int("CHANNEL_WEBHOOK_MAX_BYTES", default=10 * 1024 * 1024)
 
+# The outbox's sweep: a pending delivery overdue by more than OUTBOX_SWEEP_GRACE seconds (its
+# send job lost with Redis, its worker killed) is queued again, every 30 s.
+OUTBOX_SWEEP_GRACE = env.float("OUTBOX_SWEEP_GRACE", default=60.0)
+CELERY_BEAT_SCHEDULE["outbox-sweep"] = {"task": "conversations.outbox_sweep", "schedule": 30.0}
+
 # --- LLM provider (a tenant may override it in admin) ----------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="") or _devstack_value("llm_provider") or ""
 LLM_BASE_URL = env.str("LLM_BASE_URL", default="") or _devstack_value("llm_base_url") or ""
