@@ -6,6 +6,10 @@ job for it finds it not due and leaves it), committed, then the adapter is calle
 outcome is recorded in a transaction of its own. A row is sent at most once however many jobs
 race for it.
 
+A conversation's messages reach the visitor in the order they were written: a row waits while
+an earlier row of its conversation is still pending (being sent, or waiting for a retry), and
+each row's outcome (sent, or failed for good) wakes the next one up.
+
 A provider's 429 or 5xx (or a network failure) is tried again after its `Retry-After`, or with
 exponential backoff; a permanent refusal (or the last attempt) leaves the row `failed`, shown
 in the admin, where it can be retried (`delivery_retry`). A row whose channel was disabled (or
@@ -17,12 +21,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from conversations.channels.base import DeliveryFailed, Outgoing, Sent, adapter_for
@@ -37,6 +41,7 @@ MAX_BACKOFF_SECONDS = 300.0
 EARLY_TOLERANCE_SECONDS = 5.0
 SWEEP_BATCH = 500
 CHANNEL_DISABLED = "channel disabled"
+WAITING = "waiting"  # behind an earlier message of its conversation
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,13 @@ def outbound_deliver(*, delivery_id: int) -> Attempt:
 
 
 def _claim(delivery_id: int) -> OutboundDelivery | Attempt:
-    """In a short transaction: count the attempt and lease the row, or say why not."""
-    now = timezone.now()
+    """In a short transaction: count the attempt and lease the row, or say why not.
+
+    The row lock is waited for (claims are short and call no provider): a send job woken by
+    the delivery before it must not give up because that delivery's job still holds it."""
     with transaction.atomic():
         delivery = (
-            OutboundDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            OutboundDelivery.objects.select_for_update(of=("self",))
             .select_related(
                 "channel_account", "conversation__tenant", "conversation__contact", "message"
             )
@@ -88,17 +95,11 @@ def _claim(delivery_id: int) -> OutboundDelivery | Attempt:
             .first()
         )
         if delivery is None:
-            exists = OutboundDelivery.objects.filter(pk=delivery_id).exists()
-            return Attempt(state="busy" if exists else "gone")
-        if delivery.state != OutboundDelivery.State.PENDING:
-            return Attempt(state=delivery.state)
-        if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
-            # Leased by another job, or waiting for its retry time.
-            early = (delivery.next_attempt_at - now).total_seconds()
-            return Attempt(
-                state=delivery.state,
-                retry_in=early if early <= EARLY_TOLERANCE_SECONDS else None,
-            )
+            return Attempt(state="gone")
+        now = timezone.now()
+        not_now = _not_claimable(delivery, now)
+        if not_now is not None:
+            return not_now
         delivery.attempts += 1
         refusal = _undeliverable(delivery)
         if refusal:
@@ -107,6 +108,49 @@ def _claim(delivery_id: int) -> OutboundDelivery | Attempt:
         delivery.next_attempt_at = now + timedelta(seconds=claim_lease_seconds())
         delivery.save(update_fields=["attempts", "next_attempt_at"])
     return delivery
+
+
+def _not_claimable(delivery: OutboundDelivery, now: datetime) -> Attempt | None:
+    """Why this job does not send the row now (None: it does): sent or failed already, leased
+    by another job, waiting for its retry time, or behind an earlier message of the
+    conversation still to be delivered (that one's outcome wakes this one up)."""
+    if delivery.state != OutboundDelivery.State.PENDING:
+        return Attempt(state=delivery.state)
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
+        early = (delivery.next_attempt_at - now).total_seconds()
+        return Attempt(
+            state=delivery.state, retry_in=early if early <= EARLY_TOLERANCE_SECONDS else None
+        )
+    if _earlier_pending(delivery).exists():
+        return Attempt(state=WAITING)
+    return None
+
+
+def _earlier_pending(delivery: OutboundDelivery) -> QuerySet[OutboundDelivery]:
+    return OutboundDelivery.objects.filter(
+        conversation_id=delivery.conversation_id,
+        channel_account_id=delivery.channel_account_id,
+        state=OutboundDelivery.State.PENDING,
+        pk__lt=delivery.pk,
+    )
+
+
+def _next_in_line_wake(delivery: OutboundDelivery) -> None:
+    """Inside the transaction ending a delivery (sent, or failed for good): queue the
+    conversation's next message waiting behind it, after commit."""
+    following = (
+        OutboundDelivery.objects.filter(
+            conversation_id=delivery.conversation_id,
+            channel_account_id=delivery.channel_account_id,
+            state=OutboundDelivery.State.PENDING,
+            pk__gt=delivery.pk,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if following is not None:
+        transaction.on_commit(partial(delivery_enqueue, following))
 
 
 def _undeliverable(delivery: OutboundDelivery) -> str:
@@ -203,6 +247,7 @@ def _sent_record(delivery: OutboundDelivery, sent: Sent, outbound: OutboundText)
         )
         if outbound.notice is not None:
             notice_shown_record(delivery, outbound.notice)
+        _next_in_line_wake(row)
     return Attempt(state=OutboundDelivery.State.SENT)
 
 
@@ -234,6 +279,7 @@ def _fail_for_good(row: OutboundDelivery, failed: DeliveryFailed) -> None:
     row.last_error = failed.reason[:300]
     row.next_attempt_at = None
     row.save(update_fields=["state", "attempts", "last_status", "last_error", "next_attempt_at"])
+    _next_in_line_wake(row)
     logger.warning(
         "delivery %s failed for good after %s attempts (status %s)",
         row.pk,
@@ -257,6 +303,15 @@ def delivery_retry(*, delivery_id: int, tenant_id: int | None = None) -> bool:
     return bool(updated)
 
 
+# An earlier message of the same conversation still to be delivered: the row waits for it.
+_waited_for = OutboundDelivery.objects.filter(
+    conversation_id=OuterRef("conversation_id"),
+    channel_account_id=OuterRef("channel_account_id"),
+    state=OutboundDelivery.State.PENDING,
+    pk__lt=OuterRef("pk"),
+)
+
+
 def outbox_sweep(*, grace_seconds: float | None = None) -> int:
     """Queue again the pending rows whose send job is overdue by more than the grace period (a
     job lost with Redis, a worker killed mid-send): nothing in the outbox is forgotten. Each
@@ -272,6 +327,7 @@ def outbox_sweep(*, grace_seconds: float | None = None) -> int:
                 Q(next_attempt_at__lt=cutoff)
                 | Q(next_attempt_at__isnull=True, created_at__lt=cutoff)
             )
+            .exclude(Exists(_waited_for))
             .order_by("next_attempt_at", "id")
             .values_list("pk", flat=True)[:SWEEP_BATCH]
         )
