@@ -257,7 +257,7 @@ def _failure_record(delivery: OutboundDelivery, failed: DeliveryFailed) -> Attem
     with transaction.atomic():
         row = _own_row_locked(delivery)
         if row is None:
-            return Attempt(state="busy")
+            return Attempt(state="superseded")
         if failed.permanent or row.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
             _fail_for_good(row, failed)
             return Attempt(state=row.state)
