@@ -317,6 +317,55 @@ def test_a_disabled_channel_fails_its_deliveries_without_a_call(
     assert provider.received() == []
 
 
+class FlakyAdapter(HttpTestAdapter):
+    """An adapter with a bug that shows once: its first send raises something unexpected."""
+
+    def send(self, outgoing: Outgoing) -> Sent:
+        if not self.sent_at:
+            self.sent_at.append(time.monotonic())
+            raise RuntimeError("an adapter's bug")
+        return super().send(outgoing)
+
+
+@pytest.mark.usefixtures("celery_idle")
+def test_an_adapter_error_counts_as_an_attempt_and_is_retried(
+    tenant: Tenant, adapters: dict[str, HttpTestAdapter], provider: ProviderServer
+) -> None:
+    base._ADAPTERS["sms"] = FlakyAdapter("sms", provider.url)
+    conversation = channel_conversation(tenant, "sms")
+    message = post(conversation, "Sent on the second try.")
+
+    delivery = wait_for_state(message, OutboundDelivery.State.SENT)
+
+    assert delivery.attempts == 2
+    assert sent_texts(provider, "sms") == ["Sent on the second try."]
+
+
+def test_a_kind_without_an_adapter_fails_for_good(
+    tenant: Tenant, adapters: dict[str, HttpTestAdapter], provider: ProviderServer
+) -> None:
+    del base._ADAPTERS["slack"]
+    conversation = channel_conversation(tenant, "slack")
+    message = _queued_without_a_job(conversation, "No adapter.")
+
+    assert outbound_deliver(delivery_id=delivery_of(message).pk).state == "failed"
+    failed = delivery_of(message)
+    assert failed.last_error == "no adapter for slack"
+    assert provider.received() == []
+
+
+def test_a_row_removed_with_its_channel_is_gone(
+    tenant: Tenant, adapters: dict[str, HttpTestAdapter], provider: ProviderServer
+) -> None:
+    conversation = channel_conversation(tenant, "sms")
+    message = _queued_without_a_job(conversation, "Channel deleted.")
+    delivery_id = delivery_of(message).pk
+    ChannelAccount.objects.filter(pk=conversation.channel_account_id).delete()
+
+    assert outbound_deliver(delivery_id=delivery_id).state == "gone"
+    assert provider.received() == []
+
+
 # --- in order -----------------------------------------------------------------------------------
 
 
