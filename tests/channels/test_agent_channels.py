@@ -9,6 +9,7 @@ test adapter (see test_outbox).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,6 +61,15 @@ async def wait_for_texts(provider: ProviderServer, count: int) -> list[str]:
     return texts(requests)
 
 
+async def poll(read: Callable[[], Any], *, message: str, timeout: float = 20) -> Any:
+    """Read the database (on Django's thread for async code) until `read` gives something."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := await database_sync_to_async(read)()):
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {message}"
+        await asyncio.sleep(0.05)
+    return value
+
+
 async def test_handoff_takeover_agent_reply_and_hand_back_reach_the_channel(
     tenant: Tenant,
     agent: Any,
@@ -108,14 +118,12 @@ async def test_a_reply_cancelled_by_a_takeover_is_not_delivered(
     await database_sync_to_async(message_post_from_visitor)(
         conversation=conversation, client_id="sms-1", text="Tell me a story"
     )
-    streaming = await asyncio.to_thread(
-        wait_until,
+    streaming = await poll(
         lambda: Message.objects.filter(
             conversation_id=conversation.pk,
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
         ).first(),
-        timeout=15,
         message="the reply to start streaming",
     )
 
@@ -129,10 +137,8 @@ async def test_a_reply_cancelled_by_a_takeover_is_not_delivered(
         "Ana here instead.",
     ]
     # Whatever the worker still does with the model's stream, the reply is never sent.
-    await asyncio.to_thread(
-        wait_until,
-        lambda: LLMCall.objects.filter(conversation_id=conversation.pk).exists(),
-        timeout=20,
+    await poll(
+        LLMCall.objects.filter(conversation_id=conversation.pk).exists,
         message="the worker to finish with the model's stream",
     )
     reply = await database_sync_to_async(Message.objects.get)(pk=streaming.pk)
