@@ -10,7 +10,7 @@ from django.db import OperationalError
 from conversations.assistant_modes import person_first_waits_release
 from conversations.channels.email_imap import MailboxUnavailable, mailbox_poll, mailboxes_to_poll
 from conversations.channels.inbound import inbound_event_process
-from conversations.channels.outbox_send import outbound_deliver
+from conversations.channels.outbox_send import outbound_deliver, outbox_sweep
 from conversations.channels.streaming import reply_stream_follow_run
 from conversations.reply.claim import LeaseHeld
 from conversations.reply.generate import reply_generate, reply_jobs_requeue_stalled
@@ -146,3 +146,12 @@ def email_poll_mailbox(account_id: str) -> int:
     except MailboxUnavailable as error:
         logger.warning("email channel %s: mailbox not read: %s", account_id, error)
         return 0
+
+
+# --- The outbox's sweep -------------------------------------------------------------------------
+
+
+@shared_task(name="conversations.outbox_sweep", ignore_result=True, expires=25)
+def outbox_sweep_task() -> int:
+    """Queue again the outbox rows whose send job was lost (beat, every 30 s)."""
+    return outbox_sweep()

@@ -260,6 +260,11 @@ CELERY_BEAT_SCHEDULE["email-poll"] = {
     "schedule": EMAIL_POLL_SECONDS,
 }
 
+# The outbox's sweep: a pending delivery overdue by more than OUTBOX_SWEEP_GRACE seconds (its
+# send job lost with Redis, its worker killed) is queued again, every 30 s.
+OUTBOX_SWEEP_GRACE = env.float("OUTBOX_SWEEP_GRACE", default=60.0)
+CELERY_BEAT_SCHEDULE["outbox-sweep"] = {"task": "conversations.outbox_sweep", "schedule": 30.0}
+
 # --- LLM provider (a tenant may override it in admin) ----------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="") or _devstack_value("llm_provider") or ""
 LLM_BASE_URL = env.str("LLM_BASE_URL", default="") or _devstack_value("llm_base_url") or ""
