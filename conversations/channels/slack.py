@@ -221,11 +221,21 @@ def event_items(account: ChannelAccount, envelope: dict[str, Any]) -> list[Inbou
             event_id=event_id,
             user_id=str(event["user"]),
             text=text,
-            thread=f"{channel}:{event.get('thread_ts') or ts}",
+            thread=_thread_key(event, channel, ts),
             provider_ref=f"{channel}:{ts}" if ts else "",
             attachments=tuple(_attachment(f) for f in files if isinstance(f, dict)),
         )
     ]
+
+
+def _thread_key(event: dict[str, Any], channel: str, ts: str) -> str:
+    """The conversation's key: a thread (`<channel>:<thread ts>`), or, for a direct message
+    outside a thread, the direct-message channel itself (`<channel>:`), so a person writing
+    to the bot goes on in one conversation, answered in the same flow."""
+    thread_ts = str(event.get("thread_ts") or "")
+    if not thread_ts and event.get("channel_type") in DIRECT_CHANNEL_TYPES:
+        return f"{channel}:"
+    return f"{channel}:{thread_ts or ts}"
 
 
 # --- the Web API ------------------------------------------------------------------------------

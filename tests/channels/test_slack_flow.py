@@ -81,7 +81,7 @@ def posts(server: ProviderServer) -> list[dict[str, Any]]:
     return [request_payload(r) for r in server.received("/api/chat.postMessage")]
 
 
-def test_a_redelivered_message_gets_one_reply_in_its_thread(
+def test_a_redelivered_direct_message_gets_one_reply_in_the_same_flow(
     account: ChannelAccount, slack_api: ProviderServer, llm: Any
 ) -> None:
     event = fake_slack.direct_message("Where is my order? [[reply: It ships tomorrow.]]")
@@ -92,11 +92,11 @@ def test_a_redelivered_message_gets_one_reply_in_its_thread(
     assert delivery.state == OutboundDelivery.State.SENT
     (post,) = posts(slack_api)
     assert post["channel"] == DM_CHANNEL
-    assert post["thread_ts"] == event["ts"]
+    assert "thread_ts" not in post  # a direct message is answered where it was written
     assert "It ships tomorrow." in post["text"]
     assert InboundEvent.objects.filter(channel_account=account).count() == 1
     conversation = Conversation.objects.get(channel_account=account)
-    assert conversation.channel_thread == f"{DM_CHANNEL}:{event['ts']}"
+    assert conversation.channel_thread == f"{DM_CHANNEL}:"
     roles = list(conversation.messages.order_by("seq").values_list("role", flat=True))
     assert roles.count(Message.Role.USER) == 1
     assert roles.count(Message.Role.ASSISTANT) == 1
@@ -139,7 +139,7 @@ def test_a_mention_in_a_thread_is_answered_in_that_thread(
     assert user_message.text == "Can I return shoes? [[reply: Yes, within 30 days.]]"
 
 
-def test_a_long_reply_is_split_into_threaded_messages(
+def test_a_long_reply_is_split_into_messages_of_the_same_flow(
     account: ChannelAccount, slack_api: ProviderServer, llm: Any
 ) -> None:
     long_reply = "\n\n".join(f"Step {n}. " + "Check the order page. " * 140 for n in range(3))
@@ -152,7 +152,8 @@ def test_a_long_reply_is_split_into_threaded_messages(
     assert len(sent) == 3
     assert all(len(p["text"]) <= 4000 for p in sent)
     assert [p["text"][:6] for p in sent] == ["Step 0", "Step 1", "Step 2"]
-    assert {p["thread_ts"] for p in sent} == {event["ts"]}
+    assert {p["channel"] for p in sent} == {event["channel"]}
+    assert not any("thread_ts" in p for p in sent)
     assert len(delivery.provider_message_ids) == 3
 
 
