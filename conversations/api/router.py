@@ -11,6 +11,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI, Query, Router, Swagger
+from ninja.responses import Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
@@ -70,16 +71,19 @@ def _client(request: HttpRequest) -> ApiClient:
 @router.post(
     "/conversations", response={201: ConversationOut, **ERRORS, 409: ErrorOut}, exclude_unset=True
 )
-def conversation_create(request: HttpRequest, body: ConversationIn) -> tuple[int, dict[str, Any]]:
+def conversation_create(request: HttpRequest, body: ConversationIn) -> Status[dict[str, Any]]:
     """Start a conversation for a person (yours by `external_user_id`, or anonymous)."""
     new = api_conversation_create(_client(request), **body.dict())
     conversation = new.conversation
-    return 201, {
-        "id": conversation.pk,
-        "status": conversation.status,
-        "created_at": conversation.created_at,
-        "consent": new.consent,
-    }
+    return Status(
+        201,
+        {
+            "id": conversation.pk,
+            "status": conversation.status,
+            "created_at": conversation.created_at,
+            "consent": new.consent,
+        },
+    )
 
 
 @router.post(
@@ -89,7 +93,7 @@ def conversation_create(request: HttpRequest, body: ConversationIn) -> tuple[int
 )
 def message_post(
     request: HttpRequest, conversation_id: str, body: MessageIn
-) -> tuple[int, dict[str, Any]]:
+) -> Status[dict[str, Any]]:
     """Post the person's message; the reply arrives on the event stream (or by polling)."""
     posted = api_message_post(
         _client(request),
@@ -97,7 +101,7 @@ def message_post(
         client_id=body.client_id,
         text=body.text,
     )
-    return 202, {"message": posted.message, "created": posted.created}
+    return Status(202, {"message": posted.message, "created": posted.created})
 
 
 @router.get(
