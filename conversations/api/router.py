@@ -10,9 +10,10 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from ninja import NinjaAPI, Query, Router, Swagger
-from ninja.responses import Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.responses import Status
 from ninja.security import HttpBearer
 
 from conversations.api.events import event_stream_response
@@ -112,8 +113,8 @@ def message_post(
 def messages_list(
     request: HttpRequest,
     conversation_id: str,
-    after_seq: int = Query(0, ge=0),  # type: ignore[type-arg]
-    limit: int = Query(MESSAGES_PAGE_DEFAULT, ge=1, le=MESSAGES_PAGE_MAX),  # type: ignore[type-arg]
+    after_seq: int = Query(0, ge=0),
+    limit: int = Query(MESSAGES_PAGE_DEFAULT, ge=1, le=MESSAGES_PAGE_MAX),
 ) -> dict[str, Any]:
     """The messages after `after_seq`, oldest first."""
     page = api_messages(
@@ -158,8 +159,8 @@ _EVENTS_DOC = (
 async def conversation_events(
     request: HttpRequest,
     conversation_id: str,
-    after_seq: int | None = Query(None, ge=0),  # type: ignore[type-arg]
-) -> HttpResponse:
+    after_seq: int | None = Query(None, ge=0),
+) -> HttpResponseBase:
     """The conversation's live events."""
     conversation_pk, stream = await sync_to_async(api_stream_open)(
         _client(request),
@@ -167,7 +168,7 @@ async def conversation_events(
         last_event_id=request.headers.get("Last-Event-ID"),
         after_seq=after_seq,
     )
-    return event_stream_response(conversation_pk, stream)  # type: ignore[return-value]
+    return event_stream_response(conversation_pk, stream)
 
 
 api.add_router("/", router)

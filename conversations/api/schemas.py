@@ -83,8 +83,9 @@ class MessagePostOut(Schema):
 class MessagesOut(Schema):
     messages: list[MessageOut]
     has_more: bool = Field(
-        ..., description="More messages follow (ask again after the last seq; a reply still "
-        "streaming ends a page)."
+        ...,
+        description="More messages follow (ask again after the last seq; a reply still "
+        "streaming ends a page).",
     )
 
 

@@ -79,7 +79,7 @@ def shop(make_tenant: Any) -> tuple[Tenant, ChannelAccount, str]:
 
 
 def test_conversation_answered_by_the_assistant(shop: Any, llm: Any) -> None:
-    tenant, account, key = shop
+    _tenant, account, key = shop
     llm.enqueue(Reply(text="Returns are free for 30 days."))
     created = create(key, external_user_id="user-42", name="Ada", email="ada@example.com")
     assert set(created) == {"id", "status", "created_at", "consent"}
@@ -114,9 +114,7 @@ def test_one_contact_per_external_user_id(shop: Any) -> None:
     first = create(key, external_user_id="user-7")
     second = create(key, external_user_id="user-7", locale="de")
     anonymous = create(key)
-    contacts = {
-        Conversation.objects.get(pk=c["id"]).contact_id for c in (first, second, anonymous)
-    }
+    contacts = {Conversation.objects.get(pk=c["id"]).contact_id for c in (first, second, anonymous)}
     assert len(contacts) == 2
     index = blind_index(tenant.pk, "user-7", kind="channel_user")
     contact = Contact.objects.get(tenant=tenant, channel="api", channel_user_index=index)
@@ -150,8 +148,12 @@ def test_another_tenants_key_finds_nothing(shop: Any, make_tenant: Any) -> None:
             post(stranger, conversation_id, "Let me in"),
             call("get", f"/conversations/{conversation_id}/messages", stranger),
             call("get", f"/conversations/{conversation_id}/events", stranger),
-            call("post", f"/conversations/{conversation_id}/consent", stranger, {
-                "decision": "accept", "version": 0}),
+            call(
+                "post",
+                f"/conversations/{conversation_id}/consent",
+                stranger,
+                {"decision": "accept", "version": 0},
+            ),
         ):
             assert response.status_code == 404, response.content
             assert error_of(response)["code"] == "not_found"
@@ -230,7 +232,8 @@ def test_consent_tenant_stores_nothing_before_acceptance(make_tenant: Any, llm: 
     assert refused.status_code == 409
     error = error_of(refused)
     assert error["code"] == "consent_required"
-    assert error["consent"]["required"] is True and error["consent"]["text"]
+    assert error["consent"]["required"] is True
+    assert error["consent"]["text"]
     version = error["consent"]["version"]
     stale = call("post", "/conversations", key, {"consent_version": version + 1})
     assert (stale.status_code, error_of(stale)["code"]) == (409, "consent_stale")

@@ -108,17 +108,22 @@ def test_stream_carries_the_widgets_frames(live_stack: LiveStack) -> None:
         received = read_until(stream, final_reply)
 
     kinds = [e["event"] for e in received]
-    assert kinds[0] == "message" and received[0]["data"]["message"]["role"] == "user"
+    assert kinds[0] == "message"
+    assert received[0]["data"]["message"]["role"] == "user"
     assert received[0]["id"] == "m1"
-    assert "reply.start" in kinds and "reply.delta" in kinds
+    assert "reply.start" in kinds
+    assert "reply.delta" in kinds
     assert all(e["data"]["type"] == e["event"] for e in received)
     final = received[-1]["data"]["message"]
     assert final["text"] == "Our returns are free for 30 days."
     assert deltas_text(received) == final["text"]
     assert received[-1]["id"] == "m2"
-    assert [m["seq"] for m in request(
-        live_stack, "GET", f"/conversations/{conversation_id}/messages", key
-    )["messages"]] == [1, 2]
+    assert [
+        m["seq"]
+        for m in request(live_stack, "GET", f"/conversations/{conversation_id}/messages", key)[
+            "messages"
+        ]
+    ] == [1, 2]
 
 
 def test_last_event_id_resumes_mid_reply_without_loss(live_stack: LiveStack) -> None:
@@ -129,9 +134,7 @@ def test_last_event_id_resumes_mid_reply_without_loss(live_stack: LiveStack) -> 
         stream = events(response)
         body = {"client_id": str(uuid.uuid4()), "text": "How is shipping?"}
         request(live_stack, "POST", f"/conversations/{conversation_id}/messages", key, body)
-        before = read_until(
-            stream, lambda got: sum(e["event"] == "reply.delta" for e in got) >= 3
-        )
+        before = read_until(stream, lambda got: sum(e["event"] == "reply.delta" for e in got) >= 3)
     # Disconnected mid-reply; the worker streams on. Resume after the last event seen.
     last_id = before[-1]["id"]
     assert last_id.startswith("m1_r")
