@@ -2,7 +2,7 @@
 
 An async generator under Daphne (ASGI): it joins the conversation's channel-layer group, then
 sends the catch-up (conversations.channels.api_stream) and the live frames, with a heartbeat
-comment every HEARTBEAT_SECONDS so proxies keep the connection open. When the client goes away
+comment every API_EVENTS_HEARTBEAT_SECONDS (15 s) so proxies keep the connection open. When the client goes away
 Django cancels the generator, which leaves the group.
 """
 
@@ -12,16 +12,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from conversations.channels.api_stream import HEARTBEAT, ApiEventStream
 from conversations.groups import conversation_group
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_SECONDS = 15.0
 
 
 async def _events(conversation_id: UUID, stream: ApiEventStream) -> AsyncIterator[str]:
@@ -34,12 +33,12 @@ async def _events(conversation_id: UUID, stream: ApiEventStream) -> AsyncIterato
     try:
         # Joined first, then the catch-up: a frame published in between is in the channel
         # already, and `admit` drops it if the catch-up covered it.
-        for event in await sync_to_async(stream.catch_up)(conversation_id):
+        for event in await database_sync_to_async(stream.catch_up)(conversation_id):
             yield event
         while True:
             if receiving is None:
                 receiving = asyncio.ensure_future(layer.receive(channel))
-            done, _ = await asyncio.wait({receiving}, timeout=HEARTBEAT_SECONDS)
+            done, _ = await asyncio.wait({receiving}, timeout=settings.API_EVENTS_HEARTBEAT_SECONDS)
             if not done:
                 yield HEARTBEAT
                 continue

@@ -8,7 +8,7 @@ from this server's static files: it works without the internet).
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from ninja import NinjaAPI, Query, Router, Swagger
@@ -162,7 +162,7 @@ async def conversation_events(
     after_seq: int | None = Query(None, ge=0),
 ) -> HttpResponseBase:
     """The conversation's live events."""
-    conversation_pk, stream = await sync_to_async(api_stream_open)(
+    conversation_pk, stream = await database_sync_to_async(api_stream_open)(
         _client(request),
         conversation_id=conversation_id,
         last_event_id=request.headers.get("Last-Event-ID"),
