@@ -2,8 +2,8 @@
 
 An async generator under Daphne (ASGI): it joins the conversation's channel-layer group, then
 sends the catch-up (conversations.channels.api_stream) and the live frames, with a heartbeat
-comment every API_EVENTS_HEARTBEAT_SECONDS (15 s) so proxies keep the connection open. When the client goes away
-Django cancels the generator, which leaves the group.
+comment every API_EVENTS_HEARTBEAT_SECONDS (15 s) so proxies keep the connection open. When
+the client goes away Django cancels the generator, which leaves the group.
 """
 
 import asyncio

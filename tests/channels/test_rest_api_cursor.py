@@ -41,7 +41,9 @@ def conversation_with_streaming_reply(tenant: Any) -> tuple[Conversation, Messag
             status=Message.Status.STREAMING,
             broadcast=False,
         )
-        agent = message_append(conversation=conversation, role="agent", text="Me too", broadcast=False)
+        agent = message_append(
+            conversation=conversation, role="agent", text="Me too", broadcast=False
+        )
     snapshot_write(reply.pk, text="Hello there", index=1)
     return conversation, reply, agent
 
@@ -81,7 +83,8 @@ def test_resume_sends_the_rest_of_the_reply_and_what_was_missed(make_tenant: Any
     # Live frames published before the snapshot was read: dropped; later ones pass.
     message_id = str(reply.pk)
     assert stream.admit({"type": "reply.start", "message_id": message_id}) == []
-    assert stream.admit({"type": "reply.delta", "message_id": message_id, "index": 1, "text": " there"}) == []
+    covered = {"type": "reply.delta", "message_id": message_id, "index": 1, "text": " there"}
+    assert stream.admit(covered) == []
     assert stream.admit(message_frame(agent)) == []
     more = stream.admit({"type": "reply.delta", "message_id": message_id, "index": 2, "text": "!"})
     assert parse(more[0])["id"] == f"m1_s3_r{reply.pk.hex}-12"
@@ -100,7 +103,7 @@ def test_resume_after_a_message_sent_ahead_does_not_repeat_it(make_tenant: Any) 
 
 def test_a_new_client_gets_the_reply_so_far(make_tenant: Any) -> None:
     tenant, _ = make_tenant()
-    conversation, reply, _ = conversation_with_streaming_reply(tenant)
+    conversation, _, _ = conversation_with_streaming_reply(tenant)
     stream = ApiEventStream(StreamCursor(settled_seq=0))
     caught = [parse(e) for e in stream.catch_up(conversation.pk)]
     assert [e["event"] for e in caught] == ["message", "reply.start", "reply.delta", "message"]
