@@ -41,6 +41,7 @@ from conversations.selectors import message_by_client_id
 from conversations.services import message_post_from_visitor
 from supportbot.compliance.encryption import blind_index
 from supportbot.tenants.models import Tenant
+from supportbot.tenants.selectors import agent_display_names
 
 CHANNEL = ChannelAccount.Kind.API
 MAX_CLIENT_ID_CHARS = 64
@@ -342,7 +343,10 @@ def api_messages(
         if message.status == Message.Status.STREAMING:
             rows, has_more = rows[:position], True
             break
-    return MessagePage(messages=[frames.message_payload(m) for m in rows], has_more=has_more)
+    authors = {m.author_id for m in rows if m.role == Message.Role.AGENT and m.author_id}
+    names = agent_display_names(tenant_id=client.tenant.pk, user_ids=authors)
+    payloads = [frames.message_payload(m, agent_names=names) for m in rows]
+    return MessagePage(messages=payloads, has_more=has_more)
 
 
 # --- consent ----------------------------------------------------------------------------------

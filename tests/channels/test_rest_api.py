@@ -98,6 +98,8 @@ def test_conversation_answered_by_the_assistant(shop: Any, llm: Any) -> None:
     assert reply["seq"] == 2
     assert [m["seq"] for m in messages(key, created["id"])] == [1, 2]
     assert [m["seq"] for m in messages(key, created["id"], after_seq=1)] == [2]
+    first_page = call("get", f"/conversations/{created['id']}/messages?limit=1", key).json()
+    assert ([m["seq"] for m in first_page["messages"]], first_page["has_more"]) == ([1], True)
 
     conversation = Conversation.objects.get(pk=created["id"])
     assert (conversation.channel, conversation.channel_account_id) == ("api", account.pk)
