@@ -29,31 +29,32 @@ async def _events(conversation_id: UUID, stream: ApiEventStream) -> AsyncIterato
     group = conversation_group(conversation_id)
     channel = await layer.new_channel("api-events.")
     await layer.group_add(group, channel)
-    receiving: asyncio.Future[Any] | None = None
+    # One receive is always pending, so whenever the stream ends (the client gone: Django
+    # closes the generator at a `yield`) cancelling it lets the layer drop the channel.
+    receiving = asyncio.ensure_future(layer.receive(channel))
     try:
         # Joined first, then the catch-up: a frame published in between is in the channel
         # already, and `admit` drops it if the catch-up covered it.
         for event in await database_sync_to_async(stream.catch_up)(conversation_id):
             yield event
         while True:
-            if receiving is None:
-                receiving = asyncio.ensure_future(layer.receive(channel))
             done, _ = await asyncio.wait({receiving}, timeout=settings.API_EVENTS_HEARTBEAT_SECONDS)
             if not done:
                 yield HEARTBEAT
                 continue
-            message, receiving = receiving.result(), None
-            frame = message.get("frame") or {}
+            message = receiving.result()
+            receiving = asyncio.ensure_future(layer.receive(channel))
+            frame: dict[str, Any] = message.get("frame") or {}
             for event in stream.admit(frame):
                 yield event
             if frame.get("type") == "erased":
                 return
     finally:
-        if receiving is not None:
-            receiving.cancel()
+        receiving.cancel()
+        await asyncio.gather(receiving, return_exceptions=True)
         try:
             await layer.group_discard(group, channel)
-        except Exception:  # the client is gone either way; the group entry expires
+        except Exception:  # the client is gone either way
             logger.warning("event stream could not leave %s", group, exc_info=True)
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from supportbot.redis_store import get_redis
 from tests.support.llm_server import Reply
-from tests.support.stack import LiveStack
+from tests.support.stack import LiveStack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +107,16 @@ def test_stream_carries_the_widgets_frames(live_stack: LiveStack) -> None:
         body = {"client_id": str(uuid.uuid4()), "text": "Returns?"}
         request(live_stack, "POST", f"/conversations/{conversation_id}/messages", key, body)
         received = read_until(stream, final_reply)
+        redis = get_redis()
+        group = f"supportbot__group__conversation.{conversation_id}"
+        assert redis.pubsub_numsub(group)[0][1] == 1
 
+    # The client went away: the server left the conversation's group (no subscriber left).
+    wait_until(
+        lambda: redis.pubsub_numsub(group)[0][1] == 0,
+        timeout=10,
+        message="the closed stream to leave the group",
+    )
     kinds = [e["event"] for e in received]
     assert kinds[0] == "message"
     assert received[0]["data"]["message"]["role"] == "user"
