@@ -277,9 +277,10 @@ def test_openapi_schema_and_offline_docs(shop: Any) -> None:
     policy = docs.get("Content-Security-Policy", "")
     assert not policy or "script-src 'self'" in policy  # the admin's CSP is not in the way
     assert "cdn" not in page.lower()
-    scripts = [part.split('"')[0] for part in page.split('src="')[1:]]
-    assert "/static/ninja/swagger-ui-bundle.js" in scripts
-    for script in scripts:
-        assert script.startswith("/static/"), script
-        served = Client().get(script)
-        assert served.status_code == 200, script
+    assets = [
+        part.split('"')[0] for marker in ('src="', 'href="') for part in page.split(marker)[1:]
+    ]
+    assert {"/static/ninja/swagger-ui-bundle.js", "/static/ninja/swagger-ui.css"} <= set(assets)
+    for asset in assets:  # everything the page loads comes from this server
+        assert asset.startswith("/static/"), asset
+        assert Client().get(asset).status_code == 200, asset
