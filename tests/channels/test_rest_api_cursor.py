@@ -4,6 +4,7 @@ client gets every message and every character of a reply once."""
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -18,9 +19,11 @@ from conversations.api.events import _events
 from conversations.channels.api_keys import api_key_create
 from conversations.channels.api_stream import HEARTBEAT, ApiEventStream, StreamCursor
 from conversations.groups import conversation_group
+from conversations.handoff import conversation_request_agent
 from conversations.messages import message_append
 from conversations.models import ChannelAccount, Contact, Conversation, Message
 from conversations.stream_state import snapshot_write
+from supportbot.redis_store import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,3 +145,35 @@ async def test_heartbeat_then_live_frames_then_erased_ends(make_tenant: Any, set
             await asyncio.wait_for(anext(events), 5)
     finally:
         await events.aclose()
+
+
+async def joined(conversation_id: uuid.UUID, timeout: float = 5) -> None:
+    """Wait until a stream has subscribed to the conversation's group."""
+    group = f"supportbot__group__{conversation_group(conversation_id)}"
+    deadline = time.monotonic() + timeout
+    while get_redis().pubsub_numsub(group)[0][1] < 1:
+        assert time.monotonic() < deadline, "the stream did not join the group"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_handoff_reaches_the_stream_as_the_widget_sees_it(make_tenant: Any) -> None:
+    tenant, _ = await database_sync_to_async(make_tenant)()
+    conversation, reply, _ = await database_sync_to_async(conversation_with_streaming_reply)(tenant)
+    stream = ApiEventStream(StreamCursor.parse(f"m1_s3_r{reply.pk.hex}-11") or StreamCursor())
+    events = _events(conversation.pk, stream)
+    try:
+        first = asyncio.ensure_future(anext(events))  # joins the group, catches up (nothing)
+        await joined(conversation.pk)
+        await database_sync_to_async(conversation_request_agent)(
+            conversation_id=conversation.pk, reason="The person asked for one.", notify=True
+        )
+        received = [parse(await asyncio.wait_for(first, 10))]
+        while {"conversation.updated", "message"} - {e["event"] for e in received}:
+            received.append(parse(await asyncio.wait_for(anext(events), 10)))
+    finally:
+        await events.aclose()
+    updated = next(e for e in received if e["event"] == "conversation.updated")
+    assert updated["data"]["conversation"]["status"] == "waiting_for_agent"
+    notice = next(e for e in received if e["event"] == "message")
+    assert (notice["data"]["message"]["role"], notice["data"]["message"]["seq"]) == ("system", 4)
+    assert notice["id"] == f"m1_s3_s4_r{reply.pk.hex}-11"
