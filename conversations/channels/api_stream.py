@@ -13,6 +13,10 @@ with a cursor first sends, from the database and the reply snapshots (`stream_st
 came after it: the messages after N not sent yet, and the rest of each streaming reply's text
 (one delta); then the live frames, minus those the catch-up already covered. The stream joins
 the conversation's group before it reads the catch-up, so nothing falls in between.
+
+A reply's final `message` carries its whole text and is what a client keeps: the deltas only
+show it forming (a reply restarted with a fallback model just after a stream resumed from its
+snapshot shows its deltas mixed until that message comes).
 """
 
 from __future__ import annotations
