@@ -23,7 +23,7 @@ from supportbot.tenants.models import Tenant
 from tests.support.llm_server import Reply
 from tests.support.stack import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
 
 def api_channel(tenant: Tenant, name: str = "Mobile app") -> tuple[ChannelAccount, str]:
@@ -212,19 +212,42 @@ def test_invalid_requests_get_json_errors(shop: Any) -> None:
     assert not Message.objects.exists()
 
 
-def test_over_the_message_limit_nothing_is_stored(shop: Any, llm: Any, settings: Any) -> None:
-    _, _, key = shop
-    settings.WIDGET_MESSAGES_PER_MINUTE = 1
-    conversation_id = create(key)["id"]
-    assert post(key, conversation_id, "One").status_code == 202
-    refused = post(key, conversation_id, "Two")
-    assert refused.status_code == 429
+def post_until_refused(key: str, conversation_ids: list[str]) -> tuple[Any, int]:
+    """Post (round the conversations) until one is refused: with a limit of one a minute, the
+    second or, across a minute's turn, the third is. The refusal and how many were accepted."""
+    for attempt in range(3):
+        response = post(key, conversation_ids[attempt % len(conversation_ids)], f"No. {attempt}")
+        if response.status_code != 202:
+            return response, attempt
+    raise AssertionError("three messages in a row were accepted")
+
+
+def assert_rate_limited(refused: Any) -> None:
+    assert refused.status_code == 429, refused.content
     error = error_of(refused)
     assert error["code"] == "rate_limited"
     assert error["retry_after"] >= 1
     assert refused["Retry-After"] == str(error["retry_after"])
-    assert Message.objects.filter(conversation_id=conversation_id, role="user").count() == 1
+
+
+def test_over_the_persons_limit_nothing_is_stored(shop: Any, llm: Any, settings: Any) -> None:
+    _, _, key = shop
+    settings.WIDGET_MESSAGES_PER_MINUTE = 1
+    conversation_id = create(key)["id"]
+    refused, accepted = post_until_refused(key, [conversation_id])
+    assert_rate_limited(refused)
+    stored = Message.objects.filter(conversation_id=conversation_id, role="user").count()
+    assert stored == accepted
     assistant_reply(key, conversation_id)
+
+
+def test_over_the_keys_limit_nothing_is_stored(shop: Any, llm: Any, settings: Any) -> None:
+    _, _, key = shop
+    settings.WIDGET_KEY_MESSAGES_PER_MINUTE = 1
+    conversation_ids = [create(key, external_user_id=f"person-{n}")["id"] for n in range(3)]
+    refused, accepted = post_until_refused(key, conversation_ids)
+    assert_rate_limited(refused)
+    assert Message.objects.filter(role="user").count() == accepted
 
 
 def test_consent_tenant_stores_nothing_before_acceptance(make_tenant: Any, llm: Any) -> None:
