@@ -14,9 +14,8 @@ came after it: the messages after N not sent yet, and the rest of each streaming
 (one delta); then the live frames, minus those the catch-up already covered. The stream joins
 the conversation's group before it reads the catch-up, so nothing falls in between.
 
-A reply's final `message` carries its whole text and is what a client keeps: the deltas only
-show it forming (a reply restarted with a fallback model just after a stream resumed from its
-snapshot shows its deltas mixed until that message comes).
+A `reply.start` for a reply already started means it starts again (a fallback model): the
+client drops its text so far. A reply's final `message` carries its whole text.
 """
 
 from __future__ import annotations
@@ -101,6 +100,9 @@ class ApiEventStream:
     def __init__(self, cursor: StreamCursor) -> None:
         self.cursor = cursor
         self.covered: dict[str, int] = {}  # message id -> last delta index sent
+        # Replies resumed from their snapshot that no live delta has moved on since: a
+        # `reply.start` of theirs was published before the snapshot was read.
+        self.resumed: set[str] = set()
         self.finished: set[str] = set()
 
     def _emit(self, frame: dict[str, Any]) -> str:
@@ -133,6 +135,7 @@ class ApiEventStream:
         if snapshot is None or snapshot.index < 0:
             return events
         self.covered[message_id] = snapshot.index
+        self.resumed.add(message_id)
         rest = snapshot.text[sent:]
         if rest:
             self.cursor.streamed[message.pk.hex] = sent + len(rest)
@@ -156,6 +159,7 @@ class ApiEventStream:
         if message.get("status") == Message.Status.STREAMING or self.cursor.has(message["seq"]):
             return []
         self.covered.pop(message["id"], None)
+        self.resumed.discard(message["id"])
         self.finished.add(message["id"])
         self.cursor.message_sent(message)
         return [self._emit(frame)]
@@ -166,13 +170,15 @@ class ApiEventStream:
             return []
         hex_id = UUID(message_id).hex
         if frame["type"] == "reply.start":
-            if self.covered.get(message_id, -1) >= 0:
+            if message_id in self.resumed:
                 return []  # published before the snapshot this stream resumed from
+            # A start, or a restart (a fallback model): the text begins again.
             self.covered[message_id] = -1
             self.cursor.streamed[hex_id] = 0
             return [self._emit(frame)]
         if frame["index"] <= self.covered.get(message_id, -1):
             return []
+        self.resumed.discard(message_id)
         self.covered[message_id] = frame["index"]
         self.cursor.streamed[hex_id] = self.cursor.streamed.get(hex_id, 0) + len(frame["text"])
         return [self._emit(frame)]

@@ -97,6 +97,26 @@ def test_resume_sends_the_rest_of_the_reply_and_what_was_missed(make_tenant: Any
     assert stream.admit(late) == []
 
 
+def test_a_restarted_reply_starts_again_on_the_stream() -> None:
+    message_id = str(uuid.uuid4())
+    stream = ApiEventStream(StreamCursor(settled_seq=1))
+
+    def delta(index: int, text: str) -> dict[str, Any]:
+        return {"type": "reply.delta", "message_id": message_id, "index": index, "text": text}
+
+    start = {"type": "reply.start", "message_id": message_id}
+    sent = [*stream.admit(start), *stream.admit(delta(0, "Hel")), *stream.admit(delta(1, "lo"))]
+    restarted = [*stream.admit(start), *stream.admit(delta(0, "Good day"))]
+    assert [parse(e)["event"] for e in sent + restarted] == [
+        "reply.start",
+        "reply.delta",
+        "reply.delta",
+        "reply.start",
+        "reply.delta",
+    ]
+    assert parse(restarted[-1])["id"] == f"m1_r{uuid.UUID(message_id).hex}-8"
+
+
 def test_resume_after_a_message_sent_ahead_does_not_repeat_it(make_tenant: Any) -> None:
     tenant, _ = make_tenant()
     conversation, reply, _ = conversation_with_streaming_reply(tenant)
