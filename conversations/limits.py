@@ -145,6 +145,17 @@ def widget_key_message_retry_after(widget_key_id: int) -> int | None:
     )
 
 
+# --- REST API keys ---
+
+
+def api_key_message_retry_after(api_key_id: int) -> int | None:
+    """Seconds to wait when a REST API key (all the people it speaks for together) is over
+    the key's messages-per-minute (the widget key's limit); None when allowed."""
+    return _minute_window_retry_after(
+        "api-key-messages", str(api_key_id), settings.WIDGET_KEY_MESSAGES_PER_MINUTE
+    )
+
+
 CONVERSATION_WINDOW_SECONDS = 3600
 
 # Conversations a client started in the last hour: a sorted set, a member per conversation id

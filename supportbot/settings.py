@@ -102,6 +102,13 @@ INSTALLED_APPS = [
     "knowledge",
 ]
 
+# --- REST API (README: "REST API") ------------------------------------------------------------
+# django-ninja as an app: its docs page (/api/v1/docs) is served with its bundled Swagger UI
+# from our own static files, not a CDN, so it works offline and under a same-origin policy.
+INSTALLED_APPS += ["ninja"]
+# The event stream's keep-alive comment, so proxies do not close a quiet stream.
+API_EVENTS_HEARTBEAT_SECONDS = env.float("API_EVENTS_HEARTBEAT_SECONDS", default=15.0)
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
