@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from conversations.audit_trail import conversation_event, user_actor
+from conversations.channel_windows import WINDOW_CLOSED_MESSAGE, free_form_window_open
 from conversations.handoff import conversation_cancel_replies, conversation_lock
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message
@@ -138,7 +139,9 @@ def agent_message_post(
     """Post the agent's message to the visitor (role `agent`, authored by `agent`).
 
     A conversation waiting for an agent is taken over first; one with the bot or with another
-    agent, or closed, refuses with AgentActionError. `sender` gets no copy of the message.
+    agent, or closed, refuses with AgentActionError, and so does a WhatsApp conversation whose
+    customer last wrote 24 hours ago or more (`channel_window_closed`: WhatsApp would take only
+    a template message). `sender` gets no copy of the message.
     """
     text = _agent_text(text)
     with transaction.atomic():
@@ -155,6 +158,10 @@ def agent_message_post(
             raise _closed()
         elif locked.assigned_agent_id != agent.pk:
             raise _assigned_to_other(locked)
+        # --- WhatsApp's 24-hour window: a free-form message would be refused by WhatsApp.
+        # (Raised inside the transaction: an implicit takeover above is rolled back too.)
+        if not free_form_window_open(locked):
+            raise AgentActionError("channel_window_closed", WINDOW_CLOSED_MESSAGE)
         message = message_append(
             conversation=locked, role=Message.Role.AGENT, text=text, author=agent, sender=sender
         )

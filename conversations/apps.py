@@ -16,3 +16,7 @@ class ConversationsConfig(AppConfig):
         register_store(ConsentStore())
         register_store(WidgetSessionsStore())
         personal_data_register()
+
+        # WhatsApp and SMS (Twilio): their adapters register themselves when imported.
+        import conversations.channels.sms
+        import conversations.channels.whatsapp  # noqa: F401
