@@ -351,3 +351,77 @@ def test_an_mms_becomes_a_message_with_attachments(make_tenant: Any) -> None:
         ("image", "image/jpeg", media[0][0]),
         ("file", "application/pdf", media[1][0]),
     ]
+
+
+def test_with_a_public_url_status_callbacks_come_back_to_the_channel(
+    make_tenant: Any, llm: Any, twilio: ProviderServer, settings: Any
+) -> None:
+    settings.PUBLIC_URL = "https://support.example.com"
+    tenant, _ = make_tenant()
+    account = sms_account(tenant)
+    public = f"https://support.example.com{webhook_path(account)}"
+    fields = incoming_message(
+        account_sid=ACCOUNT_SID, to=OUR_NUMBER, phone=CUSTOMER, body="Hi [[reply: Hello there.]]"
+    )
+    assert post(account, fields, signed_url=public).status_code == 200
+    twilio.wait_for(lambda reqs: "Hello there." in sent_bodies(twilio), timeout=30)
+    request = next(r for r in twilio.received(MESSAGES_PATH) if r.form["Body"] == "Hello there.")
+    assert request.form["StatusCallback"] == public
+    delivery = wait_until(
+        lambda: OutboundDelivery.objects.filter(state=OutboundDelivery.State.SENT).first(),
+        timeout=10,
+        message="the reply's delivery",
+    )
+    [sid] = delivery.provider_message_ids
+    callback = status_callback(
+        account_sid=ACCOUNT_SID,
+        message_sid=sid,
+        status="delivered",
+        to=CUSTOMER,
+        from_number=OUR_NUMBER,
+    )
+    assert post(account, callback, signed_url=public).status_code == 200
+    assert InboundEvent.objects.filter(provider_event_id=f"{sid}:delivered", kind="status").exists()
+
+
+def test_an_unsubscribed_customer_fails_for_good_and_a_500_is_retried(
+    make_tenant: Any, llm: Any, twilio: ProviderServer
+) -> None:
+    tenant, _ = make_tenant()
+    account = sms_account(tenant)
+    twilio.fail_next(
+        MESSAGES_PATH,
+        status=400,
+        body={
+            "code": 21610,
+            "message": "Attempt to send to unsubscribed recipient",
+            "more_info": "https://www.twilio.com/docs/errors/21610",
+            "status": 400,
+        },
+    )
+    fields = incoming_message(
+        account_sid=ACCOUNT_SID, to=OUR_NUMBER, phone=CUSTOMER, body="Hi [[reply: Welcome.]]"
+    )
+    assert post(account, fields).status_code == 200
+    failed = wait_until(
+        lambda: OutboundDelivery.objects.filter(state=OutboundDelivery.State.FAILED).first(),
+        timeout=30,
+        message="the refused delivery to fail",
+    )
+    assert failed.attempts == 1
+    assert "unsubscribed" in failed.last_error
+    assert "21610" in failed.last_error
+    assert AUTH_TOKEN not in failed.last_error
+
+    twilio.fail_next(MESSAGES_PATH, status=500, body={"code": 20500, "message": "Internal"})
+    again = incoming_message(
+        account_sid=ACCOUNT_SID, to=OUR_NUMBER, phone=CUSTOMER, body="Hello? [[reply: Back.]]"
+    )
+    assert post(account, again).status_code == 200
+    sent = wait_until(
+        lambda: OutboundDelivery.objects.filter(state=OutboundDelivery.State.SENT).first(),
+        timeout=30,
+        message="the second reply to be sent on its second try",
+    )
+    assert sent.attempts == 2
+    assert sent_bodies(twilio).count("Back.") == 2

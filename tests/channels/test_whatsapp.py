@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from conversations.channels.base import InboundMessage, WebhookRequest, adapter_for
+from conversations.channels.base import Ignored, InboundMessage, WebhookRequest, adapter_for
 from conversations.models import (
     ChannelAccount,
     ChannelMessageRef,
@@ -329,3 +329,54 @@ def test_an_image_with_a_caption_becomes_a_message_with_an_attachment(make_tenan
     assert attachment.kind == "image"
     assert attachment.content_type == "image/jpeg"
     assert attachment.provider_ref == "1479537139650973"
+
+
+def test_locations_voice_notes_and_reactions(make_tenant: Any) -> None:
+    tenant, _ = make_tenant()
+    account = whatsapp_account(tenant)
+    base = text_message(NUMBER_ID, phone=PHONE, text="unused")
+    value = base["entry"][0]["changes"][0]["value"]
+    value["messages"] = [
+        {
+            "from": PHONE,
+            "id": "wamid.location1",
+            "timestamp": "1744344496",
+            "type": "location",
+            "location": {
+                "address": "1 Hacker Way, Menlo Park, CA 94025",
+                "latitude": 37.483253479003906,
+                "longitude": -122.14960479736328,
+                "name": "Main store",
+            },
+        },
+        {
+            "from": PHONE,
+            "id": "wamid.voice1",
+            "timestamp": "1744344496",
+            "type": "audio",
+            "audio": {
+                "mime_type": "audio/ogg; codecs=opus",
+                "id": "1003383421387256",
+                "voice": True,
+            },
+        },
+        {
+            "from": PHONE,
+            "id": "wamid.reaction1",
+            "timestamp": "1744344496",
+            "type": "reaction",
+            "reaction": {"message_id": "wamid.earlier", "emoji": "\U0001f44d"},
+        },
+    ]
+    request = WebhookRequest(method="POST", url="http://testserver/", headers={}, body=raw(base))
+    location, voice, reaction = adapter_for("whatsapp").parse(account, request)
+    assert isinstance(location, InboundMessage)
+    assert location.text == "Main store, 1 Hacker Way, Menlo Park, CA 94025"
+    assert location.attachments[0].kind == "location"
+    assert location.attachments[0].provider_ref == "37.483253479003906,-122.14960479736328"
+    assert isinstance(voice, InboundMessage)
+    assert voice.text == ""
+    assert voice.attachments[0].kind == "voice"
+    assert voice.attachments[0].provider_ref == "1003383421387256"
+    assert isinstance(reaction, Ignored)
+    assert reaction.event_id == "wamid.reaction1"
