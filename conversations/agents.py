@@ -149,6 +149,10 @@ def agent_message_post(
         status = locked.status
         if status == Conversation.Status.BOT:
             raise AgentActionError("not_taken_over", "Take the conversation over before replying.")
+        # --- WhatsApp's 24-hour window: a free-form message would be refused by WhatsApp.
+        # (Checked before an implicit takeover, which this refusal must not leave behind.)
+        if status != Conversation.Status.CLOSED and not free_form_window_open(locked):
+            raise AgentActionError("channel_window_closed", WINDOW_CLOSED_MESSAGE)
         if status == Conversation.Status.WAITING_FOR_AGENT or (
             status == Conversation.Status.WITH_AGENT and locked.assigned_agent_id is None
         ):
@@ -158,10 +162,6 @@ def agent_message_post(
             raise _closed()
         elif locked.assigned_agent_id != agent.pk:
             raise _assigned_to_other(locked)
-        # --- WhatsApp's 24-hour window: a free-form message would be refused by WhatsApp.
-        # (Raised inside the transaction: an implicit takeover above is rolled back too.)
-        if not free_form_window_open(locked):
-            raise AgentActionError("channel_window_closed", WINDOW_CLOSED_MESSAGE)
         message = message_append(
             conversation=locked, role=Message.Role.AGENT, text=text, author=agent, sender=sender
         )

@@ -113,7 +113,7 @@ def test_an_agent_is_refused_outside_the_window_and_nothing_is_sent(
     assert refused.value.detail == WINDOW_CLOSED_MESSAGE
     assert "24 hours" in refused.value.detail
     conversation.refresh_from_db()
-    assert conversation.status == "waiting_for_agent"  # the implicit takeover rolled back
+    assert conversation.status == "waiting_for_agent"  # not taken over implicitly either
     assert not Message.objects.filter(conversation=conversation, role="agent").exists()
     assert not Message.objects.filter(conversation=conversation, role="system").exists()
     assert not OutboundDelivery.objects.exists()
