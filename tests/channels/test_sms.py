@@ -39,7 +39,7 @@ from tests.support.llm_server import Reply
 from tests.support.provider_server import ProviderServer
 from tests.support.stack import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "twilio-auth-token-of-tenant-a"
@@ -107,7 +107,7 @@ def sent_bodies(twilio: ProviderServer) -> list[str]:
 
 
 def test_only_a_correctly_signed_request_is_stored(
-    make_tenant: Any, twilio: ProviderServer
+    make_tenant: Any, llm: Any, twilio: ProviderServer
 ) -> None:
     tenant, _ = make_tenant()
     account = sms_account(tenant)
@@ -133,18 +133,22 @@ def test_only_a_correctly_signed_request_is_stored(
     assert ok["Content-Type"].startswith("text/xml")
     assert ok.content.decode() == EMPTY_TWIML
     assert InboundEvent.objects.filter(channel_account=account).count() == 1
+    twilio.wait_for(lambda reqs: "Hello!" in sent_bodies(twilio), timeout=30)
 
 
 def test_behind_a_proxy_the_public_url_is_the_one_signed(
-    make_tenant: Any, twilio: ProviderServer, settings: Any
+    make_tenant: Any, llm: Any, twilio: ProviderServer, settings: Any
 ) -> None:
     settings.PUBLIC_URL = "https://support.example.com"
     tenant, _ = make_tenant()
     account = sms_account(tenant)
-    fields = incoming_message(account_sid=ACCOUNT_SID, to=OUR_NUMBER, phone=CUSTOMER, body="Hi")
+    fields = incoming_message(
+        account_sid=ACCOUNT_SID, to=OUR_NUMBER, phone=CUSTOMER, body="Hi [[reply: Hi back.]]"
+    )
     public = f"https://support.example.com{webhook_path(account)}"
     assert post(account, fields, signed_url=public).status_code == 200
     assert InboundEvent.objects.count() == 1
+    twilio.wait_for(lambda reqs: "Hi back." in sent_bodies(twilio), timeout=30)
 
 
 def test_another_tenants_auth_token_cannot_post_into_this_channel(

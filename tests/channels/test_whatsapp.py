@@ -32,7 +32,7 @@ from tests.support.llm_server import Reply
 from tests.support.provider_server import ProviderServer
 from tests.support.stack import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
 PHONE = "16505551234"
 NUMBER_ID = "106540352242922"
@@ -120,7 +120,9 @@ def test_the_challenge_is_echoed_for_the_right_verify_token_only(make_tenant: An
     assert no_mode.status_code == 403
 
 
-def test_only_a_correctly_signed_post_is_stored(make_tenant: Any, graph: ProviderServer) -> None:
+def test_only_a_correctly_signed_post_is_stored(
+    make_tenant: Any, llm: Any, graph: ProviderServer
+) -> None:
     tenant, _ = make_tenant()
     account = whatsapp_account(tenant)
     payload = text_message(NUMBER_ID, phone=PHONE, text="Hello [[reply: Hi!]]")
@@ -140,6 +142,7 @@ def test_only_a_correctly_signed_post_is_stored(make_tenant: Any, graph: Provide
 
     assert post(account, payload).status_code == 200
     assert InboundEvent.objects.filter(channel_account=account).count() == 1
+    wait_for_text(graph, "Hi!")
 
 
 def test_another_tenants_app_secret_cannot_post_into_this_channel(

@@ -31,7 +31,7 @@ from tests.support.fake_whatsapp import RE_ENGAGEMENT_ERROR, text_message, whats
 from tests.support.provider_server import ProviderServer
 from tests.support.stack import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
 MESSAGES_PATH = f"/{NUMBER_ID}/messages"
 
