@@ -10,7 +10,7 @@ model permission is needed, and none gives more.
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from conversations.agent_socket import agent_socket_path
 from conversations.audit_trail import conversation_event, user_actor
+from conversations.channel_windows import WINDOW_CLOSED_MESSAGE, free_form_window_open
 from conversations.models import Contact, Conversation, LLMCall
 from conversations.selectors import (
     contacts_matching,
@@ -247,6 +248,10 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
                 extra_context["llm_calls"] = LLMCall.objects.filter(
                     conversation=conversation
                 ).order_by("-created_at")[:50]
+            if conversation.status != Conversation.Status.CLOSED and not free_form_window_open(
+                conversation
+            ):  # WhatsApp's 24-hour window: agents cannot write freely any more
+                messages.warning(request, WINDOW_CLOSED_MESSAGE)
             if page.newer is None:
                 # The live panel adds to the newest page only.
                 extra_context["agent_panel"] = {

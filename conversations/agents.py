@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from conversations.audit_trail import conversation_event, user_actor
+from conversations.channel_windows import WINDOW_CLOSED_MESSAGE, free_form_window_open
 from conversations.handoff import conversation_cancel_replies, conversation_lock
 from conversations.messages import conversation_changed, message_append
 from conversations.models import Conversation, Message
@@ -138,7 +139,9 @@ def agent_message_post(
     """Post the agent's message to the visitor (role `agent`, authored by `agent`).
 
     A conversation waiting for an agent is taken over first; one with the bot or with another
-    agent, or closed, refuses with AgentActionError. `sender` gets no copy of the message.
+    agent, or closed, refuses with AgentActionError, and so does a WhatsApp conversation whose
+    customer last wrote 24 hours ago or more (`channel_window_closed`: WhatsApp would take only
+    a template message). `sender` gets no copy of the message.
     """
     text = _agent_text(text)
     with transaction.atomic():
@@ -146,6 +149,10 @@ def agent_message_post(
         status = locked.status
         if status == Conversation.Status.BOT:
             raise AgentActionError("not_taken_over", "Take the conversation over before replying.")
+        # --- WhatsApp's 24-hour window: a free-form message would be refused by WhatsApp.
+        # (Checked before an implicit takeover, which this refusal must not leave behind.)
+        if status != Conversation.Status.CLOSED and not free_form_window_open(locked):
+            raise AgentActionError("channel_window_closed", WINDOW_CLOSED_MESSAGE)
         if status == Conversation.Status.WAITING_FOR_AGENT or (
             status == Conversation.Status.WITH_AGENT and locked.assigned_agent_id is None
         ):

@@ -12,7 +12,9 @@ class ConversationsConfig(AppConfig):
         import conversations.channel_admin
         import conversations.channels.email
         import conversations.channels.slack
-        import conversations.channels.telegram  # noqa: F401
+        import conversations.channels.sms
+        import conversations.channels.telegram
+        import conversations.channels.whatsapp  # noqa: F401
 
         # The personal data this app holds, for export and erasure (supportbot.compliance);
         # the contacts' own store is registered last (personal_data_register).
