@@ -56,7 +56,7 @@ def consent_answer(text: str) -> str | None:
     """`accept`, `decline`, or None when `text` is neither (just YES or NO, in any supported
     language, accents and punctuation aside)."""
     folded = unicodedata.normalize("NFKD", text.strip().lower())
-    plain = "".join(ch for ch in folded if not unicodedata.combining(ch)).replace("’", "'")
+    plain = "".join(ch for ch in folded if not unicodedata.combining(ch)).replace("\u2019", "'")
     plain = " ".join(plain.strip(_STRIP).split())
     if plain in ACCEPT_WORDS:
         return Decision.ACCEPT

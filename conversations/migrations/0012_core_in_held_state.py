@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0011_channels'),
+        ("conversations", "0011_channels"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='inboundevent',
-            name='state',
-            field=models.CharField(choices=[('received', 'Received'), ('processed', 'Processed'), ('ignored', 'Ignored'), ('failed', 'Failed'), ('held', 'Held for consent')], default='received', max_length=12),
+            model_name="inboundevent",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("received", "Received"),
+                    ("processed", "Processed"),
+                    ("ignored", "Ignored"),
+                    ("failed", "Failed"),
+                    ("held", "Held for consent"),
+                ],
+                default="received",
+                max_length=12,
+            ),
         ),
     ]
