@@ -93,7 +93,7 @@ def inbound_event_process(*, event_id: int) -> None:
     question while it is held), or a status noted. A held event keeps its payload."""
     with transaction.atomic():
         event = (
-            InboundEvent.objects.select_for_update()
+            InboundEvent.objects.select_for_update(of=("self",))
             .select_related("channel_account", "channel_account__tenant")
             .filter(pk=event_id)
             .first()

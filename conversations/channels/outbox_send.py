@@ -38,7 +38,7 @@ def outbound_deliver(*, delivery_id: int) -> Attempt:
     """Try to send one outbox row (a row already sent, or failed for good, is left alone)."""
     with transaction.atomic():
         delivery = (
-            OutboundDelivery.objects.select_for_update(skip_locked=True)
+            OutboundDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("channel_account", "conversation", "message")
             .filter(pk=delivery_id)
             .first()
