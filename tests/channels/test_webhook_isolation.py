@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from conversations.channels.inbound import inbound_event_process
 from conversations.models import ChannelAccount, Contact, Conversation, InboundEvent, Message
 from supportbot.tenants.models import Tenant
 from tests.channels.inbound_kit import (
@@ -184,3 +185,28 @@ def test_an_unsigned_or_tampered_body_is_refused(make_tenant: Any, kit_adapters:
     )
     assert (unsigned.status_code, tampered.status_code) == (401, 401)
     _nothing_stored()
+
+
+def test_the_same_person_and_event_id_in_two_tenants_stay_apart(
+    make_tenant: Any, kit_adapters: Adapters
+) -> None:
+    tenant_a, _ = make_tenant()
+    tenant_b, _ = make_tenant()
+    account_a, account_b = kit_account(tenant_a), kit_account(tenant_b)
+    payload = message("wamid.same", "15550006666", "Where is my order?")
+
+    assert post_webhook(account_a, payload).status_code == 200
+    assert post_webhook(account_b, payload).status_code == 200
+    for event in InboundEvent.objects.all():
+        inbound_event_process(event_id=event.pk)
+
+    for tenant, account in ((tenant_a, account_a), (tenant_b, account_b)):
+        event = InboundEvent.objects.get(channel_account=account)
+        contact = Contact.objects.get(tenant=tenant, channel="whatsapp")
+        conversation = Conversation.objects.get(tenant=tenant)
+        assert (event.tenant_id, event.contact_id) == (tenant.pk, contact.pk)
+        assert (conversation.contact_id, conversation.channel_account_id) == (
+            contact.pk,
+            account.pk,
+        )
+        assert Message.objects.filter(conversation=conversation, role="user").count() == 1
