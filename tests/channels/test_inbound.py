@@ -154,7 +154,7 @@ def test_an_attachment_only_message_gets_the_notice_and_no_reply(
 
     conversation = _conversation_of(account, "")
     sent = _wait_sent(kit_adapters["whatsapp"], conversation, 2)
-    assert sent[1] == notice("unreadable", "en"), sent
+    assert notice("unreadable", "en") in sent
     assert _messages(conversation, Message.Role.USER) == ["[image: broken-box.jpg]"]
     attachment = MessageAttachment.objects.get(message__conversation=conversation)
     assert (attachment.kind, attachment.filename, attachment.provider_ref) == (
