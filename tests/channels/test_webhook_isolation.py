@@ -210,3 +210,36 @@ def test_the_same_person_and_event_id_in_two_tenants_stay_apart(
             account.pk,
         )
         assert Message.objects.filter(conversation=conversation, role="user").count() == 1
+
+
+def test_a_body_within_the_channel_limit_is_taken_whatever_the_form_limit(
+    make_tenant: Any, kit_adapters: Adapters, settings: Any
+) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    settings.CHANNEL_WEBHOOK_MAX_BYTES = 100_000
+    tenant, _ = make_tenant()
+    account = kit_account(tenant)
+
+    response = post_webhook(account, message("wamid.long", "15550007777", "x" * 5000))
+
+    assert response.status_code == 200
+    assert InboundEvent.objects.get().payload["text"] == "x" * 5000
+
+
+def test_a_form_body_reaches_the_adapter_parsed(make_tenant: Any, kit_adapters: Adapters) -> None:
+    tenant, _ = make_tenant()
+    account = kit_account(tenant)
+    seen: list[dict[str, str]] = []
+    adapter = kit_adapters["whatsapp"]
+    adapter.parse = lambda account, request: seen.append(request.form) or []  # type: ignore[method-assign]
+    body = b"From=%2B15550008888&Body=Hello+there&Empty="
+
+    response = Client().post(
+        webhook_url(account),
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        headers={SIGNATURE_HEADER: signed(body, str(account.credentials["signing_secret"]))},
+    )
+
+    assert response.status_code == 200
+    assert seen == [{"From": "+15550008888", "Body": "Hello there", "Empty": ""}]
