@@ -1,6 +1,12 @@
 """Inbound on every message channel: a verified webhook's items are stored once (the unique
 provider id: a redelivery is a no-op) before the provider is answered, and processed on a worker
 into a contact, a conversation and a message through the same service the widget uses.
+
+The widget's rules apply per channel contact: the per-visitor rate limit (over it, nothing is
+stored and the contact is told once per window), the consent question where the tenant needs
+consent (`channel_consent`: the message is held until YES), the privacy notice and its record
+under legitimate interest, and a notice for content the assistant cannot read
+(`inbound_post`). A provider's status report is recorded; a failure also on its delivery.
 """
 
 import logging
