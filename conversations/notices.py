@@ -220,8 +220,8 @@ def notice(key: str, language: str = "", **values: str) -> str:
 
 # --- Message channels (email, Telegram, WhatsApp, Slack, SMS) --------------------------------
 # What a channel contact is told when the assistant cannot simply answer: content it cannot
-# read, the consent question (asked before anything they write is used), a decline noted, and
-# messages sent faster than the per-visitor limit.
+# read, the consent question (asked before anything they write is used), a decline noted,
+# messages sent faster than the per-visitor limit, and a message cut to the tenant's length limit.
 NOTICES.update(
     {
         "unreadable": {
@@ -269,6 +269,19 @@ NOTICES.update(
             "verwendet. Schreiben Sie jederzeit, wenn Sie es sich anders überlegen.",
             "pt": "Entendido. O que escreveu foi apagado e não será usado. Escreva quando quiser "
             "se mudar de ideias.",
+        },
+        "channel_too_long": {
+            "en": "Your message was longer than we can take, so only its beginning was kept. "
+            "If something is missing, please send it in a shorter message.",
+            "es": "Tu mensaje era más largo de lo que podemos recibir, así que solo se guardó el "
+            "principio. Si falta algo, envíalo en un mensaje más corto.",
+            "fr": "Votre message était plus long que ce que nous pouvons recevoir : seul son "
+            "début a été conservé. S'il manque quelque chose, envoyez-le dans un message plus "
+            "court.",
+            "de": "Ihre Nachricht war länger, als wir annehmen können, daher wurde nur ihr Anfang "
+            "behalten. Wenn etwas fehlt, senden Sie es bitte in einer kürzeren Nachricht.",
+            "pt": "A sua mensagem era mais longa do que conseguimos receber, por isso só o início "
+            "foi guardado. Se faltar algo, envie-o numa mensagem mais curta.",
         },
         "channel_rate_limited": {
             "en": "You're sending messages faster than we can take them, so your last messages "

@@ -5,7 +5,8 @@ delivers in their language).
 Shared by the ordinary inbound path and the release of messages held for consent
 (`channel_consent`): one stored item (an `InboundEvent` payload) becomes one visitor message,
 its attachments, its provider ref and, for content the assistant cannot read, the `unreadable`
-notice. An attachment-only message gets no assistant reply.
+notice. An attachment-only message gets no assistant reply; a message over the tenant's length
+is cut (and the contact told).
 """
 
 import dataclasses
@@ -96,6 +97,7 @@ def channel_message_post(
     notice. Under legitimate interest, the contact's first message also brings them the
     privacy notice (and its record)."""
     notice_due = consent is not None and consent.notice_due
+    item, cut = _within_length(conversation, item)
     posted = message_post_from_visitor(
         conversation=conversation,
         client_id=f"ch:{event.pk}",
@@ -122,6 +124,18 @@ def channel_message_post(
         channel_system_post(
             conversation=conversation, text=privacy_notice_text(consent, consent.notice.language)
         )
+    if cut:
+        channel_notice_post(conversation=conversation, key="channel_too_long", language=language)
     if item.attachments:
         channel_notice_post(conversation=conversation, key="unreadable", language=language)
     return posted.message
+
+
+def _within_length(conversation: Conversation, item: InboundMessage) -> tuple[InboundMessage, bool]:
+    """The message cut to the tenant's message length (the widget refuses longer ones; a
+    channel cannot be asked to resend, so the beginning is kept and the contact told), and
+    whether it was cut."""
+    limit = conversation.tenant.message_max_chars
+    if len(item.text) <= limit:
+        return item, False
+    return dataclasses.replace(item, text=f"{item.text[:limit].rstrip()} […]"), True

@@ -361,3 +361,22 @@ def test_a_closed_conversation_is_reopened_by_the_next_message(
         timeout=10,
         message="the SMS contact",
     )
+
+
+def test_a_message_over_the_tenant_length_is_cut_and_the_contact_told(
+    make_tenant: Any, llm: Any, kit_adapters: Adapters
+) -> None:
+    tenant = _tenant(make_tenant, message_max_chars=40)
+    account = kit_account(tenant)
+    llm.enqueue(Reply(text="Thanks."))
+    text = "Please help me with my order. " * 10
+
+    post_webhook(account, message(_event_id(), _phone(), text))
+
+    conversation = _conversation_of(account, "")
+    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 3)
+    assert notice("channel_too_long", "en") in sent
+    [stored] = _messages(conversation, Message.Role.USER)
+    assert stored == f"{text[:40].rstrip()} […]"
+    asked = llm.reply_requests()[0].json["messages"][-1]["content"]
+    assert text not in asked

@@ -56,5 +56,6 @@ def test_the_channel_notices_exist_in_every_language() -> None:
         "channel_privacy_link",
         "channel_consent_declined",
         "channel_rate_limited",
+        "channel_too_long",
     ):
         assert set(NOTICES[key]) == languages, key
