@@ -149,6 +149,9 @@ def _message_process(event: InboundEvent, item: InboundMessage) -> None:
         event.detail = "empty message"
         return
     contact = channel_contact(account=account, item=item)
+    # One of the contact's messages at a time: their thread's conversation, the consent
+    # question and the rate limit each see the one before.
+    Contact.objects.select_for_update().filter(pk=contact.pk).exists()
     conversation = channel_conversation(account=account, contact=contact, item=item)
     conversation.tenant = account.tenant
     event.contact = contact
