@@ -380,3 +380,29 @@ def test_a_message_over_the_tenant_length_is_cut_and_the_contact_told(
     assert stored == f"{text[:40].rstrip()} […]"
     asked = llm.reply_requests()[0].json["messages"][-1]["content"]
     assert text not in asked
+
+
+def test_two_first_messages_at_once_make_one_conversation(
+    make_tenant: Any, llm: Any, kit_adapters: Adapters
+) -> None:
+    tenant = _tenant(make_tenant)
+    account = kit_account(tenant)
+    user = _phone()
+    llm.enqueue(Reply(text="One."), Reply(text="Two."))
+    both = {
+        "messages": [
+            {"id": _event_id(), "from": user, "text": "My order is late"},
+            {"id": _event_id(), "from": user, "text": "and the box is wet"},
+        ]
+    }
+
+    post_webhook(account, both)
+
+    wait_until(
+        lambda: Message.objects.filter(conversation__tenant=tenant, role="user").count() == 2,
+        timeout=15,
+        message="both messages stored",
+    )
+    assert Contact.objects.filter(tenant=tenant).count() == 1
+    assert Conversation.objects.filter(tenant=tenant).count() == 1
+    assert ConsentRecord.objects.filter(contact__tenant=tenant).count() == 1
