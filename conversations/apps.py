@@ -25,4 +25,11 @@ class ConversationsConfig(AppConfig):
 
         register_store(ConsentStore())
         register_store(WidgetSessionsStore())
+
+        # Message channels: their personal data (before the contacts' store) and the finder of
+        # a channel contact by phone number, email address, chat or user id.
+        from conversations.channels.channel_personal_data import channel_personal_data_register
+
+        channel_personal_data_register()
+
         personal_data_register()

@@ -452,13 +452,15 @@ class InboundEvent(models.Model):
     """One webhook delivery or polled message, stored before the provider is answered: the
     unique (channel, provider id) makes a redelivery a no-op. `payload` (the parsed item, as
     the adapter gave it) is cleared once processed, but for an email's subject (the reply's
-    "Re: <subject>")."""
+    "Re: <subject>"); a message held until its writer answers the consent question (`held`)
+    keeps it."""
 
     class State(models.TextChoices):
         RECEIVED = "received", "Received"
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
+        HELD = "held", "Held for consent"
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")

@@ -216,3 +216,85 @@ def notice(key: str, language: str = "", **values: str) -> str:
     texts = NOTICES[key]
     text = texts.get((language or "en")[:2].lower(), texts["en"])
     return text.format(**values) if values else text
+
+
+# --- Message channels (email, Telegram, WhatsApp, Slack, SMS) --------------------------------
+# What a channel contact is told when the assistant cannot simply answer: content it cannot
+# read, the consent question (asked before anything they write is used), a decline noted,
+# messages sent faster than the per-visitor limit, and a message cut to the tenant's length limit.
+NOTICES.update(
+    {
+        "unreadable": {
+            "en": "Thanks! I can only read text, so I can't open images, voice messages or "
+            "files. A person from our team can see what you sent. If you can, please describe "
+            "it in words.",
+            "es": "¡Gracias! Solo puedo leer texto, así que no puedo abrir imágenes, mensajes de "
+            "voz ni archivos. Una persona de nuestro equipo puede ver lo que enviaste. Si puedes, "
+            "descríbelo con palabras.",
+            "fr": "Merci ! Je ne peux lire que du texte : je ne peux pas ouvrir les images, les "
+            "messages vocaux ni les fichiers. Une personne de notre équipe peut voir ce que vous "
+            "avez envoyé. Si possible, décrivez-le avec des mots.",
+            "de": "Danke! Ich kann nur Text lesen, daher kann ich keine Bilder, Sprachnachrichten "
+            "oder Dateien öffnen. Eine Person aus unserem Team kann sehen, was Sie gesendet "
+            "haben. Wenn möglich, beschreiben Sie es bitte in Worten.",
+            "pt": "Obrigado! Só consigo ler texto, por isso não consigo abrir imagens, mensagens "
+            "de voz nem ficheiros. Uma pessoa da nossa equipa pode ver o que enviou. Se puder, "
+            "descreva-o por palavras.",
+        },
+        "channel_consent_question": {
+            "en": "{text}{privacy}\n\nDo you agree? Reply YES to continue or NO to decline.",
+            "es": "{text}{privacy}\n\n¿Estás de acuerdo? Responde SÍ para continuar o NO para "
+            "rechazar.",
+            "fr": "{text}{privacy}\n\nÊtes-vous d'accord ? Répondez OUI pour continuer ou NON "
+            "pour refuser.",
+            "de": "{text}{privacy}\n\nSind Sie einverstanden? Antworten Sie JA, um fortzufahren, "
+            "oder NEIN, um abzulehnen.",
+            "pt": "{text}{privacy}\n\nConcorda? Responda SIM para continuar ou NÃO para recusar.",
+        },
+        "channel_privacy_link": {
+            "en": "\n\nPrivacy policy: {url}",
+            "es": "\n\nPolítica de privacidad: {url}",
+            "fr": "\n\nPolitique de confidentialité : {url}",
+            "de": "\n\nDatenschutzerklärung: {url}",
+            "pt": "\n\nPolítica de privacidade: {url}",
+        },
+        "channel_consent_declined": {
+            "en": "Understood. What you wrote has been deleted and won't be used. Write again "
+            "any time if you change your mind.",
+            "es": "Entendido. Lo que escribiste se ha borrado y no se usará. Escríbenos cuando "
+            "quieras si cambias de opinión.",
+            "fr": "C'est noté. Ce que vous avez écrit a été supprimé et ne sera pas utilisé. "
+            "Écrivez-nous à tout moment si vous changez d'avis.",
+            "de": "Verstanden. Was Sie geschrieben haben, wurde gelöscht und wird nicht "
+            "verwendet. Schreiben Sie jederzeit, wenn Sie es sich anders überlegen.",
+            "pt": "Entendido. O que escreveu foi apagado e não será usado. Escreva quando quiser "
+            "se mudar de ideias.",
+        },
+        "channel_too_long": {
+            "en": "Your message was longer than we can take, so only its beginning was kept. "
+            "If something is missing, please send it in a shorter message.",
+            "es": "Tu mensaje era más largo de lo que podemos recibir, así que solo se guardó el "
+            "principio. Si falta algo, envíalo en un mensaje más corto.",
+            "fr": "Votre message était plus long que ce que nous pouvons recevoir : seul son "
+            "début a été conservé. S'il manque quelque chose, envoyez-le dans un message plus "
+            "court.",
+            "de": "Ihre Nachricht war länger, als wir annehmen können, daher wurde nur ihr Anfang "
+            "behalten. Wenn etwas fehlt, senden Sie es bitte in einer kürzeren Nachricht.",
+            "pt": "A sua mensagem era mais longa do que conseguimos receber, por isso só o início "
+            "foi guardado. Se faltar algo, envie-o numa mensagem mais curta.",
+        },
+        "channel_rate_limited": {
+            "en": "You're sending messages faster than we can take them, so your last messages "
+            "were not received. Please wait a minute and write again.",
+            "es": "Estás enviando mensajes más rápido de lo que podemos recibirlos, así que tus "
+            "últimos mensajes no se recibieron. Espera un minuto y vuelve a escribir.",
+            "fr": "Vous envoyez des messages plus vite que nous ne pouvons les recevoir : vos "
+            "derniers messages n'ont pas été reçus. Attendez une minute et écrivez de nouveau.",
+            "de": "Sie senden Nachrichten schneller, als wir sie annehmen können, daher sind Ihre "
+            "letzten Nachrichten nicht angekommen. Bitte warten Sie eine Minute und schreiben Sie "
+            "erneut.",
+            "pt": "Está a enviar mensagens mais depressa do que as conseguimos receber, por isso "
+            "as suas últimas mensagens não foram recebidas. Aguarde um minuto e escreva de novo.",
+        },
+    }
+)

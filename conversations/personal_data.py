@@ -132,6 +132,8 @@ class ContactStore:
                     "name": c.name,
                     "email": c.email,
                     "verified_identity": c.external_id,
+                    "channel": c.channel,
+                    "channel_user_id": c.channel_user_id,
                     "locale": c.locale,
                     "created_at": _iso(c.created_at),
                     "last_seen_at": _iso(c.last_seen_at),

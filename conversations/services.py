@@ -287,6 +287,7 @@ def message_post_from_visitor(
     sender: str | None = None,
     route: str | None = None,
     consent: ConsentStatus | None = None,
+    answer: bool = True,
 ) -> PostedMessage:
     """Persist a visitor's message once per `client_id` and queue the assistant's reply.
 
@@ -296,7 +297,8 @@ def message_post_from_visitor(
     (the visitor's first message) is created in the same transaction. The tenant's
     conversation mode (and the first message's `route`) may have a person answer first (see
     assistant_modes). Under legitimate interest, the session's `consent` notice is recorded
-    with the visitor's first message.
+    with the visitor's first message. Without `answer` (a message channel's attachment-only
+    message: nothing the assistant can read) the message is stored for agents and not routed.
     """
     notice_due = consent is not None and consent.notice_due
     try:
@@ -312,7 +314,8 @@ def message_post_from_visitor(
             )
             if conversation.status == Conversation.Status.CLOSED:
                 _conversation_reopen(conversation)
-            _visitor_message_route(conversation=conversation, message=message, route=route)
+            if answer:
+                _visitor_message_route(conversation=conversation, message=message, route=route)
             conversation_event(
                 conversation,
                 action="message.visitor",
@@ -354,9 +357,14 @@ def _visitor_message_route(
 
 def _consent_notice_store(conversation: Conversation, consent: ConsentStatus | None) -> None:
     """Under legitimate interest: the record of the notice the visitor was shown, stored with
-    their first message."""
+    their first message (on the conversation's channel: the widget, or a message channel)."""
     if consent is not None:
-        consent_record_write(contact=conversation.contact, status=consent, decision=Decision.NOTICE)
+        consent_record_write(
+            contact=conversation.contact,
+            status=consent,
+            decision=Decision.NOTICE,
+            channel=conversation.channel,
+        )
 
 
 def _conversation_reopen(conversation: Conversation) -> None:
