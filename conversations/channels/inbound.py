@@ -11,6 +11,7 @@ under legitimate interest, and a notice for content the assistant cannot read
 
 import logging
 from functools import partial
+from typing import Any
 
 from celery import current_app
 from django.db import IntegrityError, transaction
