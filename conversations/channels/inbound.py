@@ -171,7 +171,7 @@ def _message_process(event: InboundEvent, item: InboundMessage) -> None:
     if status.blocks_storage:
         channel_consent_handle(event=event, conversation=conversation, item=item, status=status)
         return
-    channel_message_post(event=event, conversation=conversation, item=item, consent=status)
+    channel_message_post(event=event, conversation=conversation, item=item)
 
 
 def _over_rate_limit(event: InboundEvent, conversation: Conversation, item: InboundMessage) -> bool:

@@ -16,8 +16,6 @@ from django.db import transaction
 
 from conversations.channels.attachments import attachments_store, transcript_text
 from conversations.channels.base import InboundAttachment, InboundItem, InboundMessage
-from conversations.channels.notices_first import NOTICE_FIRST_KINDS
-from conversations.consent_records import ConsentStatus
 from conversations.language import detect_language, resolve_reply_language
 from conversations.messages import message_append
 from conversations.models import ChannelMessageRef, Conversation, InboundEvent, Message
@@ -75,36 +73,22 @@ def channel_notice_post(
     return channel_system_post(conversation=conversation, text=notice(key, language, **values))
 
 
-def privacy_notice_text(status: ConsentStatus, language: str) -> str:
-    """The tenant's consent or privacy text, with its privacy policy link when it has one."""
-    link = (
-        notice("channel_privacy_link", language, url=status.privacy_url)
-        if status.privacy_url
-        else ""
-    )
-    return f"{status.notice.text}{link}"
-
-
 def channel_message_post(
     *,
     event: InboundEvent,
     conversation: Conversation,
     item: InboundMessage,
-    consent: ConsentStatus | None = None,
 ) -> Message:
     """Store the contact's message once (the event's id is its client id: a retried event
     finds the message stored the first time) with its attachments and provider ref; the
     assistant answers only when there is text to read, and attachments get the `unreadable`
-    notice. Under legitimate interest, the contact's first message is recorded as shown the
-    privacy notice, and brings it to them as a message of its own on email and Slack (on
-    WhatsApp, SMS and Telegram the first reply carries it: notices_first)."""
-    notice_due = consent is not None and consent.notice_due
+    notice. Under legitimate interest the first reply carries the privacy notice (see
+    notices_first), recorded when it is sent."""
     item, cut = _within_length(conversation, item)
     posted = message_post_from_visitor(
         conversation=conversation,
         client_id=f"ch:{event.pk}",
         text=transcript_text(item.text, item.attachments),
-        consent=consent,
         answer=bool(item.text.strip()),
     )
     event.contact = conversation.contact
@@ -122,16 +106,6 @@ def channel_message_post(
             provider_ref=item.provider_ref,
         )
     language = visitor_language(conversation, item.text)
-    # On WhatsApp, SMS and Telegram the first reply carries the notice (notices_first).
-    if (
-        consent is not None
-        and notice_due
-        and consent.recorded
-        and conversation.channel not in NOTICE_FIRST_KINDS
-    ):
-        channel_system_post(
-            conversation=conversation, text=privacy_notice_text(consent, consent.notice.language)
-        )
     if cut:
         channel_notice_post(conversation=conversation, key="channel_too_long", language=language)
     if item.attachments:

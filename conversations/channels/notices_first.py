@@ -20,10 +20,17 @@ from conversations.consent_records import (
     consent_record_write,
     consent_status_for,
 )
-from conversations.models import ChannelAccount, OutboundDelivery
+from conversations.models import ChannelAccount, Contact, OutboundDelivery
 
+# Every message channel: the person sees the notice with the first reply, in the channel itself.
 NOTICE_FIRST_KINDS = frozenset(
-    {ChannelAccount.Kind.WHATSAPP, ChannelAccount.Kind.SMS, ChannelAccount.Kind.TELEGRAM}
+    {
+        ChannelAccount.Kind.EMAIL,
+        ChannelAccount.Kind.TELEGRAM,
+        ChannelAccount.Kind.WHATSAPP,
+        ChannelAccount.Kind.SLACK,
+        ChannelAccount.Kind.SMS,
+    }
 )
 
 
@@ -45,7 +52,7 @@ def notice_appended(reply: str, status: ConsentStatus) -> str:
 
 def delivery_text(delivery: OutboundDelivery) -> OutboundText:
     """What a delivery sends: its message's text, with the privacy notice when it is the
-    conversation's first message sent on WhatsApp, SMS or Telegram under legitimate interest."""
+    conversation's first message sent on a message channel under legitimate interest."""
     text = delivery.message.text
     if delivery.channel_account.kind not in NOTICE_FIRST_KINDS:
         return OutboundText(text=text)
@@ -73,6 +80,9 @@ def notice_shown_record(delivery: OutboundDelivery, status: ConsentStatus) -> No
     """Inside the transaction recording a sent delivery: the record of the notice it carried,
     unless one of that exact text is already stored for the contact."""
     if status.notice_due:
+        # The contact first, then the audit chain (written with the record): the order inbound
+        # processing takes them in, so the two never wait on each other.
+        Contact.objects.select_for_update().filter(pk=delivery.conversation.contact_id).exists()
         consent_record_write(
             contact=delivery.conversation.contact,
             status=status,

@@ -36,6 +36,7 @@ from tests.channels.inbound_kit import (
     message,
     post_webhook,
 )
+from tests.channels.notice_text import without_notice
 from tests.support.llm_server import Reply
 from tests.support.stack import wait_until
 
@@ -72,7 +73,11 @@ def _messages(conversation: Conversation, role: str) -> list[str]:
 
 def _wait_sent(adapter: KitAdapter, conversation: Conversation, n: int) -> list[str]:
     return wait_until(
-        lambda: (sent := adapter.sent_to(conversation.pk)) and len(sent) >= n and sent,
+        lambda: (
+            (sent := [without_notice(t) for t in adapter.sent_to(conversation.pk)])
+            and len(sent) >= n
+            and sent
+        ),
         timeout=15,
         message=f"{n} deliveries to the contact",
     )
@@ -95,9 +100,15 @@ def test_a_message_is_answered_on_its_channel_with_the_privacy_notice(
 
     assert response.status_code == 200
     conversation = _conversation_of(account, user)
-    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 2)
-    assert "https://shop.example.com/privacy" in sent[0]
-    assert sent[1] == "Your parcel ships today."
+    # The first reply carries the privacy notice, recorded once it is sent.
+    assert _wait_sent(kit_adapters["whatsapp"], conversation, 1) == ["Your parcel ships today."]
+    (first,) = kit_adapters["whatsapp"].sent_to(conversation.pk)
+    assert "https://shop.example.com/privacy" in first
+    wait_until(
+        lambda: ConsentRecord.objects.filter(contact__channel="whatsapp").exists(),
+        timeout=10,
+        message="the notice's record",
+    )
     contact = Contact.objects.get(tenant=tenant, channel="whatsapp")
     assert contact.channel_user_id == user
     assert _messages(conversation, Message.Role.USER) == ["Where is my parcel?"]
@@ -153,7 +164,7 @@ def test_an_attachment_only_message_gets_the_notice_and_no_reply(
     post_webhook(account, message(_event_id(), _phone(), attachments=[photo]))
 
     conversation = _conversation_of(account, "")
-    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 2)
+    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 1)
     assert notice("unreadable", "en") in sent
     assert _messages(conversation, Message.Role.USER) == ["[image: broken-box.jpg]"]
     attachment = MessageAttachment.objects.get(message__conversation=conversation)
@@ -178,7 +189,7 @@ def test_text_with_an_attachment_is_answered_and_the_notice_is_in_their_language
     post_webhook(account, message(_event_id(), _phone(), text, attachments=[voice]))
 
     conversation = _conversation_of(account, "")
-    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 3)
+    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 2)
     assert notice("unreadable", "es") in sent
     assert "Lo siento mucho, lo revisamos." in sent
     assert _messages(conversation, Message.Role.USER) == [f"{text}\n[voice]"]
@@ -309,8 +320,14 @@ def test_a_failed_status_is_noted_on_the_delivery(
     llm.enqueue(Reply(text="Done."))
     post_webhook(account, message(_event_id(), _phone(), "Please cancel my order"))
     conversation = _conversation_of(account, "")
-    _wait_sent(kit_adapters["whatsapp"], conversation, 2)
-    reply = OutboundDelivery.objects.get(message__role=Message.Role.ASSISTANT)
+    _wait_sent(kit_adapters["whatsapp"], conversation, 1)
+    reply = wait_until(
+        lambda: OutboundDelivery.objects.filter(
+            message__role=Message.Role.ASSISTANT, state=OutboundDelivery.State.SENT
+        ).first(),
+        timeout=10,
+        message="the reply's delivery recorded as sent",
+    )
     [provider_id] = reply.provider_message_ids
 
     statuses = {
@@ -343,12 +360,12 @@ def test_a_closed_conversation_is_reopened_by_the_next_message(
     llm.enqueue(Reply(text="One."), Reply(text="Two."))
     post_webhook(account, message(_event_id(), user, "First question"))
     conversation = _conversation_of(account, user)
-    _wait_sent(kit_adapters["whatsapp"], conversation, 2)
+    _wait_sent(kit_adapters["whatsapp"], conversation, 1)
     Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.CLOSED)
 
     post_webhook(account, message(_event_id(), user, "Another question"))
 
-    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 3)
+    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 2)
     assert sent[-1] == "Two."
     assert Conversation.objects.filter(tenant=tenant).count() == 1
     conversation.refresh_from_db()
@@ -374,7 +391,7 @@ def test_a_message_over_the_tenant_length_is_cut_and_the_contact_told(
     post_webhook(account, message(_event_id(), _phone(), text))
 
     conversation = _conversation_of(account, "")
-    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 3)
+    sent = _wait_sent(kit_adapters["whatsapp"], conversation, 2)
     assert notice("channel_too_long", "en") in sent
     [stored] = _messages(conversation, Message.Role.USER)
     assert stored == f"{text[:40].rstrip()} […]"
@@ -405,4 +422,9 @@ def test_two_first_messages_at_once_make_one_conversation(
     )
     assert Contact.objects.filter(tenant=tenant).count() == 1
     assert Conversation.objects.filter(tenant=tenant).count() == 1
-    assert ConsentRecord.objects.filter(contact__tenant=tenant).count() == 1
+    # The notice is recorded once, with the first reply that carries it.
+    wait_until(
+        lambda: ConsentRecord.objects.filter(contact__tenant=tenant).count() == 1,
+        timeout=15,
+        message="one notice record",
+    )

@@ -15,6 +15,7 @@ from conversations.models import (
     Message,
     OutboundDelivery,
 )
+from tests.channels.notice_text import without_notice
 from tests.support import fake_slack
 from tests.support.fake_slack import (
     SlackWebApi,
@@ -78,7 +79,10 @@ def sent_deliveries(account: ChannelAccount, n: int = 1) -> list[OutboundDeliver
 
 
 def posts(server: ProviderServer) -> list[dict[str, Any]]:
-    return [request_payload(r) for r in server.received("/api/chat.postMessage")]
+    return [
+        {**payload, "text": without_notice(payload.get("text", ""))}
+        for payload in (request_payload(r) for r in server.received("/api/chat.postMessage"))
+    ]
 
 
 def test_a_redelivered_direct_message_gets_one_reply_in_the_same_flow(

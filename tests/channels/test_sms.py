@@ -28,6 +28,7 @@ from conversations.models import (
     Message,
     OutboundDelivery,
 )
+from tests.channels.notice_text import without_notice
 from tests.support.fake_twilio import (
     incoming_message,
     incoming_mms,
@@ -100,7 +101,7 @@ MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 
 
 def sent_bodies(twilio: ProviderServer) -> list[str]:
-    return [r.form["Body"] for r in twilio.received(MESSAGES_PATH)]
+    return [without_notice(r.form["Body"]) for r in twilio.received(MESSAGES_PATH)]
 
 
 # --- the signature ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from conversations.models import (
     ReplyJob,
 )
 from conversations.stream_state import snapshot_clear, snapshot_seal, snapshot_write
+from tests.channels.notice_text import without_notice
 from tests.channels.test_telegram import CHAT, delivered
 from tests.channels.test_telegram_webhook import post_update, telegram_account
 from tests.support import fake_telegram as tg
@@ -34,6 +35,11 @@ from tests.support.stack import wait_until
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
 INTERVAL = TelegramAdapter.interval
+
+
+def chat_replies(bot: Any, chat: int | str) -> list[str]:
+    """What the bot's messages in a chat show now, less the first reply's privacy notice."""
+    return [without_notice(text) for text in bot.chat_texts(chat)]
 
 
 @pytest.fixture
@@ -77,10 +83,10 @@ def test_a_long_reply_is_posted_once_then_edited_at_most_once_per_interval(
     assert 2 <= len(edits) <= duration / INTERVAL + 2
     times = [sends[0][0]] + [at for at, _payload in edits[:-1]]
     assert all(b - a >= INTERVAL * 0.9 for a, b in itertools.pairwise(times))
-    texts = [payload["text"] for _at, payload in edits]
+    texts = [without_notice(payload["text"]) for _at, payload in edits]
     assert all(final.startswith(text.strip()) for text in texts)
     assert texts[-1] == final
-    assert bot.chat_texts(CHAT) == [final]
+    assert chat_replies(bot, CHAT) == [final]
     rows = ChannelMessageRef.objects.filter(message=reply, direction="out")
     refs = {row.provider_ref for row in rows}
     [posted] = [message_id for chat, message_id in bot.texts if chat == CHAT]
@@ -102,7 +108,7 @@ def test_a_rate_limited_edit_is_skipped_never_retried(
     refused = requested[0]
     assert refused != final
     assert requested.count(refused) == 1, "the refused edit was not sent again"
-    assert bot.chat_texts(CHAT) == [final]
+    assert chat_replies(bot, CHAT) == [final]
 
 
 def test_a_streamed_reply_longer_than_a_message_ends_in_parts(
@@ -115,7 +121,7 @@ def test_a_streamed_reply_longer_than_a_message_ends_in_parts(
     final = stored_reply().text
     assert len(final) > MAX_CHARS
     parts = split_text(final, MAX_CHARS)
-    assert bot.chat_texts(CHAT) == parts
+    assert chat_replies(bot, CHAT) == parts
     edited = [payload["text"] for _at, payload in bot.answered("editMessageText")]
     assert edited
     assert all(len(text) <= MAX_CHARS for text in edited)
@@ -135,7 +141,7 @@ def test_a_quick_reply_is_sent_whole_without_edits(
         timeout=10,
         message="the delivery",
     )
-    assert bot.chat_texts(CHAT) == ["Yes, we ship to Norway."]
+    assert chat_replies(bot, CHAT) == ["Yes, we ship to Norway."]
     assert bot.answered("editMessageText") == []
     assert len(bot.answered("sendChatAction")) >= 1
 

@@ -15,6 +15,8 @@ from conversations.models import (
     Message,
     OutboundDelivery,
 )
+from conversations.notices import notice
+from tests.channels.notice_text import without_notice
 from tests.channels.test_telegram_webhook import post_update, telegram_account
 from tests.support import fake_telegram as tg
 from tests.support.llm_server import Reply
@@ -24,6 +26,11 @@ from tests.support.stack import wait_until
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_idle")]
 
 CHAT = str(tg.PERSON["id"])
+
+
+def chat_replies(bot: Any, chat: int | str) -> list[str]:
+    """What the bot's messages in a chat show now, less the first reply's privacy notice."""
+    return [without_notice(text) for text in bot.chat_texts(chat)]
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def telegram(bot: tg.FakeBotApi, settings: Any) -> Iterator[ProviderServer]:
 
 
 def sent_texts(server: ProviderServer) -> list[str]:
-    return [r.json["text"] for r in server.received("/sendMessage")]
+    return [without_notice(r.json["text"]) for r in server.received("/sendMessage")]
 
 
 def delivered(message_count: int = 1) -> list[OutboundDelivery]:
@@ -56,10 +63,11 @@ def test_an_update_gets_the_assistant_answer_by_send_message(
     llm.enqueue(Reply(text="Your order ships tomorrow."))
     assert post_update(account, tg.message_update(7001)).status_code == 200
     [delivery] = delivered()
-    assert bot.chat_texts(CHAT) == ["Your order ships tomorrow."]
+    assert chat_replies(bot, CHAT) == ["Your order ships tomorrow."]
     sends = telegram.received("/sendMessage")
     assert sends[-1].path == f"/bot{tg.BOT_TOKEN}/sendMessage"
-    assert sends[-1].json == {"chat_id": CHAT, "text": "Your order ships tomorrow."}
+    assert sends[-1].json["chat_id"] == CHAT
+    assert without_notice(sends[-1].json["text"]) == "Your order ships tomorrow."
     assert telegram.received("/sendChatAction")[0].json == {"chat_id": CHAT, "action": "typing"}
     assert delivery.message.text == "Your order ships tomorrow."
     contact = Contact.objects.get(channel="telegram")
@@ -82,8 +90,8 @@ def test_a_9000_character_reply_is_sent_as_three_messages_within_the_limit(
     llm.enqueue(Reply(text=text, tokens=[text]))
     post_update(account, tg.message_update(7002))
     [delivery] = delivered()
-    wait_until(lambda: len(bot.chat_texts(CHAT)) >= 3, timeout=10, message="three messages")
-    texts = bot.chat_texts(CHAT)
+    wait_until(lambda: len(chat_replies(bot, CHAT)) >= 3, timeout=10, message="three messages")
+    texts = chat_replies(bot, CHAT)
     assert len(texts) == 3
     assert all(len(part) <= 4096 for part in texts)
     assert "\n\n".join(texts) == delivery.message.text.strip() == text
@@ -106,7 +114,7 @@ def test_a_redelivered_update_gets_one_reply(
     assert InboundEvent.objects.count() == 1
     assert Message.objects.filter(role="user").count() == 1
     assert Message.objects.filter(role="assistant").count() == 1
-    assert bot.chat_texts(CHAT) == ["Only once."]
+    assert chat_replies(bot, CHAT) == ["Only once."]
 
 
 def test_a_429_is_retried_after_telegrams_retry_after(
@@ -119,8 +127,11 @@ def test_a_429_is_retried_after_telegrams_retry_after(
     [delivery] = delivered()
     assert delivery.attempts == 2
     sends = telegram.received("/sendMessage")
-    assert [r.json["text"] for r in sends] == ["After a short wait.", "After a short wait."]
-    assert bot.chat_texts(CHAT) == ["After a short wait."]
+    assert [without_notice(r.json["text"]) for r in sends] == [
+        "After a short wait.",
+        "After a short wait.",
+    ]
+    assert chat_replies(bot, CHAT) == ["After a short wait."]
 
 
 def test_a_blocked_bot_fails_the_delivery_for_good_without_the_token_in_the_error(
@@ -155,9 +166,13 @@ def test_a_photo_with_a_caption_is_answered_and_its_update_stored(
     account = telegram_account(make_tenant()[0])
     llm.enqueue(Reply(text="I cannot see pictures yet; a person will look at it."))
     post_update(account, tg.photo_update(7006))
-    delivered()
-    assert Message.objects.get(role="user").text == "Is this the right cable?"
-    assert bot.chat_texts(CHAT) == ["I cannot see pictures yet; a person will look at it."]
+    delivered(2)
+    # The stored message names the photo kept for agents; the caption is answered, and the
+    # person is told that the picture itself is not read.
+    assert Message.objects.get(role="user").text == "Is this the right cable?\n[image]"
+    assert sorted(chat_replies(bot, CHAT)) == sorted(
+        [notice("unreadable", "en"), "I cannot see pictures yet; a person will look at it."]
+    )
     event = InboundEvent.objects.get()
     assert (event.provider_event_id, event.state) == ("7006", "processed")
 

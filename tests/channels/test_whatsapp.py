@@ -19,6 +19,7 @@ from conversations.models import (
     Message,
     OutboundDelivery,
 )
+from tests.channels.notice_text import without_notice
 from tests.support.fake_whatsapp import (
     image_message,
     new_wamid,
@@ -81,7 +82,9 @@ def graph(settings: Any) -> Iterator[ProviderServer]:
 
 
 def sent_texts(graph: ProviderServer) -> list[str]:
-    return [r.json["text"]["body"] for r in graph.received(f"/{NUMBER_ID}/messages")]
+    return [
+        without_notice(r.json["text"]["body"]) for r in graph.received(f"/{NUMBER_ID}/messages")
+    ]
 
 
 def wait_for_text(graph: ProviderServer, text: str, timeout: float = 30) -> None:
