@@ -226,13 +226,15 @@ def _sent_record(delivery: OutboundDelivery, sent: Sent, outbound: OutboundText)
                 "last_error",
             ]
         )
-        known = set(
-            ChannelMessageRef.objects.filter(
+        # Read through instances: provider_ref is encrypted (values_list would give it sealed).
+        known = {
+            ref.provider_ref
+            for ref in ChannelMessageRef.objects.filter(
                 message_id=row.message_id,
                 channel_account_id=row.channel_account_id,
                 direction=ChannelMessageRef.Direction.OUTBOUND,
-            ).values_list("provider_ref", flat=True)
-        )
+            )
+        }
         ChannelMessageRef.objects.bulk_create(
             ChannelMessageRef(
                 tenant_id=row.tenant_id,
