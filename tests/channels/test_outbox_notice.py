@@ -46,7 +46,7 @@ def texts(provider: ProviderServer, kind: str) -> list[str]:
     return [request.json["text"] for request in provider.received(f"/send/{kind}")]
 
 
-@pytest.mark.parametrize("kind", ["whatsapp", "sms", "telegram"])
+@pytest.mark.parametrize("kind", ["whatsapp", "sms", "telegram", "email", "slack"])
 def test_the_first_reply_carries_the_notice_in_the_conversation_language(
     kind: str,
     notice_tenant: Tenant,
@@ -68,20 +68,6 @@ def test_the_first_reply_carries_the_notice_in_the_conversation_language(
     assert record.channel == kind
     assert record.language == "es"
     assert record.lawful_basis == Tenant.LawfulBasis.LEGITIMATE_INTEREST
-
-
-@pytest.mark.parametrize("kind", ["email", "slack"])
-def test_other_channels_send_the_reply_alone(
-    kind: str,
-    notice_tenant: Tenant,
-    adapters: dict[str, HttpTestAdapter],
-    provider: ProviderServer,
-) -> None:
-    conversation = channel_conversation(notice_tenant, kind)
-    message = post(conversation, "Hello.")
-    wait_for_state(message, OutboundDelivery.State.SENT)
-    assert texts(provider, kind) == ["Hello."]
-    assert not ConsentRecord.objects.exists()
 
 
 def test_consent_tenants_get_no_notice_on_the_reply(

@@ -25,6 +25,7 @@ from conversations.models import (
     Message,
     OutboundDelivery,
 )
+from tests.channels.notice_text import without_notice
 from tests.channels.test_whatsapp import NUMBER_ID, PHONE, post, whatsapp_account
 from tests.conversations.test_agents import agent_welcome, connect_agent, make_user
 from tests.support.fake_whatsapp import RE_ENGAGEMENT_ERROR, text_message, whatsapp_ok
@@ -134,7 +135,9 @@ def test_an_agent_inside_the_window_reaches_the_customer(
     agent_message_post(conversation=conversation, agent=agent, text="Your refund is on its way.")
     graph.wait_for(
         lambda reqs: any(
-            r.json["text"]["body"] == "Your refund is on its way." for r in reqs if r.json
+            without_notice(r.json["text"]["body"]) == "Your refund is on its way."
+            for r in reqs
+            if r.json
         ),
         timeout=15,
     )
@@ -227,5 +230,5 @@ def test_a_rate_limited_send_is_tried_again_after_retry_after(
         message="the delivery to succeed on its second try",
     )
     assert sent.attempts == 2
-    bodies = [r.json["text"]["body"] for r in graph.received(MESSAGES_PATH)]
+    bodies = [without_notice(r.json["text"]["body"]) for r in graph.received(MESSAGES_PATH)]
     assert bodies == ["Hello again!", "Hello again!"]
