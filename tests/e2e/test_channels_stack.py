@@ -161,6 +161,9 @@ def _stack_env(providers: Providers, port: int, llm_url: str) -> dict[str, str]:
         "SLACK_API_BASE": providers.slack.url + "/api",
         "TWILIO_API_BASE": providers.twilio.url,
         "EMAIL_POLL_SECONDS": "2",
+        # Queues of its own: a session stack's worker on the same Redis (`live_stack`, started
+        # by an earlier module) must not take these jobs to the real providers' addresses.
+        "CELERY_KEY_PREFIX": f"channels-e2e-{port}:",
     }
 
 
