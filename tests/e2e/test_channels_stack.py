@@ -14,6 +14,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -28,6 +29,7 @@ from twilio.request_validator import RequestValidator
 from websockets.sync.client import connect
 
 from conversations.models import Contact, Conversation, InboundEvent, OutboundDelivery
+from conversations.notices import notice
 from supportbot.devstack.__main__ import DAPHNE_OPTIONS
 from tests.conversations.test_agents import make_user, session_cookie
 from tests.support import fake_slack, fake_whatsapp
@@ -207,36 +209,44 @@ def _start_processes(stack: ChannelStack, port: int, beat_dir: str) -> None:
 
 
 def _set_up_channels(stack: ChannelStack) -> None:
-    """One tenant with every channel, set up as an operator would: `manage.py channel_add`."""
-    providers = stack.providers
+    """One tenant with every channel (and another tenant with a WhatsApp channel), set up as an
+    operator would: `manage.py tenant_create` and `manage.py channel_add`."""
+    dovecot, smtp = stack.providers.dovecot, stack.providers.smtp
     stack.tenant = stack.tenant_create("Channel shop")
-    stack.channels["telegram"] = stack.channel_add(
-        stack.tenant, "telegram", bot_token=tg.BOT_TOKEN, bot_username="shop_help_bot"
-    )
-    stack.channels["whatsapp"] = stack.channel_add(
-        stack.tenant, "whatsapp", phone_number_id=NUMBER_ID,
-        access_token="EAAG-e2e-token", app_secret=APP_SECRET,
-    )  # fmt: skip
-    stack.channels["slack"] = stack.channel_add(
-        stack.tenant, "slack", bot_token=SLACK_TOKEN, signing_secret=SLACK_SECRET,
-        bot_user_id="U0LAN0Z89", team_id="T0001",
-    )  # fmt: skip
-    stack.channels["sms"] = stack.channel_add(
-        stack.tenant, "sms", account_sid=ACCOUNT_SID, from_number=OUR_NUMBER,
-        auth_token=AUTH_TOKEN,
-    )  # fmt: skip
-    stack.channels["email"] = stack.channel_add(
-        stack.tenant, "email", address=SUPPORT, imap_host="127.0.0.1",
-        imap_port=str(providers.dovecot.port), imap_security="none",
-        imap_password=IMAP_PASSWORD, smtp_host="127.0.0.1", smtp_port=str(providers.smtp.port),
-        smtp_security="none",
-    )  # fmt: skip
-    stack.channels["api"] = stack.channel_add(stack.tenant, "api")
     other = stack.tenant_create("Other shop")
-    stack.channels["other-whatsapp"] = stack.channel_add(
-        other, "whatsapp", phone_number_id="999000111222333",
-        access_token="EAAG-other-token", app_secret=OTHER_APP_SECRET,
-    )  # fmt: skip
+    wanted: dict[str, tuple[str, str, dict[str, str]]] = {
+        "telegram": (stack.tenant, "telegram",
+                     {"bot_token": tg.BOT_TOKEN, "bot_username": "shop_help_bot"}),
+        "whatsapp": (stack.tenant, "whatsapp",
+                     {"phone_number_id": NUMBER_ID, "access_token": "EAAG-e2e-token",
+                      "app_secret": APP_SECRET}),
+        "slack": (stack.tenant, "slack",
+                  {"bot_token": SLACK_TOKEN, "signing_secret": SLACK_SECRET,
+                   "bot_user_id": "U0LAN0Z89", "team_id": "T0001"}),
+        "sms": (stack.tenant, "sms",
+                {"account_sid": ACCOUNT_SID, "from_number": OUR_NUMBER,
+                 "auth_token": AUTH_TOKEN}),
+        "email": (stack.tenant, "email",
+                  {"address": SUPPORT, "imap_host": "127.0.0.1", "imap_port": str(dovecot.port),
+                   "imap_security": "none", "imap_password": IMAP_PASSWORD,
+                   "smtp_host": "127.0.0.1", "smtp_port": str(smtp.port),
+                   "smtp_security": "none"}),
+        "api": (stack.tenant, "api", {}),
+        "other-whatsapp": (other, "whatsapp",
+                           {"phone_number_id": "999000111222333",
+                            "access_token": "EAAG-other-token", "app_secret": OTHER_APP_SECRET}),
+    }  # fmt: skip
+    # Two at a time: each command is a Python process of its own, started in parallel.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        added = {
+            name: pool.submit(stack.channel_add, tenant, kind, **values)
+            for name, (tenant, kind, values) in wanted.items()
+        }
+        stack.channels = {name: future.result(timeout=300) for name, future in added.items()}
+    assert {name: shown["kind"] for name, shown in stack.channels.items()} == {
+        name: kind for name, (_tenant, kind, _values) in wanted.items()
+    }
+    assert all(shown["webhook_url"].startswith(stack.base_url) for shown in stack.channels.values())
 
 
 def _providers(stack: ExitStack) -> Providers:
@@ -624,6 +634,10 @@ def test_an_agents_takeover_reply_goes_out_on_telegram(stack: ChannelStack) -> N
     ]
     agent_sends = [text for text in sends if "Hi, Ana here. I found your parcel." in text]
     assert agent_sends == ["Hi, Ana here. I found your parcel."]
+    # The customer was told a person took over, before the person's reply.
+    joined = notice("agent_joined", "en", name="Ana")
+    assert joined in sends
+    assert sends.index(joined) < sends.index("Hi, Ana here. I found your parcel.")
     with stack.orm():
         agent_delivery = wait_until(
             lambda: OutboundDelivery.objects.filter(
