@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from conversations.models import Contact, Conversation, InboundEvent, OutboundDelivery
 from conversations.notices import notice
@@ -128,6 +129,15 @@ class ChannelStack:
         for process in self.processes:
             assert process.alive(), f"{process.name} died: {process.log_text()[-3000:]}"
 
+    def wait(self, condition: Callable[[], Any], message: str) -> Any:
+        """`wait_until` with the generous deadline, failing at once if a process died."""
+
+        def checked() -> Any:
+            self.alive_check()
+            return condition()
+
+        return wait_until(checked, timeout=DEADLINE, message=message)
+
 
 def _child(name: str, args: list[str], env: dict[str, str]) -> ChildProcess:
     return ChildProcess(
@@ -144,7 +154,7 @@ def _stack_env(providers: Providers, port: int, llm_url: str) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": django_settings.REDIS_URL,
+        "REDIS_URL": str(django_settings.REDIS_URL),
         "LLM_PROVIDER": "openai",
         "LLM_BASE_URL": llm_url,
         "LLM_API_KEY": "sk-test-secret",
@@ -195,10 +205,9 @@ def _start_processes(stack: ChannelStack, port: int, beat_dir: str) -> None:
         stack.env,
     )  # fmt: skip
     stack.processes.append(worker)
-    wait_until(
-        lambda: stack.alive_check() or "ready." in worker.log_text(),
-        timeout=DEADLINE,
-        message="the Celery worker to be ready",
+    stack.wait(
+        lambda: "ready." in worker.log_text(),
+        "the Celery worker to be ready",
     )
     beat = _child(
         "beat",
@@ -315,10 +324,9 @@ def bot_texts_with(bot: tg.FakeBotApi, chat: int, text: str) -> list[str]:
 
 def wait_for_bot_text(stack: ChannelStack, chat: int, text: str) -> list[str]:
     return list(
-        wait_until(
-            lambda: stack.alive_check() or bot_texts_with(stack.providers.bot, chat, text),
-            timeout=DEADLINE,
-            message=f"the Telegram chat {chat} to show {text!r}",
+        stack.wait(
+            lambda: bot_texts_with(stack.providers.bot, chat, text),
+            f"the Telegram chat {chat} to show {text!r}",
         )
     )
 
@@ -343,10 +351,9 @@ def sms_bodies(stack: ChannelStack) -> list[str]:
 
 def wait_for_text(stack: ChannelStack, texts: Any, text: str, where: str) -> list[str]:
     return list(
-        wait_until(
-            lambda: stack.alive_check() or [t for t in texts(stack) if text in t],
-            timeout=DEADLINE,
-            message=f"{where} to receive {text!r}",
+        stack.wait(
+            lambda: [t for t in texts(stack) if text in t],
+            f"{where} to receive {text!r}",
         )
     )
 
@@ -607,17 +614,16 @@ def test_an_agents_takeover_reply_goes_out_on_telegram(stack: ChannelStack) -> N
     wait_for_bot_text(stack, chat, "Let me check.")
     conversation_id = _telegram_conversation(stack, chat)
     # The assistant's reply is delivered (not still streaming) before the agent takes over.
-    wait_until(
-        lambda: stack.alive_check() or _assistant_delivered(stack, conversation_id),
-        timeout=DEADLINE,
-        message="the assistant's reply delivered",
+    stack.wait(
+        lambda: _assistant_delivered(stack, conversation_id),
+        "the assistant's reply delivered",
     )
     cookie = _agent_cookie(stack, conversation_id)
 
     ws_url = stack.base_url.replace("http://", "ws://")
     with connect(
         f"{ws_url}/ws/agent/conversations/{conversation_id}/",
-        origin=stack.base_url,  # type: ignore[arg-type]
+        origin=Origin(stack.base_url),
         additional_headers={"Cookie": f"sessionid={cookie}"},
         open_timeout=30,
     ) as ws:
