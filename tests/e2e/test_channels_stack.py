@@ -50,6 +50,7 @@ from tests.support.stack import (
 pytestmark = pytest.mark.e2e
 
 DEADLINE = 60.0  # generous: a busy 2-core machine runs the whole suite alongside
+STARTUP = 120.0  # a process's start (Django, Celery) on such a machine
 SUPPORT = "support@shop.example"
 CUSTOMER_EMAIL = "jane.doe@customer.example"
 IMAP_PASSWORD = "imap-e2e-password"
@@ -129,14 +130,14 @@ class ChannelStack:
         for process in self.processes:
             assert process.alive(), f"{process.name} died: {process.log_text()[-3000:]}"
 
-    def wait(self, condition: Callable[[], Any], message: str) -> Any:
-        """`wait_until` with the generous deadline, failing at once if a process died."""
+    def wait(self, condition: Callable[[], Any], message: str, timeout: float = DEADLINE) -> Any:
+        """`wait_until` with a generous deadline, failing at once if a process died."""
 
         def checked() -> Any:
             self.alive_check()
             return condition()
 
-        return wait_until(checked, timeout=DEADLINE, message=message)
+        return wait_until(checked, timeout=timeout, message=message)
 
 
 def _child(name: str, args: list[str], env: dict[str, str]) -> ChildProcess:
@@ -195,7 +196,7 @@ def _start_processes(stack: ChannelStack, port: int, beat_dir: str) -> None:
         except httpx.HTTPError:
             return False
 
-    wait_until(healthy, timeout=DEADLINE, message="Daphne to answer /healthz")
+    wait_until(healthy, timeout=STARTUP, message="Daphne to answer /healthz")
     celery = [sys.executable, "-m", "celery", "-A", "supportbot"]
     worker = _child(
         "worker",
@@ -208,6 +209,7 @@ def _start_processes(stack: ChannelStack, port: int, beat_dir: str) -> None:
     stack.wait(
         lambda: "ready." in worker.log_text(),
         "the Celery worker to be ready",
+        timeout=STARTUP,
     )
     beat = _child(
         "beat",
