@@ -168,6 +168,7 @@ def _stack_env(providers: Providers, port: int, llm_url: str) -> dict[str, str]:
         "REPLY_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
         "TRUSTED_PROXIES": "127.0.0.1/32",
+        "APP_LOG_LEVEL": "DEBUG",  # the most talkative logs, for the secrets check at the end
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "TELEGRAM_API_BASE": providers.telegram.url,
         "WHATSAPP_API_BASE": providers.whatsapp.url,
@@ -655,3 +656,30 @@ def test_an_agents_takeover_reply_goes_out_on_telegram(stack: ChannelStack) -> N
             message="the agent's reply recorded as sent",
         )
     assert agent_delivery.provider_message_ids
+
+
+# --- last: what the processes logged ----------------------------------------------------------
+
+
+def test_no_channel_secret_is_in_the_processes_logs(stack: ChannelStack) -> None:
+    """Every secret the channels were set up with, or that `channel_add` generated, stays out
+    of what Daphne, the worker and the beat logged (at DEBUG) while the tests above ran."""
+    generated = [
+        value for shown in stack.channels.values() for value in shown["generated"].values()
+    ]
+    secrets = [
+        tg.BOT_TOKEN, "EAAG-e2e-token", APP_SECRET, OTHER_APP_SECRET, SLACK_TOKEN, SLACK_SECRET,
+        AUTH_TOKEN, IMAP_PASSWORD, stack.channels["api"]["api_key"], *generated,
+    ]  # fmt: skip
+    assert len(generated) >= 4  # Telegram's webhook secret, two verify tokens, email's secret
+    logs = {process.name: process.log_text() for process in stack.processes}
+    # The logs are those of the work above: the worker received the channels' jobs.
+    assert "Task conversations.channel_deliver[" in logs["worker"]
+    assert "Sending due task email-poll" in logs["beat"]
+    leaks = [
+        (name, secret[:6] + "...")
+        for name, text in logs.items()
+        for secret in secrets
+        if secret in text
+    ]
+    assert leaks == []
