@@ -211,6 +211,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
+
+# --- Celery: two stacks on one Redis database (README: "Servers") ------------------------------
+# A prefix for every key of the broker: each stack's workers take only that stack's jobs (a test
+# stack beside another one, a staging beside a review app). Empty: no prefix.
+_celery_key_prefix = env.str("CELERY_KEY_PREFIX", default="")
+if _celery_key_prefix:
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _celery_key_prefix
+
 # Retention runs nightly at RETENTION_RUN_AT (HH:MM, UTC), deleting RETENTION_BATCH_SIZE rows
 # per transaction.
 _RETENTION_RUN_AT = env.str("RETENTION_RUN_AT", default="03:30")
