@@ -220,6 +220,9 @@ def celery_processes(python: str, env: Mapping[str, str]) -> list[tuple[str, lis
         worker += ["--pool", pool or env.get("CELERY_POOL", "threads")]
         worker += ["--concurrency", env.get(concurrency_variable, concurrency)]
         worker += ["--prefetch-multiplier", "1", "--hostname", f"devstack-{name}@%h"]
+        # No gossip or mingle: their restart after a lost broker connection kills the worker
+        # (docs/operations.md, "Scaling"); the workers need neither.
+        worker += ["--without-gossip", "--without-mingle"]
         processes.append((name, worker))
     schedule = VAR_DIR / "celerybeat-schedule"
     processes.append(
