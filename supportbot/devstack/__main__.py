@@ -56,6 +56,13 @@ class Services:
             or (self.redis and self.redis.started_here)
         )
 
+    def watch(self, supervisor: Supervisor) -> None:
+        """Have the supervisor restart the servers started here, on their ports, if they die."""
+        if self.postgres is not None and self.postgres.started_here:
+            supervisor.watch("postgres", self.postgres.alive, self.postgres.restart)
+        if self.redis is not None and self.redis.started_here:
+            supervisor.watch("redis", self.redis.alive, self.redis.restart)
+
     def stop(self) -> None:
         for server in (self.redis, self.postgres):
             if server is None:
@@ -247,6 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     supervisor.install_signal_handlers()
     app_url = f"http://{host}:{port}"
     services = ensure_services()
+    services.watch(supervisor)
     wrote_llm = False
     try:
         state = dict(services.state)
@@ -388,6 +396,7 @@ def cmd_services(args: argparse.Namespace) -> int:
     supervisor = Supervisor()
     supervisor.install_signal_handlers()
     services = ensure_services()
+    services.watch(supervisor)
     wrote_llm = False
     try:
         state = dict(services.state)

@@ -124,6 +124,25 @@ class EmbeddedPostgres:
         self.stop_server()
         self.started_here = False
 
+    def alive(self) -> bool:
+        """True while a postmaster runs on this data directory."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return False
+        return pid_alive(pid) and str(self.data_dir) in pid_cmdline(pid)
+
+    def restart(self) -> None:
+        """Start the server again after it died, on the same port (clients keep their URL)."""
+        with file_lock(self.base_dir / ".lock"):
+            if self._running_port() is not None:
+                return
+            port = self.port
+            if port is None or not wait_until(lambda: port_is_free(port), 10):
+                raise DevstackError(f"postgres: port {port} is still taken")
+            self._start_server()
+            self.owner_file.write_text(f"{os.getpid()}\n")
+
     def stop_server(self) -> None:
         """Stop whatever server runs on this data directory, whoever started it."""
         if self._running_port() is None:

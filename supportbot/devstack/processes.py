@@ -1,7 +1,12 @@
-"""A small process supervisor: named children, prefixed output, clean shutdown.
+"""A small process supervisor: named children, prefixed output, restarts, clean shutdown.
 
 Each child runs in its own session (so a Ctrl-C in the terminal reaches only the supervisor,
 which then stops the children in order) and gets SIGTERM if the supervisor itself dies.
+
+An essential child that exits on its own is started again after a delay that doubles with each
+crash in a row (1, 2, 4 ... 30 s) and starts over once the child has run stably for a minute.
+Watched servers (the embedded Redis and Postgres, which run as daemons of their own) are
+restarted the same way. Only Ctrl-C or SIGTERM stops everything.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -32,6 +37,58 @@ def _child_setup() -> None:  # pragma: no cover - runs in the forked child
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long to wait before a restart: doubling per crash in a row, up to ``max_delay``."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    # A child that ran this long before it exited starts a fresh series (1 s again).
+    stable_after: float = 60.0
+
+    def delay(self, crashes_in_a_row: int) -> float:
+        return float(min(self.max_delay, self.first_delay * 2 ** max(0, crashes_in_a_row - 1)))
+
+
+@dataclass
+class Restarts:
+    """The restart bookkeeping shared by children and watched servers."""
+
+    policy: RestartPolicy
+    started_at: float = field(default_factory=time.monotonic)
+    in_a_row: int = 0
+    total: int = 0
+    due_at: float | None = None
+
+    def schedule(self, now: float) -> float:
+        """Plan the next restart after an exit at ``now``; return its delay in seconds."""
+        if now - self.started_at >= self.policy.stable_after:
+            self.in_a_row = 0
+        self.in_a_row += 1
+        self.total += 1
+        delay = self.policy.delay(self.in_a_row)
+        self.due_at = now + delay
+        return delay
+
+    def due(self, now: float) -> bool:
+        return self.due_at is not None and now >= self.due_at
+
+    def started(self, now: float) -> None:
+        self.started_at = now
+        self.due_at = None
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
+def _seconds(delay: float) -> str:
+    return f"{delay:g} s"
+
+
 @dataclass
 class Child:
     name: str
@@ -42,6 +99,9 @@ class Child:
     # A child the product can run without (the local model): its exit is reported, not fatal.
     essential: bool = True
     exit_reported: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    restarts: Restarts = field(default_factory=lambda: Restarts(RestartPolicy()))
 
     @property
     def pid(self) -> int:
@@ -52,8 +112,20 @@ class Child:
 
 
 @dataclass
+class WatchedServer:
+    """A server that runs outside the supervisor's children (a daemon) and is restarted by it."""
+
+    name: str
+    alive: Callable[[], bool]
+    restart: Callable[[], None]
+    restarts: Restarts
+
+
+@dataclass
 class Supervisor:
     children: list[Child] = field(default_factory=list)
+    servers: list[WatchedServer] = field(default_factory=list)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _print_lock: threading.Lock = field(default_factory=threading.Lock)
     _width: int = 8
@@ -91,12 +163,30 @@ class Supervisor:
         self._width = max(self._width, len(name))
         child_env = dict(os.environ if env is None else env)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
+        process, reader = self._spawn(name, args, child_env, cwd)
+        child = Child(
+            name=name,
+            args=args,
+            process=process,
+            reader=reader,
+            essential=essential,
+            env=child_env,
+            cwd=cwd,
+            restarts=Restarts(self.policy),
+        )
+        self.children.append(child)
+        say(f"started {name} (pid {process.pid})")
+        return child
+
+    def _spawn(
+        self, name: str, args: Sequence[str], env: dict[str, str], cwd: Path | None
+    ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
         process = subprocess.Popen(
             list(args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=child_env,
+            env=env,
             cwd=cwd,
             start_new_session=True,
             preexec_fn=_child_setup,  # noqa: PLW1509 - one prctl call, no locks taken
@@ -105,10 +195,58 @@ class Supervisor:
             target=self._pump, args=(name, process.stdout), name=f"out-{name}", daemon=True
         )
         reader.start()
-        child = Child(name=name, args=args, process=process, reader=reader, essential=essential)
-        self.children.append(child)
-        say(f"started {name} (pid {process.pid})")
-        return child
+        return process, reader
+
+    def watch(self, name: str, alive: Callable[[], bool], restart: Callable[[], None]) -> None:
+        """Restart a server that runs on its own (``restart`` must bring it back as it was)."""
+        self.servers.append(WatchedServer(name, alive, restart, Restarts(self.policy)))
+
+    # -- restarts -----------------------------------------------------------------------------
+
+    def restart_crashed(self, now: float | None = None) -> None:
+        """One pass: plan a restart for each child or server found dead, and make the due ones."""
+        for child in self.children:
+            if child.essential and not child.stopping:
+                self._restart_child(child, time.monotonic() if now is None else now)
+        for server in self.servers:
+            if self.stop_requested.is_set():
+                return
+            self._restart_server(server, time.monotonic() if now is None else now)
+
+    def _restart_child(self, child: Child, now: float) -> None:
+        if child.alive():
+            return
+        if child.restarts.due_at is None:
+            child.reader.join(timeout=2)
+            delay = child.restarts.schedule(now)
+            say(
+                f"{child.name} {describe_exit(child.process.returncode)}; restarting in "
+                f"{_seconds(delay)} (restart {child.restarts.total})"
+            )
+        if child.restarts.due(now):
+            child.process, child.reader = self._spawn(child.name, child.args, child.env, child.cwd)
+            child.restarts.started(time.monotonic())
+            say(f"restarted {child.name} (pid {child.pid})")
+
+    def _restart_server(self, server: WatchedServer, now: float) -> None:
+        if server.restarts.due_at is None:
+            if server.alive():
+                return
+            delay = server.restarts.schedule(now)
+            say(
+                f"{server.name} is not running; restarting in {_seconds(delay)} "
+                f"(restart {server.restarts.total})"
+            )
+        if not server.restarts.due(now):
+            return
+        try:
+            server.restart()
+        except Exception as exc:  # the next attempt waits longer
+            delay = server.restarts.schedule(time.monotonic())
+            say(f"{server.name} did not restart ({exc}); trying again in {_seconds(delay)}")
+            return
+        server.restarts.started(time.monotonic())
+        say(f"restarted {server.name}")
 
     def dead_child(self) -> Child | None:
         """The first essential child that exited without being asked to."""
@@ -154,17 +292,10 @@ class Supervisor:
             raise KeyboardInterrupt
 
     def wait(self) -> int:
-        """Block until a signal arrives or a child dies. 0 for a signal, 1 for a death."""
+        """Block until Ctrl-C or SIGTERM, restarting crashed children and servers meanwhile."""
         while not self.stop_requested.wait(0.5):
             self.report_nonessential_exits()
-            dead = self.dead_child()
-            if dead is not None:
-                dead.reader.join(timeout=2)
-                say(
-                    f"{dead.name} exited unexpectedly with code {dead.process.returncode}; "
-                    "stopping everything"
-                )
-                return 1
+            self.restart_crashed()
         return 0
 
     # -- shutdown ------------------------------------------------------------------------------

@@ -144,6 +144,25 @@ class EmbeddedRedis:
         self.stop_server()
         self.started_here = False
 
+    def alive(self) -> bool:
+        """True while the server this object started (or adopted) is running."""
+        return (
+            self.pid is not None and pid_alive(self.pid) and "redis-server" in pid_cmdline(self.pid)
+        )
+
+    def restart(self) -> None:
+        """Start the server again after it died, on the same port (clients keep their URL)."""
+        with file_lock(self.base_dir / ".lock"):
+            running = self._running()
+            if running is not None:
+                self.pid, _port = running
+                return
+            port = self.port
+            if port is None or not wait_until(lambda: port_is_free(port), 10):
+                raise DevstackError(f"redis: port {port} is still taken")
+            self._start_server()
+            self.owner_file.write_text(f"{os.getpid()}\n")
+
     def stop_server(self) -> None:
         running = self._running()
         if running is None:

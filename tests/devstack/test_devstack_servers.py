@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,20 +20,6 @@ import redis
 from supportbot.devstack import _util
 from supportbot.devstack.postgres import EmbeddedPostgres
 from supportbot.devstack.redis import EmbeddedRedis
-
-
-@pytest.fixture
-def stack_dir() -> Iterator[Path]:
-    # Not pytest's tmp_path: its base directory is private to root (0700), and as root the
-    # server runs as another user that must be able to reach its data directory.
-    path = Path(tempfile.mkdtemp(prefix="supportbot-devstack-test-"))
-    try:
-        yield path
-    finally:
-        for server in (EmbeddedRedis(path / "redis"), EmbeddedPostgres(path / "postgres")):
-            if server.base_dir.exists():
-                server.stop_server()
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_postgres_and_redis_keep_data_across_restarts(stack_dir: Path) -> None:
