@@ -169,10 +169,14 @@ if not REDIS_URL:
         "or set REDIS_URL."
     )
 
+# The channel layer on several Redis servers: each conversation's group (and each socket's
+# channel) lives on one of them, chosen by a hash of its name. Every web and worker process must
+# list the same URLs in the same order. Default: REDIS_URL alone.
+CHANNEL_LAYER_REDIS_URLS = env.list("CHANNEL_LAYER_REDIS_URLS", default=[]) or [REDIS_URL]
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "supportbot"},
+        "CONFIG": {"hosts": CHANNEL_LAYER_REDIS_URLS, "prefix": "supportbot"},
     }
 }
 
