@@ -188,7 +188,8 @@ CACHES = {
     }
 }
 
-CELERY_BROKER_URL = REDIS_URL
+# The Celery broker on a Redis server of its own, when the shared one is busy. Default: REDIS_URL.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
