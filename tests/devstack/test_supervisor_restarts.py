@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from supportbot.devstack import _util
+from supportbot.devstack.__main__ import Services
 from supportbot.devstack.postgres import EmbeddedPostgres
 from supportbot.devstack.processes import RestartPolicy, Restarts, Supervisor
 from supportbot.devstack.redis import EmbeddedRedis, ping
@@ -128,3 +129,18 @@ def test_killed_embedded_servers_come_back_on_their_ports(stack_dir: Path) -> No
     assert [server.restarts.total for server in supervisor.servers] == [1, 1]
     pg.stop()
     rd.stop()
+
+
+def test_make_run_watches_only_the_servers_it_started(stack_dir: Path) -> None:
+    rd = EmbeddedRedis(stack_dir / "redis")
+    url = rd.start()
+    borrowed = EmbeddedRedis(rd.base_dir)  # a second stack finds it running: not its own
+    borrowed.start()
+    try:
+        ours, theirs = Supervisor(), Supervisor()
+        Services(database_url="postgres://elsewhere", redis_url=url, redis=rd).watch(ours)
+        Services(database_url="postgres://elsewhere", redis_url=url, redis=borrowed).watch(theirs)
+        assert [server.name for server in ours.servers] == ["redis"]
+        assert theirs.servers == []
+    finally:
+        rd.stop()
