@@ -11,10 +11,11 @@ an earlier row of its conversation is still pending (being sent, or waiting for 
 each row's outcome (sent, or failed for good) wakes the next one up.
 
 A provider's 429 or 5xx (or a network failure) is tried again after its `Retry-After` (at most
-MAX_RETRY_AFTER_SECONDS), or with exponential backoff capped at OUTBOX_RETRY_MAX_SECONDS; a permanent refusal (or the last attempt) leaves the row `failed`, shown
-in the admin, where it can be retried (`delivery_retry`). A row whose channel was disabled (or
-whose conversation no longer goes through it) fails at once with "channel disabled". Send jobs
-lost with Redis are queued again by the sweep (`outbox_sweep`).
+MAX_RETRY_AFTER_SECONDS), or with exponential backoff capped at OUTBOX_RETRY_MAX_SECONDS; a
+permanent refusal (or the last attempt) leaves the row `failed`, shown in the admin, where it
+can be retried (`delivery_retry`). A row whose channel was disabled (or whose conversation no
+longer goes through it) fails at once with "channel disabled". Send jobs lost with Redis are
+queued again by the sweep (`outbox_sweep`).
 """
 
 from __future__ import annotations

@@ -163,9 +163,7 @@ def test_a_stall_after_headers_then_a_good_attempt_gives_the_answer_once(
     _, key = live_stack.create_tenant(allowed_origins=[CUSTOMER])
     live_stack.llm.reset()
     answer = "Your parcel left our warehouse this morning."
-    live_stack.llm.enqueue(
-        Reply(stall_after_headers=True), Reply(text=answer, token_interval=0.01)
-    )
+    live_stack.llm.enqueue(Reply(stall_after_headers=True), Reply(text=answer, token_interval=0.01))
     before = _reply_requests(live_stack)
     with open_socket(live_stack) as ws:
         welcome = say_hello(ws, key)
