@@ -1,5 +1,6 @@
 """The channel outbox while the provider's API is down for a minute (real processes: Daphne, a
-Celery worker and a Celery beat; Twilio's Messages API at the HTTP boundary, answering 503).
+Celery worker and a Celery beat; Twilio's Messages API at the HTTP boundary): its server stopped
+(connection refused) for the first half of the outage, then answering 503 for the second.
 
 Customers keep writing by SMS during the outage: their webhooks are accepted and answered, and
 every reply waits in the outbox, tried again with a backoff capped by OUTBOX_RETRY_MAX_SECONDS.
@@ -34,6 +35,7 @@ from tests.support.stack import free_port, wait_until
 pytestmark = pytest.mark.faults
 
 OUTAGE_SECONDS = 60.0
+REFUSED_SECONDS = 30.0  # the first part of the outage: nothing listens on the API's port
 RETRY_MAX_SECONDS = 4  # the stack's OUTBOX_RETRY_MAX_SECONDS: the API's return is seen quickly
 ACCOUNT_SID = "AC" + "f4" * 16
 AUTH_TOKEN = "twilio-auth-token-of-the-outage-shop"
@@ -43,14 +45,29 @@ QUESTIONS = 3  # per customer, written while the API is down
 
 
 class TwilioOutage:
-    """Twilio's Messages API, down (503, as Twilio answers when it is unavailable) while `down`
-    is set. `delivered` lists the messages it accepted, (to, body), in the order it got them."""
+    """Twilio's Messages API, down while `down` is set: its server stopped (`stop`: connection
+    refused), or answering 503 as Twilio does when it is unavailable. `delivered` lists the
+    messages it accepted, (to, body), in the order it got them."""
 
     def __init__(self) -> None:
         self.down = threading.Event()
         self.refused = 0
         self.delivered: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self.server = ProviderServer(default=self).__enter__()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stop(self) -> None:
+        """Nothing listens on the API's port until `start`."""
+        self.server.__exit__(None, None, None)
+
+    def start(self) -> None:
+        """The API's server back on its port."""
+        port = int(self.url.rsplit(":", 1)[1])
+        self.server = ProviderServer(default=self, port=port).__enter__()
 
     def __call__(self, request: Recorded) -> tuple[int, Any, dict[str, str]]:
         if self.down.is_set():
@@ -74,11 +91,11 @@ def outage_stack(
 ) -> Iterator[tuple[ChannelStack, TwilioOutage]]:
     twilio_api = TwilioOutage()
     with ExitStack() as exits:
-        twilio = exits.enter_context(ProviderServer(default=twilio_api))
+        exits.callback(lambda: twilio_api.server.__exit__(None, None, None))
         beat_dir = exits.enter_context(tempfile.TemporaryDirectory(prefix="supportbot-beat-"))
         port = free_port()
         with django_db_blocker.unblock():
-            env = channel_stack_env(port, llm_server.base_url, {"TWILIO_API_BASE": twilio.url})
+            env = channel_stack_env(port, llm_server.base_url, {"TWILIO_API_BASE": twilio_api.url})
         env.update(
             {
                 "OUTBOX_RETRY_MAX_SECONDS": str(RETRY_MAX_SECONDS),
@@ -89,7 +106,7 @@ def outage_stack(
         stack = ChannelStack(
             base_url=f"http://127.0.0.1:{port}",
             env=env,
-            providers=twilio,
+            providers=twilio_api,
             blocker=django_db_blocker,
         )
         try:
@@ -160,6 +177,7 @@ def test_replies_queued_while_the_provider_is_down_are_delivered_once_in_order(
 ) -> None:
     stack, twilio = outage_stack
     twilio.down.set()
+    twilio.stop()
     outage_started = time.monotonic()
     for n in range(1, QUESTIONS + 1):
         for phone in CUSTOMERS:
@@ -172,7 +190,18 @@ def test_replies_queued_while_the_provider_is_down_are_delivered_once_in_order(
         assert InboundEvent.objects.filter(
             channel_account_id=stack.channels["sms"]["id"]
         ).count() == QUESTIONS * len(CUSTOMERS)
-    # Down for a minute: the deliveries keep being tried and refused, none sent, none failed.
+    # Down for a minute, refusing connections, then answering 503: the deliveries keep being
+    # tried and refused, none sent, none failed.
+    wait_until(
+        lambda: time.monotonic() - outage_started >= REFUSED_SECONDS,
+        timeout=REFUSED_SECONDS + 5,
+        message="the end of the outage's first part",
+        interval=0.5,
+    )
+    with stack.orm():
+        refused = OutboundDelivery.objects.filter(last_error__icontains="ConnectError")
+        assert refused.exists()  # tried while nothing listened
+    twilio.start()
     wait_until(
         lambda: time.monotonic() - outage_started >= OUTAGE_SECONDS,
         timeout=OUTAGE_SECONDS + 5,
