@@ -269,6 +269,9 @@ TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="https://api.twilio.com").r
 # One provider call of the outbox (connect and read), and how often a delivery is tried.
 CHANNEL_HTTP_TIMEOUT = env.float("CHANNEL_HTTP_TIMEOUT", default=10.0)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
+# The longest wait between two tries of a delivery (the backoff doubles from 1 s up to it): a
+# provider back from an outage gets the queued deliveries within about this long.
+OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=60.0)
 # The largest webhook body accepted (an email forwarded as raw MIME included).
 CHANNEL_WEBHOOK_MAX_BYTES = env.int("CHANNEL_WEBHOOK_MAX_BYTES", default=10 * 1024 * 1024)
 

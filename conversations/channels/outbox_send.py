@@ -10,11 +10,12 @@ A conversation's messages reach the visitor in the order they were written: a ro
 an earlier row of its conversation is still pending (being sent, or waiting for a retry), and
 each row's outcome (sent, or failed for good) wakes the next one up.
 
-A provider's 429 or 5xx (or a network failure) is tried again after its `Retry-After`, or with
-exponential backoff; a permanent refusal (or the last attempt) leaves the row `failed`, shown
-in the admin, where it can be retried (`delivery_retry`). A row whose channel was disabled (or
-whose conversation no longer goes through it) fails at once with "channel disabled". Send jobs
-lost with Redis are queued again by the sweep (`outbox_sweep`).
+A provider's 429 or 5xx (or a network failure) is tried again after its `Retry-After` (at most
+MAX_RETRY_AFTER_SECONDS), or with exponential backoff capped at OUTBOX_RETRY_MAX_SECONDS; a
+permanent refusal (or the last attempt) leaves the row `failed`, shown in the admin, where it
+can be retried (`delivery_retry`). A row whose channel was disabled (or whose conversation no
+longer goes through it) fails at once with "channel disabled". Send jobs lost with Redis are
+queued again by the sweep (`outbox_sweep`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from conversations.outbox import delivery_enqueue
 
 logger = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 300.0
+MAX_RETRY_AFTER_SECONDS = 300.0  # the longest a provider's Retry-After is waited for
 # A send job arriving this early (a timer's jitter) is put off until the row is due.
 EARLY_TOLERANCE_SECONDS = 5.0
 SWEEP_BATCH = 500
@@ -53,7 +54,10 @@ class Attempt:
 
 
 def backoff_seconds(attempts: int) -> float:
-    return float(min(2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
+    """The wait after the `attempts`-th failed try: 1, 2, 4... seconds, at most
+    OUTBOX_RETRY_MAX_SECONDS."""
+    cap = max(float(settings.OUTBOX_RETRY_MAX_SECONDS), 1.0)
+    return min(2.0 ** min(max(attempts - 1, 0), 32), cap)
 
 
 def claim_lease_seconds() -> float:
@@ -263,9 +267,10 @@ def _failure_record(delivery: OutboundDelivery, failed: DeliveryFailed) -> Attem
         if failed.permanent or row.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
             _fail_for_good(row, failed)
             return Attempt(state=row.state)
-        retry_in = min(
-            failed.retry_after if failed.retry_after is not None else backoff_seconds(row.attempts),
-            MAX_BACKOFF_SECONDS,
+        retry_in = (
+            min(failed.retry_after, MAX_RETRY_AFTER_SECONDS)
+            if failed.retry_after is not None
+            else backoff_seconds(row.attempts)
         )
         row.last_status = failed.status
         row.last_error = failed.reason[:300]

@@ -81,6 +81,7 @@ def _step(
     """Stream one request's text to the sockets; its `Finished`. Its call is recorded.
     Raises _Flagged (the stream stopped) when moderation flags the text."""
     finished: Finished | None = None
+    stream.idle = lease.tick  # the lease is kept while the provider is silent, too
     try:
         for event in stream:
             if guard.flagged:

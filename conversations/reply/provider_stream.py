@@ -30,6 +30,9 @@ from supportbot.tenants.limits import CallBudget, Reservation
 from supportbot.trace import trace
 
 CANCEL_CHECK_INTERVAL = 0.1
+# While no event comes (the model thinks, or the provider stalls), `idle` is called this often:
+# the worker keeps its lease on the job however long the provider keeps it waiting.
+IDLE_CALL_INTERVAL = 0.5
 
 _END = object()
 
@@ -64,7 +67,9 @@ class ProviderStream:
     """One streamed chat request, running on its own thread from the moment it is created.
 
     Iterate it for the events (`TextDelta`s, then one `Finished`); an error of the request is
-    raised by the iteration. `records` holds the request's `SettledCall` once it ended.
+    raised by the iteration. `records` holds the request's `SettledCall` once it ended. `idle`,
+    when set, is called every IDLE_CALL_INTERVAL seconds without an event (an exception it
+    raises ends the iteration).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class ProviderStream:
         gate: Callable[[], None] | None = None,
     ) -> None:
         self.records: list[SettledCall] = []
+        self.idle: Callable[[], None] | None = None
         self._gate = gate
         self._cancel = cancel
         self._budget = budget
@@ -127,7 +133,12 @@ class ProviderStream:
 
     def __iter__(self) -> Iterator[TextDelta | Finished]:
         while True:
-            item = self._events.get()
+            try:
+                item = self._events.get(timeout=IDLE_CALL_INTERVAL)
+            except queue.Empty:
+                if self.idle is not None:
+                    self.idle()
+                continue
             if item is _END:
                 return
             if isinstance(item, BaseException):

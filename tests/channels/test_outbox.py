@@ -31,6 +31,7 @@ from conversations.channels.base import (
 from conversations.channels.http import provider_call
 from conversations.channels.outbox_send import (
     CHANNEL_DISABLED,
+    backoff_seconds,
     delivery_retry,
     outbound_deliver,
     outbox_sweep,
@@ -582,3 +583,11 @@ def test_the_sweep_picks_up_a_row_whose_first_job_never_ran(
     assert outbox_sweep() == 1
     wait_for_state(message, OutboundDelivery.State.SENT)
     assert len(provider.received("/send/sms")) == 1
+
+
+def test_the_backoff_doubles_up_to_its_configured_cap(settings: Any) -> None:
+    settings.OUTBOX_RETRY_MAX_SECONDS = 5
+    assert [backoff_seconds(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert backoff_seconds(10_000) == 5.0
+    settings.OUTBOX_RETRY_MAX_SECONDS = 60
+    assert [backoff_seconds(n) for n in (6, 7, 8, 40)] == [32.0, 60.0, 60.0, 60.0]

@@ -8,18 +8,14 @@ the provider's side received: the assistant's answer on the channel the customer
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,26 +27,26 @@ from websockets.typing import Origin
 
 from conversations.models import Contact, Conversation, InboundEvent, OutboundDelivery
 from conversations.notices import notice
-from supportbot.devstack.__main__ import DAPHNE_OPTIONS
 from tests.conversations.test_agents import make_user, session_cookie
 from tests.support import fake_slack, fake_whatsapp
 from tests.support import fake_telegram as tg
+from tests.support.channel_stack import (
+    DEADLINE,
+    ChannelStack,
+    channel_processes_start,
+    channel_stack_env,
+    database_flush,
+)
 from tests.support.fake_twilio import incoming_message, twilio_ok
 from tests.support.mail_servers import Dovecot, SmtpRecorder
 from tests.support.provider_server import ProviderServer
 from tests.support.stack import (
-    LOG_DIR,
-    REPO,
-    ChildProcess,
-    database_url_of,
     free_port,
     wait_until,
 )
 
 pytestmark = pytest.mark.e2e
 
-DEADLINE = 60.0  # generous: a busy 2-core machine runs the whole suite alongside
-STARTUP = 120.0  # a process's start (Django, Celery) on such a machine
 SUPPORT = "support@shop.example"
 CUSTOMER_EMAIL = "jane.doe@customer.example"
 IMAP_PASSWORD = "imap-e2e-password"
@@ -79,145 +75,6 @@ class Providers:
     twilio: ProviderServer
     smtp: SmtpRecorder
     dovecot: Dovecot
-
-
-@dataclass
-class ChannelStack:
-    base_url: str
-    env: dict[str, str]
-    providers: Providers
-    blocker: Any
-    processes: list[ChildProcess] = field(default_factory=list)
-    tenant: str = ""
-    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def manage(self, *args: str) -> str:
-        """Run a management command against the stack's database; its standard output."""
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            check=False,
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stderr[-2000:]}"
-        return done.stdout
-
-    def tenant_create(self, name: str) -> str:
-        out = self.manage("tenant_create", "--name", f"{name} {uuid.uuid4().hex[:8]}", "--json")
-        return str(json.loads(out)["tenant"])
-
-    def channel_add(self, tenant: str, kind: str, **settings: str) -> dict[str, Any]:
-        pairs = [arg for name, value in settings.items() for arg in ("--set", f"{name}={value}")]
-        out = self.manage("channel_add", "--tenant", tenant, "--kind", kind, *pairs, "--json")
-        return dict(json.loads(out))
-
-    def webhook(self, kind: str) -> str:
-        return str(self.channels[kind]["webhook_url"])
-
-    def post(self, url: str, body: bytes, content_type: str, **headers: str) -> httpx.Response:
-        return httpx.post(
-            url, content=body, headers={"Content-Type": content_type, **headers}, timeout=30
-        )
-
-    def orm(self) -> Any:
-        """`with stack.orm():` lets the test read the rows the processes committed."""
-        return self.blocker.unblock()
-
-    def alive_check(self) -> None:
-        for process in self.processes:
-            assert process.alive(), f"{process.name} died: {process.log_text()[-3000:]}"
-
-    def wait(self, condition: Callable[[], Any], message: str, timeout: float = DEADLINE) -> Any:
-        """`wait_until` with a generous deadline, failing at once if a process died."""
-
-        def checked() -> Any:
-            self.alive_check()
-            return condition()
-
-        return wait_until(checked, timeout=timeout, message=message)
-
-
-def _child(name: str, args: list[str], env: dict[str, str]) -> ChildProcess:
-    return ChildProcess(
-        name=name, args=args, env=env, log_path=LOG_DIR / f"channels-{name}-{os.getpid()}.log"
-    ).start()
-
-
-def _stack_env(providers: Providers, port: int, llm_url: str) -> dict[str, str]:
-    """The env `live_stack` gives its processes, plus the providers' API bases, the public URL
-    the channels' webhook URLs are made from, and a quick email poll."""
-    from django.conf import settings as django_settings
-    from django.db import connection
-
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url_of(connection.settings_dict),
-        "REDIS_URL": str(django_settings.REDIS_URL),
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": llm_url,
-        "LLM_API_KEY": "sk-test-secret",
-        "LLM_MODEL": "scripted-model",
-        "LLM_READ_TIMEOUT": "5",
-        "LLM_DEADLINE": "30",
-        "LLM_MAX_RETRIES": "1",
-        "CELERY_VISIBILITY_TIMEOUT": "4",
-        "CELERY_UNACKED_RESTORE_INTERVAL": "1",
-        "REPLY_LEASE_SECONDS": "3",
-        "PYTHONUNBUFFERED": "1",
-        "TRUSTED_PROXIES": "127.0.0.1/32",
-        "APP_LOG_LEVEL": "DEBUG",  # the most talkative logs, for the secrets check at the end
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "TELEGRAM_API_BASE": providers.telegram.url,
-        "WHATSAPP_API_BASE": providers.whatsapp.url,
-        "SLACK_API_BASE": providers.slack.url + "/api",
-        "TWILIO_API_BASE": providers.twilio.url,
-        "EMAIL_POLL_SECONDS": "2",
-        # Queues of its own: a session stack's worker on the same Redis (`live_stack`, started
-        # by an earlier module) must not take these jobs to the real providers' addresses.
-        "CELERY_KEY_PREFIX": f"channels-e2e-{port}:",
-    }
-
-
-def _start_processes(stack: ChannelStack, port: int, beat_dir: str) -> None:
-    web = _child(
-        "web",
-        [sys.executable, "-m", "daphne", *DAPHNE_OPTIONS, "-b", "127.0.0.1", "-p", str(port),
-         "supportbot.asgi:application"],
-        stack.env,
-    )  # fmt: skip
-    stack.processes.append(web)
-
-    def healthy() -> bool:
-        stack.alive_check()
-        try:
-            return httpx.get(stack.base_url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, timeout=STARTUP, message="Daphne to answer /healthz")
-    celery = [sys.executable, "-m", "celery", "-A", "supportbot"]
-    worker = _child(
-        "worker",
-        [*celery, "worker", "-Q", "replies,default,summaries", "--pool", "threads",
-         "--concurrency", "4", "--prefetch-multiplier", "1", "-n", f"channels-{port}@%h",
-         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        stack.env,
-    )  # fmt: skip
-    stack.processes.append(worker)
-    stack.wait(
-        lambda: "ready." in worker.log_text(),
-        "the Celery worker to be ready",
-        timeout=STARTUP,
-    )
-    beat = _child(
-        "beat",
-        [*celery, "beat", "--schedule", str(Path(beat_dir) / "schedule"), "--loglevel", "INFO"],
-        stack.env,
-    )
-    stack.processes.append(beat)
 
 
 def _set_up_channels(stack: ChannelStack) -> None:
@@ -261,6 +118,15 @@ def _set_up_channels(stack: ChannelStack) -> None:
     assert all(shown["webhook_url"].startswith(stack.base_url) for shown in stack.channels.values())
 
 
+def _api_bases(providers: Providers) -> dict[str, str]:
+    return {
+        "TELEGRAM_API_BASE": providers.telegram.url,
+        "WHATSAPP_API_BASE": providers.whatsapp.url,
+        "SLACK_API_BASE": providers.slack.url + "/api",
+        "TWILIO_API_BASE": providers.twilio.url,
+    }
+
+
 def _providers(stack: ExitStack) -> Providers:
     bot = tg.FakeBotApi()
     slack_web = fake_slack.SlackWebApi(token=SLACK_TOKEN)
@@ -276,14 +142,6 @@ def _providers(stack: ExitStack) -> Providers:
     )
 
 
-def _database_flush(blocker: Any) -> None:
-    """Leave the database as a transactional test does: empty, for the modules after this."""
-    from django.core.management import call_command
-
-    with blocker.unblock():
-        call_command("flush", interactive=False, verbosity=0)
-
-
 @pytest.fixture(scope="module")
 def stack(django_db_setup: None, django_db_blocker: Any, llm_server: Any) -> Iterator[ChannelStack]:
     with ExitStack() as exits:
@@ -291,7 +149,7 @@ def stack(django_db_setup: None, django_db_blocker: Any, llm_server: Any) -> Ite
         beat_dir = exits.enter_context(tempfile.TemporaryDirectory(prefix="supportbot-beat-"))
         port = free_port()
         with django_db_blocker.unblock():
-            env = _stack_env(providers, port, llm_server.base_url)
+            env = channel_stack_env(port, llm_server.base_url, _api_bases(providers))
         built = ChannelStack(
             base_url=f"http://127.0.0.1:{port}",
             env=env,
@@ -299,13 +157,13 @@ def stack(django_db_setup: None, django_db_blocker: Any, llm_server: Any) -> Ite
             blocker=django_db_blocker,
         )
         try:
-            _start_processes(built, port, beat_dir)
+            channel_processes_start(built, port, beat_dir)
             _set_up_channels(built)
             yield built
         finally:
             for process in reversed(built.processes):
                 process.stop()
-            _database_flush(django_db_blocker)
+            database_flush(django_db_blocker)
 
 
 # --- what each provider sent and received -----------------------------------------------------

@@ -106,6 +106,8 @@ class Reply:
     headers: dict[str, str] | None = None
     fail_after_tokens: int | None = None  # drop the connection (abruptly) after N tokens
     stall_after_tokens: int | None = None  # stop sending, connection open, after N tokens
+    # streaming only: 200 and the headers, then not one byte of the body (connection open)
+    stall_after_headers: bool = False
     # streaming only: end the body cleanly after N tokens (no finish_reason, no [DONE]) ...
     end_after_tokens: int | None = None
     # ... or send an SSE error event ({"error": ...}, error_body if given) after N tokens
@@ -677,6 +679,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (reply.headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        self.wfile.flush()
+        if reply.stall_after_headers:
+            self.owner._stopping.wait(_STALL_LIMIT)
+            raise _Dropped
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion.chunk",

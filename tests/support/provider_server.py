@@ -56,12 +56,13 @@ def _ok(_request: Recorded) -> tuple[int, Any, dict[str, str]]:
 
 
 class ProviderServer:
-    def __init__(self, default: Responder = _ok) -> None:
+    def __init__(self, default: Responder = _ok, port: int = 0) -> None:
+        """`port` 0: a free one; another port lets a server stopped on it come back there."""
         self.default = default
         self.requests: list[Recorded] = []
         self._scripts: dict[str, list[Scripted]] = {}
         self._lock = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
