@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from conversations.language import conversation_language_store
@@ -27,6 +27,7 @@ from conversations.redaction import mask
 from conversations.reply.context import ReplyContext, reply_context_build
 from conversations.reply.provider_stream import CancelFlag, ProviderStream
 from conversations.reply.screening import InputScreen, TopicCheck
+from supportbot.database_retry import database_reconnect
 from supportbot.tenants.limits import CallBudget, tenant_limits
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.moderation import tenant_moderation_config
@@ -267,10 +268,18 @@ class LeaseKeeper:
 
     def tick(self) -> None:
         """Renew when due (raises LeaseLost when the job was taken over), then give the
-        database connection back until the next renewal."""
+        database connection back until the next renewal. While the database is unreachable
+        the reply streams on unrenewed: no other worker can take the job over meanwhile, and
+        the final save waits for the database (`reply_finish`)."""
         now = time.monotonic()
         if now - self.renewed_at >= self.every:
-            if not lease_renew(self.claim):
+            try:
+                renewed = lease_renew(self.claim)
+            except OperationalError:
+                database_reconnect()
+                self.renewed_at = now
+                return
+            if not renewed:
                 raise LeaseLost()
             connection_release()
             self.renewed_at = now

@@ -8,7 +8,8 @@ the scripted model server standing in for the provider.
 
 The test process's own Django database is the suite's test database, not this one: read the
 stack's rows with `stack.rows(...)` (psycopg), and create tenants with `stack.create_tenant()`
-(`manage.py tenant_create --json` against the stack's database).
+(`manage.py tenant_create --json` against the stack's database; a Django process starts slowly
+on a loaded machine, so the stack creates one tenant while it migrates: `stack.widget_key`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ from tests.support.stack import LOG_DIR, REPO, ChildProcess, free_port, wait_unt
 from tests.support.widget_client import CUSTOMER
 
 DATABASE = "supportbot_faults"
+
+# Migrate and create the stack's tenant in one Django process (each start costs seconds).
+_PREPARE = f"""
+import json, django
+django.setup()
+from django.core.management import call_command
+from supportbot.tenants.services import tenant_create
+call_command("migrate", interactive=False, verbosity=0)
+tenant, key = tenant_create(name="Fault tenant", allowed_origins=[{CUSTOMER!r}])
+print(json.dumps({{"tenant": tenant.slug, "widget_key": key.public_key}}))
+"""
 
 
 @dataclass
@@ -113,6 +125,7 @@ class FaultStack:
     env: dict[str, str]
     base_url: str = ""
     ws_url: str = ""
+    widget_key: str = ""  # the stack's own tenant, made when it was prepared
     web: ChildProcess | None = None
     workers: list[ChildProcess] = field(default_factory=list)
 
@@ -132,18 +145,41 @@ class FaultStack:
         assert result.returncode == 0, f"manage.py {args}: {result.stdout}{result.stderr}"
         return result.stdout
 
-    def start_web(self) -> ChildProcess:
+    def prepare(self) -> None:
+        """Migrate the stack's database and create its tenant."""
+        result = subprocess.run(
+            [sys.executable, "-c", _PREPARE],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, f"preparing the stack: {result.stdout}{result.stderr}"
+        self.widget_key = json.loads(result.stdout.strip().splitlines()[-1])["widget_key"]
+
+    def start_web(self, *, wait: bool = True) -> ChildProcess:
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}/ws/widget/"
         web = ChildProcess(
             name="web",
-            args=[sys.executable, "-m", "daphne", *DAPHNE_OPTIONS]
-            + ["-b", "127.0.0.1", "-p", str(port), "supportbot.asgi:application"],
+            args=[
+                *(sys.executable, "-m", "daphne", *DAPHNE_OPTIONS),
+                *("-b", "127.0.0.1", "-p", str(port), "supportbot.asgi:application"),
+            ],
             env=self.env,
             log_path=LOG_DIR / f"faults-web-{port}.log",
         ).start()
         self.web = web
+        if wait:
+            self.wait_web()
+        return web
+
+    def wait_web(self) -> None:
+        web = self.web
+        assert web is not None
 
         def healthy() -> bool:
             assert web.alive(), web.log_text()[-3000:]
@@ -152,30 +188,42 @@ class FaultStack:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, timeout=60, message="Daphne to answer /healthz")
-        return web
+        wait_until(healthy, timeout=180, message="Daphne to answer /healthz")
 
-    def start_worker(self) -> ChildProcess:
+    def start_worker(self, *, wait: bool = True) -> ChildProcess:
         """One more Celery worker, with the options of `make run` (threads pool, no gossip,
         no mingle), consuming every queue a reply needs."""
         n = len(self.workers) + 1
         worker = ChildProcess(
             name=f"worker{n}",
-            args=[sys.executable, "-m", "celery", "-A", "supportbot", "worker"]
-            + ["-Q", "replies,default,summaries", "--pool", "threads", "--concurrency", "4"]
-            + ["--prefetch-multiplier", "1", "-n", f"faults{n}-{os.getpid()}@%h"]
-            + ["--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            args=[
+                *(sys.executable, "-m", "celery", "-A", "supportbot", "worker"),
+                *("-Q", "replies,default,summaries", "--pool", "threads", "--concurrency", "4"),
+                *("--prefetch-multiplier", "1", "-n", f"faults{n}-{os.getpid()}@%h"),
+                *("--loglevel", "INFO", "--without-gossip", "--without-mingle"),
+            ],
             env=self.env,
             log_path=LOG_DIR / f"faults-worker{n}-{os.getpid()}.log",
         ).start()
         self.workers.append(worker)
+        if wait:
+            self.wait_worker(worker)
+        return worker
+
+    def wait_worker(self, worker: ChildProcess) -> None:
         wait_until(
             lambda: "ready." in worker.log_text() or not worker.alive(),
-            timeout=90,
-            message=f"celery worker {n} to be ready",
+            timeout=180,
+            message=f"celery {worker.name} to be ready",
         )
         assert worker.alive(), worker.log_text()[-3000:]
-        return worker
+
+    def ensure_workers(self, n: int) -> None:
+        """At least `n` live workers (started side by side: each takes long to boot)."""
+        missing = n - len(self.live_workers())
+        started = [self.start_worker(wait=False) for _ in range(max(missing, 0))]
+        for worker in started:
+            self.wait_worker(worker)
 
     def live_workers(self) -> list[ChildProcess]:
         return [worker for worker in self.workers if worker.alive()]
@@ -259,9 +307,10 @@ def fault_stack_running(base_dir: Path, llm: ScriptedLLMServer) -> Iterator[Faul
         postgres.start()
         redis.start()
         stack = FaultStack(postgres, redis, llm, fault_stack_env(postgres, redis, llm))
-        stack.manage("migrate", "--noinput", timeout=300)
-        stack.start_web()
-        stack.start_worker()
+        stack.prepare()
+        stack.start_web(wait=False)
+        stack.ensure_workers(2)
+        stack.wait_web()
         yield stack
     finally:
         if stack is not None:
@@ -270,11 +319,12 @@ def fault_stack_running(base_dir: Path, llm: ScriptedLLMServer) -> Iterator[Faul
         postgres.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fault_stack(
     tmp_path_factory: pytest.TempPathFactory, llm_server: ScriptedLLMServer
 ) -> Iterator[FaultStack]:
-    """A killable stack for the module's tests (its servers and processes are shared)."""
+    """A killable stack, started once for the session (its servers and processes are shared:
+    each test leaves them running, see `faults`)."""
     with fault_stack_running(tmp_path_factory.mktemp("fault-stack"), llm_server) as stack:
         yield stack
 
