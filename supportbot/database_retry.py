@@ -17,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# At most a second between tries: the work lands within a second of the database's return,
+# before anything else (a redelivered job) can act on what the outage left behind.
+_MAX_DELAY = 1.0
+
 
 def database_reconnect() -> None:
     """Forget this thread's connection, and have the pool replace its broken idle ones."""
@@ -43,4 +47,4 @@ def when_database_returns(work: Callable[[], T], *, seconds: float, what: str) -
             logger.warning("%s: the database is unreachable (%s); trying again", what, exc)
         database_reconnect()
         time.sleep(delay)
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, _MAX_DELAY)

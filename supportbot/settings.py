@@ -189,6 +189,9 @@ CACHES = {
 }
 
 CELERY_BROKER_URL = REDIS_URL
+# Kombu's Redis transport, hardened for a broker restart (supportbot/broker_transport.py).
+if REDIS_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "supportbot.broker_transport:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

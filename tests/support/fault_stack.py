@@ -225,6 +225,10 @@ class FaultStack:
         for worker in started:
             self.wait_worker(worker)
 
+    def crashed_workers(self) -> list[str]:
+        """Workers that logged an unrecoverable error (exiting or not)."""
+        return [w.name for w in self.workers if "Unrecoverable error" in w.log_text()]
+
     def live_workers(self) -> list[ChildProcess]:
         return [worker for worker in self.workers if worker.alive()]
 
@@ -288,7 +292,7 @@ def fault_stack_env(
         "LLM_READ_TIMEOUT": "5",
         "LLM_DEADLINE": "30",
         "LLM_MAX_RETRIES": "1",
-        "CELERY_VISIBILITY_TIMEOUT": "6",
+        "CELERY_VISIBILITY_TIMEOUT": "10",
         "CELERY_UNACKED_RESTORE_INTERVAL": "1",
         "REPLY_LEASE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
