@@ -33,6 +33,16 @@ def database_reconnect() -> None:
             logger.debug("connection pool check failed", exc_info=True)
 
 
+def or_when_database_down(work: Callable[[], T], *, default: T) -> T:
+    """`work()`, or `default` when the database is unreachable (the broken connection is
+    dropped, so the next query takes a sound one)."""
+    try:
+        return work()
+    except OperationalError:
+        database_reconnect()
+        return default
+
+
 def when_database_returns(work: Callable[[], T], *, seconds: float, what: str) -> T:
     """`work()`, tried again with backoff for up to `seconds` while the database is down
     (OperationalError); the last error is raised when it does not come back in time."""

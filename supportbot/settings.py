@@ -159,6 +159,9 @@ if env.bool("DATABASE_POOL", default=True):
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": 10,
     }
+    # A connection is checked (an empty query) as it leaves the pool: after a database restart
+    # the pool's idle connections are all broken, and a request must not be the one to learn it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_POOL_CHECK", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and channel layer --------------------------------------------------

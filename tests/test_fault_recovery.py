@@ -12,7 +12,7 @@ import pytest
 import redis
 from django.db import OperationalError, transaction
 
-from supportbot.database_retry import when_database_returns
+from supportbot.database_retry import or_when_database_down, when_database_returns
 from supportbot.devstack.redis import EmbeddedRedis
 from supportbot.redis_store import _retry
 from tests.support.fault_stack import KillableRedis
@@ -100,3 +100,12 @@ def test_inside_a_transaction_the_error_goes_to_whoever_opened_it() -> None:
     with pytest.raises(OperationalError), transaction.atomic():
         when_database_returns(work, seconds=30, what="a test save")
     assert len(tries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_work_that_can_wait_gets_its_default_while_the_database_is_down() -> None:
+    def renew() -> bool:
+        raise OperationalError("connection refused")
+
+    assert or_when_database_down(renew, default=True) is True
+    assert or_when_database_down(lambda: False, default=True) is False

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from conversations.language import conversation_language_store
@@ -27,7 +27,7 @@ from conversations.redaction import mask
 from conversations.reply.context import ReplyContext, reply_context_build
 from conversations.reply.provider_stream import CancelFlag, ProviderStream
 from conversations.reply.screening import InputScreen, TopicCheck
-from supportbot.database_retry import database_reconnect
+from supportbot.database_retry import or_when_database_down
 from supportbot.tenants.limits import CallBudget, tenant_limits
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.moderation import tenant_moderation_config
@@ -267,19 +267,10 @@ class LeaseKeeper:
         self.renewed_at = time.monotonic()
 
     def tick(self) -> None:
-        """Renew when due (raises LeaseLost when the job was taken over), then give the
-        database connection back until the next renewal. While the database is unreachable
-        the reply streams on unrenewed: no other worker can take the job over meanwhile, and
-        the final save waits for the database (`reply_finish`)."""
+        """Renew when due, then release the connection; the database down, stream on."""
         now = time.monotonic()
         if now - self.renewed_at >= self.every:
-            try:
-                renewed = lease_renew(self.claim)
-            except OperationalError:
-                database_reconnect()
-                self.renewed_at = now
-                return
-            if not renewed:
+            if not or_when_database_down(lambda: lease_renew(self.claim), default=True):
                 raise LeaseLost()
             connection_release()
             self.renewed_at = now

@@ -108,8 +108,8 @@ class Visitor:
             self.ws = None
 
     def _frames(self, timeout: float) -> Iterator[dict[str, Any]]:
-        """Frames as they come, reconnecting (and yielding the catch-up) when the socket
-        drops; fails after `timeout`."""
+        """Frames as they come, reconnecting when the socket drops (then the catch-up's
+        messages, and a `{"type": "reconnected"}` marker); fails after `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -118,6 +118,7 @@ class Visitor:
                 welcome = self.connect(remaining)
                 for message in welcome.get("messages", []):
                     yield {"type": "message", "message": message}
+                yield {"type": "reconnected"}  # not a frame of the protocol: the drop itself
                 continue
             try:
                 frame = recv(self.ws, min(remaining, 5))
@@ -143,8 +144,8 @@ class Visitor:
                     if frame["type"] == "ack":
                         self.last_seq = max(self.last_seq, frame["message"]["seq"])
                         return dict(frame["message"])
-                    if self.ws is None:
-                        break  # dropped before the ack: send again
+                    if frame["type"] == "reconnected":
+                        break  # dropped before the ack: send again (same client id)
             except ConnectionClosed:
                 self.close()
 
