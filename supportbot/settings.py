@@ -178,7 +178,8 @@ REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=10.0)
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        # channels_redis's pub/sub layer, telling sockets when it lost Redis (resume).
+        "BACKEND": "supportbot.channel_layer.ChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "supportbot"},
     }
 }
