@@ -1,8 +1,10 @@
-"""The building blocks of fault recovery: the Redis client rides out a Redis restart, and a
-unit of database work is tried again while the database is unreachable, for a bounded time."""
+"""The building blocks of fault recovery: the Redis client rides out a Redis restart, the
+channel layer tells its sockets when Redis is back, and a unit of database work is tried again
+while the database is unreachable, for a bounded time."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import redis
 from django.db import OperationalError, transaction
 
+from supportbot.channel_layer import RECONNECTED, ChannelLayer
 from supportbot.database_retry import or_when_database_down, when_database_returns
 from supportbot.devstack.redis import EmbeddedRedis
 from supportbot.redis_store import _retry
@@ -109,3 +112,25 @@ def test_work_that_can_wait_gets_its_default_while_the_database_is_down() -> Non
 
     assert or_when_database_down(renew, default=True) is True
     assert or_when_database_down(lambda: False, default=True) is False
+
+
+def test_the_channel_layer_tells_its_sockets_when_redis_comes_back(
+    own_redis: KillableRedis,
+) -> None:
+    layer = ChannelLayer(hosts=[own_redis.url(5)], prefix="supportbot-test")
+
+    async def scenario() -> dict[str, Any]:
+        channel = await layer.new_channel()
+        await layer.group_add("conversation.test", channel)
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await layer.group_send("conversation.test", {"type": "conversation.event", "n": 1})
+        assert (await asyncio.wait_for(receiving, 10))["n"] == 1
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.to_thread(own_redis.kill)
+        await asyncio.to_thread(own_redis.start)
+        try:
+            return dict(await asyncio.wait_for(receiving, 30))
+        finally:
+            await layer.flush()
+
+    assert asyncio.run(scenario()) == RECONNECTED
