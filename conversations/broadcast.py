@@ -9,10 +9,12 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from typing import Any
 from uuid import UUID
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 from conversations.groups import conversation_group
@@ -58,7 +60,7 @@ class _Broadcaster:
         while True:
             group, event = await self._queue.get()
             try:
-                await layer.group_send(group, event)
+                await _send_retrying(layer, group, event)
             except Exception:  # a lost frame is recovered by resume; never kill the sender
                 logger.exception("broadcast to %s failed", group)
             else:
@@ -69,6 +71,22 @@ class _Broadcaster:
         loop = self._ensure_started()
         assert self._queue is not None
         loop.call_soon_threadsafe(self._queue.put_nowait, (group, event))
+
+
+async def _send_retrying(layer: Any, group: str, event: dict[str, Any]) -> None:
+    """Send, and after a failure (a Redis restart) try again on a new connection for up to
+    REDIS_RETRY_SECONDS; later frames wait, so the order holds."""
+    deadline = time.monotonic() + float(settings.REDIS_RETRY_SECONDS)
+    delay = 0.05
+    while True:
+        try:
+            await layer.group_send(group, event)
+            return
+        except Exception:
+            if time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 _broadcaster = _Broadcaster()

@@ -144,6 +144,11 @@ class ConversationSocket(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
             self.group = None
 
+    async def layer_reconnected(self, event: dict[str, Any]) -> None:
+        """Frames may have been lost while this process had no Redis: the client reconnects
+        and resumes from its last `seq` (supportbot.channel_layer)."""
+        await self.close(code=1012)
+
     async def conversation_event(self, event: dict[str, Any]) -> None:
         """A frame broadcast to the conversation (see conversations.broadcast)."""
         if event.get("sender") and event["sender"] == self.channel_name:

@@ -159,6 +159,9 @@ if env.bool("DATABASE_POOL", default=True):
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": 10,
     }
+    # A connection is checked (an empty query) as it leaves the pool: after a database restart
+    # the pool's idle connections are all broken, and a request must not be the one to learn it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_POOL_CHECK", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and channel layer --------------------------------------------------
@@ -169,13 +172,18 @@ if not REDIS_URL:
         "or set REDIS_URL."
     )
 
+# How long the application's Redis client (stream snapshots, limits) keeps trying a command
+# while Redis is unreachable (a restart) before it gives up.
+REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=10.0)
+
 # The channel layer on several Redis servers: each conversation's group (and each socket's
 # channel) lives on one of them, chosen by a hash of its name. Every web and worker process must
 # list the same URLs in the same order. Default: REDIS_URL alone.
 CHANNEL_LAYER_REDIS_URLS = env.list("CHANNEL_LAYER_REDIS_URLS", default=[]) or [REDIS_URL]
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        # channels_redis's pub/sub layer, telling sockets when it lost Redis (resume).
+        "BACKEND": "supportbot.channel_layer.ChannelLayer",
         "CONFIG": {"hosts": CHANNEL_LAYER_REDIS_URLS, "prefix": "supportbot"},
     }
 }
@@ -190,6 +198,9 @@ CACHES = {
 
 # The Celery broker on a Redis server of its own, when the shared one is busy. Default: REDIS_URL.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
+# Kombu's Redis transport, hardened for a broker restart (supportbot/broker_transport.py).
+if CELERY_BROKER_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "supportbot.broker_transport:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -205,13 +216,35 @@ CELERY_TASK_ROUTES = {
     "conversations.summarize_conversation": {"queue": "summaries"},
     "knowledge.ingest_upload": {"queue": "knowledge"},
 }
+# Surviving a Redis restart (docs/operations.md, "Faults and recovery"): the worker reconnects
+# to the broker for as long as it takes, never gives up and exits; a task running when the
+# connection drops runs on to its end (its late acknowledgement may be lost, and the job is
+# then delivered again: the reply job's claim makes that a no-op).
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Publishing a job (a retry, a new reply) rides out a short broker outage too.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 20,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
 # An unacknowledged job (its worker died) is handed to another worker once it is older than
 # the visibility timeout; workers look for such jobs every restore interval.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
     "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": 1,
+    # Dead connections are noticed (keepalive, a PING when idle) and timeouts retried.
+    "socket_keepalive": True,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "retry_on_timeout": True,
+    "health_check_interval": 10,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -328,6 +361,9 @@ KNOWLEDGE_INGEST_SOFT_TIME_LIMIT = env.float("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT",
 REPLY_FLUSH_INTERVAL = env.float("REPLY_FLUSH_INTERVAL", default=0.03)
 # A reply job holds a lease it renews while streaming; a redelivered job waits for it to lapse.
 REPLY_LEASE_SECONDS = env.float("REPLY_LEASE_SECONDS", default=15.0)
+# A finished reply whose save finds the database unreachable (a restart) is saved again, with
+# backoff, for this long before the job gives up and is retried from the start.
+REPLY_SAVE_RETRY_SECONDS = env.float("REPLY_SAVE_RETRY_SECONDS", default=60.0)
 # Tokens of history sent to the model: the default of a new tenant's history_token_budget
 # (each tenant's own value is set in admin).
 HISTORY_TOKEN_BUDGET = env.int("HISTORY_TOKEN_BUDGET", default=3000)

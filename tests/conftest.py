@@ -12,7 +12,12 @@ import pytest
 
 from tests.support.llm_server import ScriptedLLMServer
 
-pytest_plugins = ["tests.support.stack", "tests.support.run_rules", "pytester"]
+pytest_plugins = [
+    "tests.support.stack",
+    "tests.support.fault_stack",
+    "tests.support.run_rules",
+    "pytester",
+]
 
 
 def _close_connection_pools() -> None:

@@ -27,6 +27,7 @@ from conversations.redaction import mask
 from conversations.reply.context import ReplyContext, reply_context_build
 from conversations.reply.provider_stream import CancelFlag, ProviderStream
 from conversations.reply.screening import InputScreen, TopicCheck
+from supportbot.database_retry import or_when_database_down
 from supportbot.tenants.limits import CallBudget, tenant_limits
 from supportbot.tenants.models import Tenant
 from supportbot.tenants.moderation import tenant_moderation_config
@@ -266,11 +267,10 @@ class LeaseKeeper:
         self.renewed_at = time.monotonic()
 
     def tick(self) -> None:
-        """Renew when due (raises LeaseLost when the job was taken over), then give the
-        database connection back until the next renewal."""
+        """Renew when due, then release the connection; the database down, stream on."""
         now = time.monotonic()
         if now - self.renewed_at >= self.every:
-            if not lease_renew(self.claim):
+            if not or_when_database_down(lambda: lease_renew(self.claim), default=True):
                 raise LeaseLost()
             connection_release()
             self.renewed_at = now

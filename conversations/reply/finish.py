@@ -1,9 +1,11 @@
 """Persisting a reply: once (only the job's current attempt may), with the notices it needs,
-and broadcast on commit."""
+and broadcast on commit. A database restart does not lose the text: the save is tried again
+until the database is back (`REPLY_SAVE_RETRY_SECONDS`)."""
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -19,6 +21,7 @@ from conversations.prompts import PROMPT_VERSION
 from conversations.reply.claim import Claim, own_job_lock
 from conversations.review import conversation_mark_for_review, moderation_event_record
 from conversations.stream_state import snapshot_clear
+from supportbot.database_retry import when_database_returns
 from supportbot.llm import Finished
 from supportbot.tenants.usage import usage_day_add
 
@@ -129,7 +132,17 @@ def _audit(claim: Claim, outcome: Outcome, degraded: str) -> None:
 
 def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
     """Store the reply and end its job (error code `degraded`); a no-op when the job is no
-    longer this attempt's (taken over, cancelled, finished already)."""
+    longer this attempt's (taken over, cancelled, finished already). While the database is
+    unreachable the whole transaction is tried again, for up to REPLY_SAVE_RETRY_SECONDS."""
+    when_database_returns(
+        lambda: _store(claim, outcome, degraded),
+        seconds=float(settings.REPLY_SAVE_RETRY_SECONDS),
+        what=f"saving reply {claim.reply.pk}",
+    )
+    snapshot_clear(claim.reply.pk)
+
+
+def _store(claim: Claim, outcome: Outcome, degraded: str) -> None:
     reply = claim.reply
     with transaction.atomic():
         job = own_job_lock(claim)
@@ -157,4 +170,3 @@ def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
         for text in notices:
             message_append(conversation=claim.conversation, role=Message.Role.SYSTEM, text=text)
         _audit(claim, outcome, degraded)
-    snapshot_clear(reply.pk)
