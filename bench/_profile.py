@@ -2,9 +2,11 @@
 
 `py-spy record --format raw` runs against each process during the timed rounds of a level
 (py-spy samples only threads that are on the CPU, and without pausing the process:
-`--nonblocking`). Each sampled stack is put in the first stage below whose pattern appears in
-one of its frames; a stage's share of the samples times the process's measured CPU time per
-reply gives its CPU ms per reply. The raw stacks stay in the directory (`<level>-<process>.txt`,
+`--nonblocking`). py-spy also counts threads blocked in some system calls (a select, a socket
+read, a lock): stacks whose innermost frame is such a wait (`WAITS`) are left out. Each other
+stack is put in the first stage below whose pattern appears in one of its frames; a stage's
+share of those samples times the process's measured CPU time per reply gives its CPU ms per
+reply. The raw stacks stay in the directory (`<level>-<process>.txt`,
 one `frame;frame;... count` line per stack: speedscope and flamegraph.pl read them).
 """
 
@@ -22,6 +24,21 @@ PY_SPY = str(Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents
 PY_SPY = str(Path(PY_SPY) / "bin" / "py-spy")
 RATE = 200  # samples a second
 
+# Innermost frames that wait rather than compute.
+WAITS = (
+    "EpollSelector.select",
+    "_epoll.poll",
+    "Connection.wait (psycopg",
+    "Condition.wait (",
+    "Event.wait (",
+    "Thread.join (",
+    "_wait_for_tstate_lock",
+    "SyncStream.read (",
+    "ProviderStream.__iter__",
+    "_worker (concurrent/futures/thread.py",
+    "SocketBuffer._read_from_socket",
+)
+
 # (stage, patterns): the first stage with a pattern in any frame of a stack takes it. The order
 # puts the specific before the general (the SDK's parsing before the provider thread around it).
 STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
@@ -30,10 +47,11 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("redaction (PII placeholders)", ("conversations/redaction", "redaction.py")),
         ("stream snapshot (Redis EVAL)", ("stream_state.py",)),
         ("broadcast (channel layer: msgpack, PUBLISH)", ("broadcast.py", "channels_redis")),
+        ("moderation requests (SDK)", ("llm/moderation",)),
         ("provider stream: SDK, httpx, SSE parsing", ("openai/", "httpx", "httpcore", "llm/chat")),
         ("tenant limits (reserve, settle)", ("tenants/limits",)),
         ("provider thread, queue, cancel checks", ("provider_stream.py",)),
-        ("moderation / screening", ("screening.py", "llm/moderation")),
+        ("moderation: screening, output check", ("screening.py", "output_check")),
         ("claim: job, history, knowledge, prompt", ("reply/claim", "reply/context", "passages")),
         ("finish: store the reply, audit", ("reply/finish", "audit")),
         ("reply delivery (coalescing)", ("reply/delivery",)),
@@ -43,6 +61,8 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     ],
     "web": [
         ("widget message: checks, INSERTs (sync)", ("channels/widget", "conversations/services")),
+        ("hello: access, catch-up (sync)", ("tenants/selectors", "conversations/selectors")),
+        ("close_old_connections per message (channels)", ("aclose_old_connections",)),
         ("Celery publish (reply job enqueue)", ("kombu/", "celery/")),
         ("Django ORM, psycopg (other)", ("django/db", "psycopg")),
         (
@@ -50,9 +70,10 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("conversation_event", "stream_filter"),
         ),
         ("channel layer receive (Redis pub/sub, msgpack)", ("channels_redis",)),
-        ("websocket frames (autobahn, twisted)", ("autobahn", "twisted", "daphne/")),
         ("consumers (receive, hello)", ("consumers.py", "sockets.py")),
-        ("asyncio loop, asgiref threads", ("asyncio", "asgiref")),
+        ("websocket frames (autobahn, twisted, daphne)", ("autobahn", "twisted/", "daphne/http")),
+        ("asgiref thread hops (sync_to_async)", ("asgiref",)),
+        ("asyncio loop, Daphne's reactor", ("asyncio", "twisted", "daphne")),
     ],
 }
 
@@ -96,6 +117,8 @@ def classify(path: Path, role: str) -> Counter[str]:
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
+            continue
+        if any(wait in stack.rpartition(";")[2] for wait in WAITS):
             continue
         stage = "other"
         for label, patterns in STAGES[role]:
