@@ -17,6 +17,7 @@ pub/sub, through `broadcast_frame` after it.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -38,6 +39,7 @@ class ReplyDelivery:
     last_flush: float = 0.0
     placeholders: Placeholders = field(default_factory=Placeholders)
     restoring: PlaceholderStream | None = None
+    on_sealed: Callable[[], None] | None = None  # told when a write finds the reply sealed
 
     def start(self) -> None:
         """Tell the sockets a reply starts (again, from nothing, for a fallback model)."""
@@ -77,18 +79,18 @@ class ReplyDelivery:
 
     def _send(self, frame: dict[str, Any], *, text: str, index: int) -> bool:
         """The snapshot first, then the frame (see stream_state); False when the reply is
-        sealed (cancelled): nothing is published."""
+        sealed (cancelled): nothing is published, and `on_sealed` is told."""
         publication = layer_publication(self.conversation_id, frame)
         if publication is not None:
             publish = (publication.channel, publication.payload)
             written = snapshot_write(self.message_id, text=text, index=index, publish=publish)
             if written and index == 0:
                 trace("worker.published", self.message_id)
-            return written
-        if not snapshot_write(self.message_id, text=text, index=index):
-            return False
-        broadcast_frame(self.conversation_id, frame)
-        return True
+        elif written := snapshot_write(self.message_id, text=text, index=index):
+            broadcast_frame(self.conversation_id, frame)
+        if not written and self.on_sealed is not None:
+            self.on_sealed()
+        return written
 
     @property
     def all_text(self) -> str:
