@@ -60,8 +60,10 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("Django ORM, psycopg (other)", ("django/db", "psycopg")),
     ],
     "web": [
-        ("widget message: checks, INSERTs (sync)", ("channels/widget", "conversations/services")),
-        ("hello: access, catch-up (sync)", ("tenants/selectors", "conversations/selectors")),
+        (
+            "widget hello and message (sync: key, checks, reads, INSERTs)",
+            ("channels/widget", "conversations/services", "tenants/selectors"),
+        ),
         ("close_old_connections per message (channels)", ("aclose_old_connections",)),
         ("Celery publish (reply job enqueue)", ("kombu/", "celery/")),
         ("Django ORM, psycopg (other)", ("django/db", "psycopg")),
