@@ -12,7 +12,8 @@ up with the client's samples; every process runs on the same machine and clock.
 Where the events come from: the named trace points of `supportbot.trace` (the widget consumer
 `web.receive` / `web.ack_sent`, `widget_message` `web.sync_start`, a socket's first delta
 `web.event` / `web.delta_sent`, the reply path `reply.*`, `worker.published` once the first
-delta is published) and Celery's own publish signals (`web.enqueue_start` / `web.enqueue_end`). Nothing is patched.
+delta is published) and Celery's own publish signals (`web.enqueue_start` /
+`web.enqueue_end`). Nothing is patched.
 """
 
 from __future__ import annotations

@@ -121,11 +121,10 @@ class Publication:
 
 def _single_pubsub_prefix() -> str | None:
     """The layer's prefix when it is Redis pub/sub on the one Redis of `REDIS_URL`, else None."""
-    layer_settings = settings.CHANNEL_LAYERS.get("default", {})
-    config = layer_settings.get("CONFIG", {})
-    if layer_settings.get("BACKEND") != PUBSUB_LAYER or config.get("hosts") != [
-        str(settings.REDIS_URL)
-    ]:
+    layer_settings: dict[str, Any] = settings.CHANNEL_LAYERS.get("default", {})
+    config: dict[str, Any] = layer_settings.get("CONFIG", {})
+    hosts = config.get("hosts")
+    if layer_settings.get("BACKEND") != PUBSUB_LAYER or hosts != [str(settings.REDIS_URL)]:
         return None
     return str(config.get("prefix", "asgi"))
 

@@ -87,7 +87,9 @@ class _ReplyStream:
             u = chunk.get("usage")
             if isinstance(u, dict):
                 self.usage = Usage(
-                    u.get("prompt_tokens"), u.get("completion_tokens"), u.get("total_tokens")
+                    int(u.get("prompt_tokens") or 0),
+                    int(u.get("completion_tokens") or 0),
+                    int(u.get("total_tokens") or 0),
                 )
             choices = chunk.get("choices")
             if not choices or not isinstance(choices[0], dict):
