@@ -52,6 +52,8 @@ class _Broadcaster:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
+                with self._sent:  # a forked child sends none of its parent's queued frames
+                    self._queued.clear()
                 ready = threading.Event()
 
                 def run() -> None:
