@@ -11,8 +11,9 @@ up with the client's samples; every process runs on the same machine and clock.
 
 Where the events come from: the named trace points of `supportbot.trace` (the widget consumer
 `web.receive` / `web.ack_sent`, `widget_message` `web.sync_start`, a socket's first delta
-`web.event` / `web.delta_sent`, the reply path `reply.*`, the broadcaster `worker.published`)
-and Celery's own publish signals (`web.enqueue_start` / `web.enqueue_end`). Nothing is patched.
+`web.event` / `web.delta_sent`, the reply path `reply.*`, `worker.published` once the first
+delta is published) and Celery's own publish signals (`web.enqueue_start` /
+`web.enqueue_end`). Nothing is patched.
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ STAGES = [
         "reply.llm_request",
         "reply.first_token",
     ),
-    ("first token -> delta queued (snapshot_write)", "reply.first_token", "reply.first_delta"),
+    ("first token -> first delta flushed", "reply.first_token", "reply.first_delta"),
     (
-        "queued -> published (broadcast thread, group_send)",
+        "flushed -> published (snapshot script with PUBLISH)",
         "reply.first_delta",
         "worker.published",
     ),

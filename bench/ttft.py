@@ -1,7 +1,7 @@
 """Time to first token through the whole stack, against the openai SDK called directly.
 
     .venv/bin/python bench/ttft.py [--conversations 1 50] [--rounds N] [--json out.json] [--trace]
-                                   [--limits]
+                                   [--limits] [--profile DIR]
 
 Both sides talk to the same scripted OpenAI-compatible server (tests/support/llm_server.py, its
 own process on loopback): 200 ms before the first token, then 100 tokens/s, 50-token replies.
@@ -20,6 +20,10 @@ servers to use (a database `supportbot_bench_<pid>` is created on that Postgres 
 dropped afterwards; give Redis a database of its own); without them embedded servers are started
 under var/bench/. --trace adds per-stage timestamps inside Daphne and the worker (bench/_probe.py)
 and prints where the time goes between the message and its first delta.
+
+--profile DIR samples the stacks of Daphne and the worker during each level's rounds (py-spy,
+run as root or with ptrace allowed) and prints the CPU ms per reply of each stage of each
+process (bench/_profile.py).
 
 --limits adds a third side, the cost of the per-tenant limit checks: a second tenant of the same
 stack with every limit set (`manage.py tenant_limits`: requests a minute, tokens a day and a
@@ -47,6 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import _profile
 from bench._common import (
     LOG_DIR,
     PYTHON,
@@ -524,6 +529,7 @@ def run(args: argparse.Namespace, children: Children) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     raw: dict[int, dict[str, list[Sample]]] = {}
     trace = None
+    profiles: dict[str, Any] = {}
     servers = servers_from_env_or_embedded()
     try:
         database = f"supportbot_bench_{os.getpid()}"
@@ -562,7 +568,17 @@ def run(args: argparse.Namespace, children: Children) -> dict[str, Any]:
                     if limited_key:
                         stack_round(stack.ws_url, limited_key, 1)
                 for n in args.conversations:
-                    summary, samples = measure_level(args, client, stack, key, n, limited_key)
+                    recorders = []
+                    if args.profile:
+                        pids = {"web": stack.web.process.pid, "worker": stack.worker.process.pid}
+                        recorders = _profile.start(args.profile, n, pids)
+                    try:
+                        summary, samples = measure_level(args, client, stack, key, n, limited_key)
+                    finally:
+                        _profile.stop(recorders)
+                    if args.profile:
+                        cpu_per_reply = summary["cpu_per_reply"]
+                        profiles[str(n)] = _profile.stage_table(args.profile, n, cpu_per_reply)
                     results.append(summary)
                     raw[n] = samples
             finally:
@@ -590,6 +606,7 @@ def run(args: argparse.Namespace, children: Children) -> dict[str, Any]:
         },
         "results": results,
         "trace": trace,
+        "profile": profiles or None,
         "samples": {
             str(n): {side: [asdict(s) for s in samples] for side, samples in sides.items()}
             for n, sides in raw.items()
@@ -612,6 +629,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-concurrency", type=int, default=64)
     parser.add_argument("--json", type=Path, default=None, help="write every sample here")
     parser.add_argument("--trace", action="store_true", help="per-stage timestamps (see above)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample Daphne's and the worker's stacks (py-spy) into DIR; CPU per stage",
+    )
     parser.add_argument(
         "--limits", action="store_true", help="also a tenant with limits set (see above)"
     )
@@ -652,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         print(trace_markdown(report["trace"]))
+    if report["profile"]:
+        print()
+        print(f"Where a reply's CPU goes (py-spy stacks in {args.profile})")
+        print(_profile.profile_markdown(report["profile"]))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
         say(f"wrote {args.json}")

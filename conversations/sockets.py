@@ -11,6 +11,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from conversations import frames
+from conversations.broadcast import EVENT_TYPE
 from conversations.catch_up import CatchUp
 from conversations.groups import conversation_group
 from conversations.refusals import CloseCode
@@ -148,6 +149,14 @@ class ConversationSocket(AsyncWebsocketConsumer):
         """Frames may have been lost while this process had no Redis: the client reconnects
         and resumes from its last `seq` (supportbot.channel_layer)."""
         await self.close(code=1012)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """A broadcast frame touches no database: it skips channels' `close_old_connections`
+        before each handler (a hop to a thread for every delta of every socket)."""
+        if message.get("type") == EVENT_TYPE:
+            await self.conversation_event(message)
+        else:
+            await super().dispatch(message)
 
     async def conversation_event(self, event: dict[str, Any]) -> None:
         """A frame broadcast to the conversation (see conversations.broadcast)."""

@@ -4,6 +4,10 @@ The worker writes the snapshot for delta `index` before it publishes that delta,
 that subscribes first and reads the snapshot second misses nothing and repeats nothing: it
 forwards only deltas with a higher index than the snapshot's.
 
+The write can publish the delta too, in the same script (`publish`: a channel and payload, see
+`broadcast.layer_publication`): one round trip per delta, and the snapshot can never lag the
+delta.
+
 A reply cancelled mid-stream (an agent took over) is *sealed*: the seal returns the text so far
 and, in the same Redis script, refuses every later write, so the worker publishes no delta the
 cancelled reply's final text does not hold. A sealed snapshot is left to expire.
@@ -13,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+
+from redis.commands.core import Script
 
 from supportbot.redis_store import get_redis, redis_key
 
@@ -40,6 +46,9 @@ if redis.call('HGET', KEYS[1], 'sealed') == '1' then
 end
 redis.call('HSET', KEYS[1], 'text', ARGV[1], 'index', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] then
+    redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
 return 1
 """
 
@@ -50,11 +59,26 @@ return redis.call('HMGET', KEYS[1], 'text', 'index')
 """
 
 
-def snapshot_write(message_id: UUID | str, *, text: str, index: int) -> bool:
-    """Record the text up to delta `index`; False when the reply was sealed (cancelled): the
-    delta must not be published."""
-    written = get_redis().eval(_WRITE, 1, _key(message_id), text, index, _TTL_SECONDS)
-    return bool(written)
+def _write_script() -> Script:
+    global _write_script_cached
+    if _write_script_cached is None:
+        _write_script_cached = get_redis().register_script(_WRITE)
+    return _write_script_cached
+
+
+_write_script_cached: Script | None = None
+
+
+def snapshot_write(
+    message_id: UUID | str, *, text: str, index: int, publish: tuple[str, bytes] | None = None
+) -> bool:
+    """Record the text up to delta `index` and, when given, PUBLISH `publish` (channel,
+    payload) in the same script; False when the reply was sealed (cancelled): nothing was
+    written, nothing published, and the delta must not be sent another way."""
+    args: list[str | int | bytes] = [text, index, _TTL_SECONDS]
+    if publish is not None:
+        args += [publish[0], publish[1]]
+    return bool(_write_script()(keys=[_key(message_id)], args=args, client=get_redis()))
 
 
 def snapshot_seal(message_id: UUID | str) -> StreamSnapshot:

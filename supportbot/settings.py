@@ -358,7 +358,7 @@ KNOWLEDGE_INGEST_SOFT_TIME_LIMIT = env.float("KNOWLEDGE_INGEST_SOFT_TIME_LIMIT",
 
 # --- Replies ----------------------------------------------------------------------------------
 # How often streamed text is flushed to the widget (seconds): deltas are coalesced in between.
-REPLY_FLUSH_INTERVAL = env.float("REPLY_FLUSH_INTERVAL", default=0.03)
+REPLY_FLUSH_INTERVAL = env.float("REPLY_FLUSH_INTERVAL", default=0.066)
 # A reply job holds a lease it renews while streaming; a redelivered job waits for it to lapse.
 REPLY_LEASE_SECONDS = env.float("REPLY_LEASE_SECONDS", default=15.0)
 # A finished reply whose save finds the database unreachable (a restart) is saved again, with

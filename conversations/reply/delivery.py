@@ -10,15 +10,19 @@ delivery restores them, holding back a trailing piece that may be the start of o
 next piece (or the end) tells, so the sockets, the snapshot and the stored reply all hold the
 visitor's own text.
 
-These frames are sent at once (`broadcast_frame`), not on commit: they belong to no
-transaction, and the worker holds no database connection while the model streams.
+These frames are sent at once, not on commit: they belong to no transaction, and the worker
+holds no database connection while the model streams. Each goes out with its snapshot write, in
+one Redis script (`broadcast.layer_publication`), or, with a channel layer other than Redis
+pub/sub, through `broadcast_frame` after it.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
-from conversations.broadcast import broadcast_frame
+from conversations.broadcast import broadcast_frame, layer_publication
 from conversations.redaction import Placeholders, PlaceholderStream
 from conversations.stream_state import snapshot_write
 from supportbot.trace import trace
@@ -35,16 +39,14 @@ class ReplyDelivery:
     last_flush: float = 0.0
     placeholders: Placeholders = field(default_factory=Placeholders)
     restoring: PlaceholderStream | None = None
+    on_sealed: Callable[[], None] | None = None  # told when a write finds the reply sealed
 
     def start(self) -> None:
         """Tell the sockets a reply starts (again, from nothing, for a fallback model)."""
         self.text, self.pending, self.index = "", "", -1
         self.restoring = self.placeholders.stream()
-        if not snapshot_write(self.message_id, text="", index=-1):
-            return  # cancelled (sealed): nothing more reaches the sockets
-        broadcast_frame(
-            self.conversation_id, {"type": "reply.start", "message_id": self.message_id}
-        )
+        # A sealed (cancelled) reply: nothing more reaches the sockets.
+        self._send({"type": "reply.start", "message_id": self.message_id}, text="", index=-1)
 
     def add(self, piece: str) -> None:
         if self.restoring is None:
@@ -64,23 +66,31 @@ class ReplyDelivery:
             return
         self.index += 1
         self.text += self.pending
-        # The snapshot first, then the delta: see stream_state. A sealed (cancelled) reply
-        # publishes nothing more.
-        if not snapshot_write(self.message_id, text=self.text, index=self.index):
-            self.pending = ""
-            return
         if self.index == 0:
             trace("reply.first_delta", self.message_id)
-        broadcast_frame(
-            self.conversation_id,
-            {
-                "type": "reply.delta",
-                "message_id": self.message_id,
-                "index": self.index,
-                "text": self.pending,
-            },
-        )
+        frame = {
+            "type": "reply.delta",
+            "message_id": self.message_id,
+            "index": self.index,
+            "text": self.pending,
+        }
         self.pending = ""
+        self._send(frame, text=self.text, index=self.index)
+
+    def _send(self, frame: dict[str, Any], *, text: str, index: int) -> bool:
+        """The snapshot first, then the frame (see stream_state); False when the reply is
+        sealed (cancelled): nothing is published, and `on_sealed` is told."""
+        publication = layer_publication(self.conversation_id, frame)
+        if publication is not None:
+            publish = (publication.channel, publication.payload)
+            written = snapshot_write(self.message_id, text=text, index=index, publish=publish)
+            if written and index == 0:
+                trace("worker.published", self.message_id)
+        elif written := snapshot_write(self.message_id, text=text, index=index):
+            broadcast_frame(self.conversation_id, frame)
+        if not written and self.on_sealed is not None:
+            self.on_sealed()
+        return written
 
     @property
     def all_text(self) -> str:

@@ -56,6 +56,7 @@ def _reply_write(claim: Claim) -> None:
         message_id=str(claim.reply.pk),
         flush_interval=float(settings.REPLY_FLUSH_INTERVAL),
         placeholders=claim.context.placeholders,
+        on_sealed=claim.cancel.set,
     )
     delivery.start()
     first: ProviderStream | None = claim.provider_stream

@@ -29,7 +29,9 @@ from supportbot.llm import CallRecord, ChatParams, Finished, ProviderConfig, Tex
 from supportbot.tenants.limits import CallBudget, Reservation
 from supportbot.trace import trace
 
-CANCEL_CHECK_INTERVAL = 0.1
+# A cancelled reply's snapshot is sealed, and the delivery tells the flag at its next flush
+# (`CancelFlag.set`); Redis is asked only for the rest (before the first text, a quiet model).
+CANCEL_CHECK_INTERVAL = 0.3
 # While no event comes (the model thinks, or the provider stalls), `idle` is called this often:
 # the worker keeps its lease on the job however long the provider keeps it waiting.
 IDLE_CALL_INTERVAL = 0.5
@@ -53,6 +55,10 @@ class CancelFlag:
             self.checked_at = now
             self.cancelled = reply_cancel_requested(self.job_id)
         return self.cancelled
+
+    def set(self) -> None:
+        """The job was cancelled (its reply's snapshot is sealed): stop at the next check."""
+        self.cancelled = True
 
 
 @dataclass(frozen=True)

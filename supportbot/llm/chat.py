@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
+from openai.types.chat import ChatCompletion
 
 from .calls import Call, Cancelled, Recorder
 from .client import get_client
@@ -23,6 +22,7 @@ from .config import ChatParams, ProviderConfig
 from .errors import (
     CANCELLED,
     CONNECTION,
+    SERVER_ERROR,
     LLMError,
     StreamInterrupted,
     TransientLLMError,
@@ -58,9 +58,12 @@ class _ToolCallParts:
 
 class _ReplyStream:
     """One attempt's stream, read chunk by chunk: the text comes out piece by piece; tool-call
-    pieces, usage, model and finish reason are gathered on the way."""
+    pieces, usage, model and finish reason are gathered on the way.
 
-    def __init__(self, stream: openai.Stream[ChatCompletionChunk], call: Call) -> None:
+    The chunks are the SDK's decoded server-sent events as plain JSON objects (`_open_reply`):
+    building an SDK model for every chunk costs more than everything done here."""
+
+    def __init__(self, stream: openai.Stream[dict[str, Any]], call: Call) -> None:
         self._stream = stream
         self._chunks = iter(stream)
         self._call = call
@@ -77,41 +80,49 @@ class _ReplyStream:
             call.check_cancelled()
             if time.monotonic() >= call.deadline_at:
                 call.check_deadline()
-            if self.model is None and chunk.model:
-                self.model = chunk.model
-            if chunk.usage is not None:
-                u = chunk.usage
-                self.usage = Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
-            if not chunk.choices:
+            if not isinstance(chunk, dict):
+                raise TransientLLMError(SERVER_ERROR, "the provider sent a malformed response")
+            if self.model is None and chunk.get("model"):
+                self.model = chunk["model"]
+            u = chunk.get("usage")
+            if isinstance(u, dict):
+                self.usage = Usage(
+                    int(u.get("prompt_tokens") or 0),
+                    int(u.get("completion_tokens") or 0),
+                    int(u.get("total_tokens") or 0),
+                )
+            choices = chunk.get("choices")
+            if not choices or not isinstance(choices[0], dict):
                 continue
-            choice = chunk.choices[0]
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
-            delta = choice.delta
-            if delta is None:
+            choice = choices[0]
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
                 continue
-            if (delta.content or delta.tool_calls) and self.first_content_at is None:
+            content, tool_calls = delta.get("content"), delta.get("tool_calls")
+            if (content or tool_calls) and self.first_content_at is None:
                 self.first_content_at = time.monotonic()
-            if delta.tool_calls:
-                self._add_tool_deltas(delta.tool_calls)
-            if delta.content:
-                return delta.content
+            if tool_calls:
+                self._add_tool_deltas(tool_calls)
+            if content:
+                return str(content)
         if self.finish_reason is None:
             raise TransientLLMError(CONNECTION, "the stream ended without a finish reason")
         return None
 
-    def _add_tool_deltas(self, deltas: list[ChoiceDeltaToolCall]) -> None:
+    def _add_tool_deltas(self, deltas: list[dict[str, Any]]) -> None:
         for position, tc in enumerate(deltas):
-            index = tc.index if tc.index is not None else position
-            parts = self.tools.setdefault(index, _ToolCallParts())
-            if tc.id and not parts.id:
-                parts.id = tc.id
-            fn = tc.function
-            if fn is not None:
-                if fn.name and not parts.name:
-                    parts.name = fn.name
-                if fn.arguments:
-                    parts.arguments.append(fn.arguments)
+            index = tc.get("index")
+            parts = self.tools.setdefault(position if index is None else index, _ToolCallParts())
+            if tc.get("id") and not parts.id:
+                parts.id = tc["id"]
+            fn = tc.get("function")
+            if isinstance(fn, dict):
+                if fn.get("name") and not parts.name:
+                    parts.name = fn["name"]
+                if fn.get("arguments"):
+                    parts.arguments.append(fn["arguments"])
 
     def tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
@@ -126,9 +137,23 @@ class _ReplyStream:
 def _open_reply(
     client: openai.OpenAI, call: Call, kwargs: dict[str, Any]
 ) -> tuple[_ReplyStream, str | None]:
-    """One attempt of a stream: the request, read up to its first text (None: it had none)."""
-    stream = client.chat.completions.create(
-        **kwargs, timeout=call.timeouts(call.config.read_timeout)
+    """One attempt of a stream: the request, read up to its first text (None: it had none).
+
+    The SDK's own request for `chat.completions.create` (same path, body, retries, errors and
+    server-sent event decoding), with the chunks left as JSON objects (`cast_to=object`)."""
+    body = dict(kwargs)
+    body.update(body.pop("extra_body", None) or {})
+    options: openai.RequestOptions = {"timeout": call.timeouts(call.config.read_timeout)}
+    headers = body.pop("extra_headers", None)
+    if headers:
+        options["headers"] = headers
+    stream = client.post(
+        "/chat/completions",
+        body=body,
+        cast_to=object,
+        stream=True,
+        stream_cls=openai.Stream[dict[str, Any]],
+        options=options,
     )
     reply = _ReplyStream(stream, call)
     try:
