@@ -306,6 +306,7 @@ async def measure(args: argparse.Namespace, stack: Stack, key: str, llm_url: str
             f"{signed_ms(result['added_p95'])} ms, {result['complete']}/{result['replies']} "
             f"complete, load {result['load_end']:.2f}"
         )
+        say("\n" + markdown([result]))  # each level's row as soon as it is known
         if not result["passed"] and not args.keep_going:
             break
         await asyncio.sleep(args.pause)
