@@ -259,7 +259,7 @@ def summarize(level: Level, interval: float, window: float) -> dict[str, Any]:
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
         (
-            "| visitors | messages/s | replies | baseline TTFT median (ms) "
+            "| visitors | messages/s | replies / scheduled | baseline TTFT median (ms) "
             "| added TTFT median / p95 (ms) | complete reply median (ms) "
             "| tokens delivered / expected | CPU per reply: "
             "Daphne, worker, client (ms) | load avg start / end | p95 < 100 ms |"
@@ -270,7 +270,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         c = r["cpu_per_reply"]
         lines.append(
             f"| {r['visitors']} | {r['messages_per_second']:.1f} "
-            f"| {r['replies']} ({r['complete']} complete) "
+            f"| {r['replies']} / {r['replies_expected']} ({r['complete']} complete) "
             f"| {ms(r['baseline_ttft_median'])} "
             f"| {signed_ms(r['added_median'])} / {signed_ms(r['added_p95'])} "
             f"| {ms(r['total_median'])} "
