@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sockets", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=4, help="client processes")
-    parser.add_argument("--at-once", type=int, default=16, help="hellos in flight per client")
+    parser.add_argument("--at-once", type=int, default=4, help="hellos in flight per client")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds all sockets stay idle")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
