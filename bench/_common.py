@@ -430,3 +430,58 @@ def machine_summary() -> str:
     except OSError:
         load_text = "load n/a"
     return f"{cores} cores, Python {sys.version.split()[0]}, {load_text}"
+
+
+# -- load: descriptors, memory, load average -------------------------------------------------------
+
+
+def raise_open_files_limit(wanted: int = 65536) -> int:
+    """Raise RLIMIT_NOFILE (soft, and hard when allowed) towards `wanted`; children inherit it.
+    Returns the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limit in (max(wanted, hard), hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(wanted, limit)), limit))
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def process_rss_bytes(pid: int) -> int:
+    """Resident set size of a process (VmRSS); 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where there is none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return math.nan
+
+
+def start_web(children: Children, env: dict[str, str], *, name: str = "web") -> tuple[Child, int]:
+    """One Daphne process alone (no worker), ready to answer; returns it and its port."""
+    port = free_port()
+    web = children.start(
+        name,
+        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "supportbot.asgi:application"],
+        env,
+    )
+
+    def ready() -> bool:
+        if not web.alive():
+            raise RuntimeError(f"Daphne exited:\n{web.log_tail()}")
+        return http_ok(f"http://127.0.0.1:{port}/healthz")
+
+    wait_until(ready, timeout=90, what="Daphne to answer /healthz", interval=0.25)
+    return web, port

@@ -31,7 +31,9 @@ class WidgetConsumer(ConversationSocket):
     connection_slot: ConnectionSlot | None = None
     client: str = "unknown"
     refused = False  # closed for a refusal: later frames are not read
-    hello_timer: asyncio.Task[None] | None = None
+    # A timer handle, not a task: an idle socket waiting for its hello holds no coroutine.
+    hello_timer: asyncio.TimerHandle | None = None
+    hello_timeout_close: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         # The client as resolved through TRUSTED_PROXIES (supportbot.client_address), counted
@@ -43,12 +45,16 @@ class WidgetConsumer(ConversationSocket):
             await self.close(code=CloseCode.TOO_MANY.value)
             return
         self.connection_slot = slot
-        self.hello_timer = asyncio.create_task(self._close_without_hello())
+        self.hello_timer = asyncio.get_running_loop().call_later(
+            settings.WIDGET_HELLO_TIMEOUT, self._hello_timed_out
+        )
 
-    async def _close_without_hello(self) -> None:
-        await asyncio.sleep(settings.WIDGET_HELLO_TIMEOUT)
+    def _hello_timed_out(self) -> None:
+        self.hello_timer = None
         if self.session is None:
-            await self.close(code=CloseCode.BAD_HELLO.value)
+            self.hello_timeout_close = asyncio.create_task(
+                self.close(code=CloseCode.BAD_HELLO.value)
+            )
 
     async def disconnect(self, code: int) -> None:
         if self.hello_timer is not None:
@@ -138,6 +144,7 @@ class WidgetConsumer(ConversationSocket):
         self.session = session
         if self.hello_timer is not None:
             self.hello_timer.cancel()
+            self.hello_timer = None
         if session.erased_conversation_id is not None:
             await self.send_frame(frames.erased_frame(session.erased_conversation_id))
         last_seq = frame.get("last_seq") or 0

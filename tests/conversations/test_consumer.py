@@ -318,6 +318,22 @@ async def test_no_hello_in_time_closes_4400(tenant_and_key: Any, settings: Any) 
     await assert_closed_with(ws, 4400)
 
 
+async def test_hello_in_time_keeps_the_socket_past_the_hello_timeout(
+    tenant_and_key: Any, settings: Any
+) -> None:
+    settings.WIDGET_HELLO_TIMEOUT = 0.3
+    _, key = tenant_and_key
+    ws = await connect()
+    await hello(ws, key.public_key)
+    # Twice the hello timeout goes by without a frame or a close, and the socket still answers.
+    assert await ws.receive_nothing(timeout=0.6, interval=0.05)
+    await ws.send_json_to({"type": "ping-of-no-kind"})
+    answer = await ws.receive_json_from(timeout=5)
+    assert answer["type"] == "error", answer
+    assert answer["code"] == "bad_request", answer
+    await ws.disconnect()
+
+
 async def test_unknown_or_disabled_key_closes_4403(tenant_and_key: Any) -> None:
     _, key = tenant_and_key
     ws = await connect()
