@@ -19,9 +19,9 @@ import jwt
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.test_stack import CUSTOMER, final_assistant, recv_until, say_hello, send
 from tests.support.llm_server import Reply
 from tests.support.stack import LiveStack, wait_until
+from tests.support.widget_client import CUSTOMER, final_assistant, recv_until, say_hello, send
 
 pytestmark = pytest.mark.e2e
 

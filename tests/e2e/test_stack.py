@@ -1,67 +1,25 @@
 """The whole stack as real processes: Daphne, a Celery worker, Postgres, Redis, and a third-party
 websocket client speaking protocol v1. Includes a worker killed in the middle of a reply."""
 
-import json
-import time
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 from tests.support.llm_server import Reply
 from tests.support.stack import LiveStack, wait_until
+from tests.support.widget_client import (
+    CUSTOMER,
+    final_assistant,
+    open_socket,
+    recv,
+    recv_until,
+    say_hello,
+    send,
+)
 
 pytestmark = pytest.mark.e2e
-
-CUSTOMER = "https://customer.example"
-
-
-def open_socket(stack: LiveStack, origin: str = CUSTOMER) -> ClientConnection:
-    return connect(stack.ws_url, origin=origin, open_timeout=10)  # type: ignore[arg-type]
-
-
-def send(ws: ClientConnection, frame: dict[str, Any]) -> None:
-    ws.send(json.dumps(frame))
-
-
-def recv(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
-    return json.loads(ws.recv(timeout=timeout))
-
-
-def recv_until(ws: ClientConnection, predicate: Any, timeout: float = 20) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no matching frame within {timeout}s; got {frames}"
-        frames.append(recv(ws, remaining))
-        if predicate(frames[-1]):
-            return frames
-
-
-def final_assistant(frame: dict[str, Any]) -> bool:
-    return frame["type"] == "message" and frame["message"]["role"] == "assistant"
-
-
-def say_hello(ws: ClientConnection, key: str, **fields: Any) -> dict[str, Any]:
-    send(
-        ws,
-        {
-            "type": "hello",
-            "key": key,
-            "visitor_token": None,
-            "conversation_id": None,
-            "last_seq": 0,
-            "locale": "en",
-            **fields,
-        },
-    )
-    welcome = recv(ws)
-    assert welcome["type"] == "welcome", welcome
-    return welcome
 
 
 def test_healthz_answers_with_the_status(live_stack: LiveStack) -> None:
