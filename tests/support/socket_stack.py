@@ -31,6 +31,16 @@ class SocketStack(LiveStack):
     webs: list[ChildProcess] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
 
+    def env_of(self, name: str) -> dict[str, str]:
+        """The stack's environment, with the process's name as its Postgres application_name
+        (so a test can count one process's connections in pg_stat_activity)."""
+        url = self.env["DATABASE_URL"]
+        joiner = "&" if "?" in url else "?"
+        return {**self.env, "DATABASE_URL": f"{url}{joiner}application_name={name}"}
+
+    def application_name(self, process: ChildProcess) -> str:
+        return f"{process.name}-{os.getpid()}"
+
     def ws_url_of(self, n: int) -> str:
         return f"ws://127.0.0.1:{self.ports[n]}/ws/widget/"
 
@@ -46,7 +56,7 @@ class SocketStack(LiveStack):
                 *DAPHNE_OPTIONS,
                 *("-b", "127.0.0.1", "-p", str(port), "supportbot.asgi:application"),
             ],
-            env=self.env,
+            env=self.env_of(f"web{n}-{os.getpid()}"),
             log_path=LOG_DIR / f"fault-web{n}-{os.getpid()}.log",
         ).start()
         self.webs.append(web)
@@ -73,7 +83,7 @@ class SocketStack(LiveStack):
                 *("-n", f"faults{n}-{os.getpid()}@%h", "--loglevel", "INFO"),
                 *("--without-gossip", "--without-mingle", "--without-heartbeat"),
             ],
-            env=self.env,
+            env=self.env_of(f"worker{n}-{os.getpid()}"),
             log_path=LOG_DIR / f"fault-worker{n}-{os.getpid()}.log",
         ).start()
         self.workers.append(worker)
