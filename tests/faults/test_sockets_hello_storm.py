@@ -76,7 +76,9 @@ async def storm(stack: SocketStack, key: str) -> list[Visitor | BaseException]:
     ]
     results = await asyncio.gather(*(v.connect() for v in visitors), return_exceptions=True)
     await asyncio.gather(*(v.close() for v in visitors), return_exceptions=True)
-    return [v if not isinstance(r, BaseException) else r for v, r in zip(visitors, results, strict=True)]
+    return [
+        v if not isinstance(r, BaseException) else r for v, r in zip(visitors, results, strict=True)
+    ]
 
 
 def test_300_hellos_at_once_all_welcomed_within_the_pool(stack: SocketStack) -> None:
