@@ -97,6 +97,9 @@ class Visitor:
     key: str
     origin: str = CUSTOMER
     forwarded_for: str | None = None
+    # Frames the client library holds unread before it stops reading the socket (None: no
+    # limit); a small number makes a visitor who stops reading push back on the server.
+    max_queue: int | None = None
     visitor_token: str | None = None
     conversation_id: str | None = None
     last_seq: int = 0
@@ -113,7 +116,7 @@ class Visitor:
             origin=self.origin,  # type: ignore[arg-type]
             additional_headers=headers,
             open_timeout=60,
-            max_queue=None,
+            max_queue=self.max_queue,
         )
         await self.send(
             hello_frame(
