@@ -45,4 +45,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 # No --proxy-headers: the client address and scheme come from forwarding headers of
 # TRUSTED_PROXIES only (supportbot.client_address). No access log: its lines hold each
 # visitor's address.
-CMD ["sh", "-c", "exec daphne --access-log /dev/null -b 0.0.0.0 -p \"$PORT\" supportbot.asgi:application"]
+CMD ["sh", "-c", "exec daphne --access-log /dev/null --websocket_connect_timeout 30 -b 0.0.0.0 -p \"$PORT\" supportbot.asgi:application"]

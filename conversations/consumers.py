@@ -128,6 +128,11 @@ class WidgetConsumer(ConversationSocket):
             await self._end_erased_session()
 
     async def _hello(self, frame: dict[str, Any]) -> None:
+        # The hello came in time: however long the server then takes (a storm of hellos waits
+        # its turn for the database), the timer must not close the socket.
+        if self.hello_timer is not None:
+            self.hello_timer.cancel()
+            self.hello_timer = None
         try:
             session = await database_sync_to_async(widget_hello)(
                 frame=frame,
@@ -142,9 +147,6 @@ class WidgetConsumer(ConversationSocket):
             await self.close(code=refused.close_code)
             return
         self.session = session
-        if self.hello_timer is not None:
-            self.hello_timer.cancel()
-            self.hello_timer = None
         if session.erased_conversation_id is not None:
             await self.send_frame(frames.erased_frame(session.erased_conversation_id))
         last_seq = frame.get("last_seq") or 0

@@ -1,3 +1,4 @@
+from channels.auth import AuthMiddlewareStack
 from django.urls import path
 
 from conversations.agent_consumer import AgentConsumer
@@ -5,6 +6,10 @@ from conversations.consumers import WidgetConsumer
 
 websocket_urlpatterns = [
     path("ws/widget/", WidgetConsumer.as_asgi()),
-    # Session-authenticated; the consumer admits only the service's own origin.
-    path("ws/agent/conversations/<uuid:conversation_id>/", AgentConsumer.as_asgi()),
+    # Session-authenticated; the consumer admits only the service's own origin. Only this
+    # route resolves the session and user: a widget socket's handshake waits on no database.
+    path(
+        "ws/agent/conversations/<uuid:conversation_id>/",
+        AuthMiddlewareStack(AgentConsumer.as_asgi()),
+    ),
 ]

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -17,6 +18,7 @@ from conversations.groups import conversation_group
 from conversations.refusals import CloseCode
 from conversations.socket_throttle import FrameBucket, socket_frame_bucket
 from conversations.stream_filter import ReplyStreamFilter, is_first_delta
+from conversations.stream_state import snapshot_read
 from supportbot.trace import trace
 
 logger = logging.getLogger(__name__)
@@ -158,6 +160,25 @@ class ConversationSocket(AsyncWebsocketConsumer):
         else:
             await super().dispatch(message)
 
+    async def resync_reply(self, message_id: str) -> None:
+        """Frames of this reply were lost: send `reply.start` and its text so far, which the
+        client takes in place of what it built. Without a snapshot the reply has ended, and its
+        final `message` carries the whole text."""
+        snapshot = await sync_to_async(snapshot_read, thread_sensitive=False)(message_id)
+        if snapshot is None or snapshot.index < 0:
+            return
+        logger.info("reply %s resynced at delta %d after lost frames", message_id, snapshot.index)
+        self.stream_filter.resynced(message_id, snapshot.index)
+        await self.send_frame({"type": "reply.start", "message_id": message_id})
+        await self.send_frame(
+            {
+                "type": "reply.delta",
+                "message_id": message_id,
+                "index": snapshot.index,
+                "text": snapshot.text,
+            }
+        )
+
     async def conversation_event(self, event: dict[str, Any]) -> None:
         """A frame broadcast to the conversation (see conversations.broadcast)."""
         if event.get("sender") and event["sender"] == self.channel_name:
@@ -166,7 +187,9 @@ class ConversationSocket(AsyncWebsocketConsumer):
         first_delta = is_first_delta(frame)
         if first_delta:
             trace("web.event", frame["message_id"])
-        if self.stream_filter.admit(frame):
+        if self.stream_filter.is_gap(frame):
+            await self.resync_reply(frame["message_id"])
+        elif self.stream_filter.admit(frame):
             await self.send_frame(frame)
         if first_delta:
             trace("web.delta_sent", frame["message_id"])

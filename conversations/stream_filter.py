@@ -1,9 +1,15 @@
-"""Which broadcast frames a socket passes on, so a client never sees streamed text twice.
+"""Which broadcast frames a socket passes on, so a client never sees streamed text twice and
+never a silent gap.
 
 Shared by the visitor's and the agent's websockets. A socket that resumed a streaming reply
 from its snapshot drops the deltas the snapshot already held; once a reply's final `message`
 went out, late frames of that reply (a cancelled reply's worker may flush once more) are
 dropped too.
+
+A delta whose index is past the next one expected means frames were lost on the way (the
+channel layer dropped them, or the socket missed the reply's `reply.start`): the filter calls
+it a gap, and the socket resyncs the client from the reply's snapshot (`reply.start` and one
+`reply.delta` with the text so far) instead of passing the delta on.
 """
 
 from typing import Any
@@ -20,6 +26,19 @@ class ReplyStreamFilter:
         """The socket sent these replies' text so far (snapshot delta index per message id)."""
         self._covered = dict(covered)
 
+    def is_gap(self, frame: dict[str, Any]) -> bool:
+        """A delta that does not follow what the socket sent of its reply: frames before it
+        were lost. (A reply's first delta is index 0, and each later one the next index.)"""
+        if frame.get("type") != "reply.delta" or frame["message_id"] in self._finished:
+            return False
+        covered = self._covered.get(frame["message_id"], -1)
+        return bool(frame["index"] > covered + 1)
+
+    def resynced(self, message_id: str, index: int) -> None:
+        """The socket sent the reply's text up to delta `index` (a `reply.start` and its
+        snapshot) after a gap."""
+        self._covered[message_id] = index
+
     def admit(self, frame: dict[str, Any]) -> bool:
         kind = frame.get("type")
         if kind in ("reply.start", "reply.delta") and frame["message_id"] in self._finished:
@@ -30,6 +49,7 @@ class ReplyStreamFilter:
             covered = self._covered.get(frame["message_id"])
             if covered is not None and frame["index"] <= covered:
                 return False
+            self._covered[frame["message_id"]] = frame["index"]
         elif kind == "message" and frame["message"].get("status") != "streaming":
             message_id = frame["message"]["id"]
             if self._covered.pop(message_id, None) is not None:

@@ -7,7 +7,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from supportbot.client_address import ForwardedClientMiddleware  # noqa: E402
@@ -18,7 +17,8 @@ from supportbot.routing import websocket_urlpatterns  # noqa: E402
 # widget key in its consumer (the key names the tenant and its allowed origins, customers'
 # sites included), and the session-authenticated agent socket admits only the service's own
 # origin (conversations.agent_socket.agent_origin_allowed). The session and user are resolved for
-# every socket; only the agent socket reads them.
+# the agent socket only (conversations.routing), which alone reads them: a widget socket's
+# handshake does not wait for the database, so a storm of widget connections is accepted at once.
 #
 # Outermost: a development server on defaults answers loopback only; then the client address
 # and scheme are resolved from forwarding headers of trusted proxies (Daphne runs without
@@ -28,7 +28,7 @@ application = LoopbackOnlyMiddleware(
         ProtocolTypeRouter(
             {
                 "http": django_asgi_app,
-                "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+                "websocket": URLRouter(websocket_urlpatterns),
             }
         )
     )

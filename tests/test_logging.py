@@ -93,13 +93,14 @@ def test_debug_never_reaches_the_loggers_that_name_clients_or_sql_parameters() -
 def test_every_web_process_runs_without_an_access_log() -> None:
     """Daphne's access log names each visitor's address: every way of starting it turns it
     off (the Procfile, the Dockerfile, docker-compose.yml, `make run` and the test stack)."""
-    assert DAPHNE_OPTIONS == ("--access-log", "/dev/null")
+    assert DAPHNE_OPTIONS == ("--access-log", "/dev/null", "--websocket_connect_timeout", "30")
     for path in ("Procfile", "Dockerfile", "docker-compose.yml"):
         lines = (REPO / path).read_text().splitlines()
         commands = [line for line in lines if re.search(r"\bdaphne -", line)]
         assert commands, path
         for line in commands:
             assert "daphne --access-log /dev/null " in line, (path, line)
+            assert "--websocket_connect_timeout 30 " in line, (path, line)
     for path in ("supportbot/devstack/__main__.py", "tests/support/stack.py"):
         source = (REPO / path).read_text()
         assert re.search(r'"daphne",\s*\*DAPHNE_OPTIONS', source), path

@@ -652,7 +652,9 @@ export class WidgetConnection {
     } else if (index < stream.next) {
       return; // a repeat
     } else {
-      stream.gap = true; // a delta went missing: the final `message` will carry the full text
+      // A delta went missing. The server resyncs with `reply.start` and the text so far (which
+      // clears this); failing that, the final `message` carries the full text.
+      stream.gap = true;
     }
     this.on.stream?.(id, { text: stream.text, phase: stream.gap ? "gap" : "streaming" });
   }

@@ -34,8 +34,10 @@ from .postgres import EmbeddedPostgres
 from .processes import Child, Supervisor
 from .redis import EmbeddedRedis, flushdb
 
-# Daphne's access log would write each visitor's address: none (as in the Procfile).
-DAPHNE_OPTIONS = ("--access-log", "/dev/null")
+# Daphne's access log would write each visitor's address: none (as in the Procfile). A websocket
+# handshake may take up to 30 s (Daphne's default, 5 s, refuses sockets when hundreds of widgets
+# reconnect at once, after a failover, on a busy machine).
+DAPHNE_OPTIONS = ("--access-log", "/dev/null", "--websocket_connect_timeout", "30")
 TEST_REDIS_DB = 1  # tests never share a Redis database (and so Celery queues) with `make run`
 
 
