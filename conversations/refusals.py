@@ -13,6 +13,10 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403  # unknown key, origin not allowed, forged token, someone else's conversation
     ERASED = 4410  # the visitor's data was erased: the widget clears its storage, starts afresh
     TOO_MANY = 4429  # too many connections from one client, or too many frames on one socket
+    # Not a refusal: the server lost the channel layer for a moment (a Redis restart) and frames
+    # may have been lost; the client reconnects at once and resumes from its last `seq`. (1012,
+    # "service restart", is reserved to the websocket implementation: servers may not send it.)
+    RESUME = 4012
 
 
 class SocketRefused(Exception):

@@ -150,7 +150,7 @@ class ConversationSocket(AsyncWebsocketConsumer):
     async def layer_reconnected(self, event: dict[str, Any]) -> None:
         """Frames may have been lost while this process had no Redis: the client reconnects
         and resumes from its last `seq` (supportbot.channel_layer)."""
-        await self.close(code=1012)
+        await self.close(code=CloseCode.RESUME.value)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """A broadcast frame touches no database: it skips channels' `close_old_connections`

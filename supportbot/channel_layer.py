@@ -5,7 +5,7 @@ Redis is down (a Redis restart), every frame published to its sockets' groups is
 layer reconnects and subscribes again on its own, but a socket would not know what it missed,
 and a reply that ended meanwhile would never reach it. So when the receiving connection works
 again after an error, every socket of the process gets a `layer.reconnected` event; the socket
-closes (1012, "service restart") and the widget reconnects and resumes from its last `seq`
+closes (4012, "resume") and the widget reconnects and resumes from its last `seq`
 (docs/operations.md, "Faults and recovery").
 """
 

@@ -14,6 +14,7 @@ export const CLOSE_BAD_HELLO = 4400;
 export const CLOSE_REFUSED = 4403;
 export const CLOSE_ERASED = 4410;
 export const CLOSE_TOO_MANY = 4429;
+export const CLOSE_RESUME = 4012; // the server lost frames for a moment: reconnect now and resume
 
 export const MAX_FRAME_BYTES = 64 * 1024;
 const CACHED_MESSAGES = 200;
@@ -442,6 +443,7 @@ export class WidgetConnection {
       this.setState("refused", { hadSession: this.hadSession });
       return;
     }
+    if (event.code === CLOSE_RESUME) this.attempt = 0; // not a failure: the first, shortest delay
     this.scheduleReconnect(event.code === CLOSE_TOO_MANY ? BUSY_BACKOFF : BACKOFF, event.code === CLOSE_TOO_MANY, event.code);
   }
 

@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from conversations.groups import conversation_group
 from conversations.models import Conversation, LLMCall, Message, ReplyJob
 from conversations.refusals import CloseCode
 from conversations.services import visitor_conversation_store, visitor_session_open
 from conversations.socket_throttle import FrameBucket
 from supportbot.asgi import application
+from supportbot.channel_layer import RECONNECTED
 from supportbot.trace import trace_callback_add, trace_callback_remove
 from tests.support.llm_server import Reply
 
@@ -779,3 +782,18 @@ async def test_welcome_holds_the_newest_messages_and_marks_the_rest(
     beyond = await hello(ws, key.public_key, **session, last_seq=10**30)
     assert beyond["messages"] == []
     await ws.disconnect()
+
+
+async def test_channel_layer_back_after_a_loss_closes_the_socket_to_resume(
+    tenant_and_key: Any,
+) -> None:
+    """Frames may have been lost while the process had no Redis: the socket closes with 4012 (a
+    code a server may send, unlike 1012) and the widget reconnects and resumes."""
+    _, key = tenant_and_key
+    ws = await connect()
+    welcome = await hello(ws, key.public_key)
+    await get_channel_layer().group_send(
+        conversation_group(welcome["conversation_id"]), RECONNECTED
+    )
+    await assert_closed_with(ws, CloseCode.RESUME.value)
+    assert CloseCode.RESUME.value == 4012

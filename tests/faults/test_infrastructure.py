@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from conversations.refusals import CloseCode
 from tests.support.fault_stack import FaultStack
 from tests.support.llm_server import Reply
 from tests.support.stack import ChildProcess, wait_until
@@ -75,6 +76,8 @@ def test_a_reply_streams_on_the_fault_stack(faults: FaultStack) -> None:
 
 def test_redis_killed_mid_stream_the_processes_reconnect(faults: FaultStack) -> None:
     pids = faults.pids()
+    assert faults.web is not None
+    web_log_before = len(faults.web.log_text())
     faults.llm.enqueue(
         Reply(tokens=SLOW, token_interval=0.1),
         Reply(text="Answered again after the outage.", token_interval=0.01),
@@ -93,6 +96,9 @@ def test_redis_killed_mid_stream_the_processes_reconnect(faults: FaultStack) -> 
     # Daphne closed the socket once Redis was back (frames may have been lost meanwhile), and
     # the widget resumed the conversation on a new one.
     assert visitor.resumes >= 1
+    # ... with the protocol's "resume" close code, not an error of the server's (1011).
+    assert set(visitor.close_codes) == {CloseCode.RESUME.value}, visitor.close_codes
+    assert "Exception inside application" not in faults.web.log_text()[web_log_before:]
     assert visitor.conversation_id is not None
     next_question_answered(faults, visitor)
     assert_consistent(faults, visitor.conversation_id)

@@ -74,6 +74,7 @@ class Visitor:
         self.conversation_id: str | None = None
         self.last_seq = 0
         self.resumes = 0
+        self.close_codes: list[int | None] = []  # of the server's closes, None: no close frame
         self.ws: ClientConnection | None = None
         self.frames: list[dict[str, Any]] = []
 
@@ -124,7 +125,8 @@ class Visitor:
                 frame = recv(self.ws, min(remaining, 5))
             except TimeoutError:
                 continue
-            except ConnectionClosed:
+            except ConnectionClosed as closed:
+                self.close_codes.append(closed.rcvd.code if closed.rcvd is not None else None)
                 self.close()
                 continue
             self.frames.append(frame)
