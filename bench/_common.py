@@ -163,8 +163,10 @@ def start_llm_server(
     tokens_per_second: float,
     text: str,
     moderation_delay: float = 0.0,
+    tokens: int | None = None,
 ) -> str:
-    """The scripted OpenAI-compatible server as a process of its own; returns its base URL."""
+    """The scripted OpenAI-compatible server as a process of its own; returns its base URL.
+    With `tokens`, the reply is `text`'s words repeated to that many tokens."""
     child = children.start(
         "llm",
         [
@@ -181,6 +183,7 @@ def start_llm_server(
             text,
             "--moderation-delay",
             str(moderation_delay),
+            *(("--tokens", str(tokens)) if tokens is not None else ()),
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout_pipe=True,

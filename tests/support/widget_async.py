@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import websockets
 
@@ -67,17 +69,24 @@ class Visitor:
     replies: dict[str, ReplyView] = field(default_factory=dict)
     frames: list[dict[str, Any]] = field(default_factory=list)
     ws: Any = None
+    # A tab that stops reading: at most `max_queue` frames read ahead of the test, and a small
+    # kernel receive buffer (`receive_buffer` bytes), so the server's writes really back up.
+    max_queue: int | None = None
+    receive_buffer: int | None = None
 
     async def connect(self, ws_url: str | None = None) -> dict[str, Any]:
         """Open a socket (to `ws_url`, else the visitor's) and say `hello` with the session
         kept so far; return the `welcome`."""
         headers = {"X-Forwarded-For": self.forwarded_for} if self.forwarded_for else None
+        url = ws_url or self.ws_url
         self.ws = await websockets.connect(
-            ws_url or self.ws_url,
+            url,
             origin=self.origin,  # type: ignore[arg-type]
             additional_headers=headers,
             open_timeout=60,
-            max_queue=None,
+            max_queue=self.max_queue,
+            max_size=None,
+            sock=self._socket(url),
         )
         await self.send(
             hello_frame(
@@ -92,6 +101,16 @@ class Visitor:
         self.visitor_token = welcome["visitor_token"]
         self.conversation_id = welcome["conversation_id"]
         return welcome
+
+    def _socket(self, url: str) -> socket.socket | None:
+        if self.receive_buffer is None:
+            return None
+        parts = urlsplit(url)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        sock.connect((parts.hostname, parts.port))
+        sock.setblocking(False)
+        return sock
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(frame))
