@@ -19,11 +19,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SHOP = "https://shop.example.com"
 
-# A new visitor's first message: the contact, the conversation, its consent notice and two
-# audit events (4 statements each: lock, chain head, event, detail) besides the message and
-# its job. The claim: job, history, knowledge, then one transaction (lock, reply, language,
+# A new visitor's first message: the contact and the conversation (each INSERTed under a
+# savepoint), its consent notice and two audit events (4 statements each: lock, chain head,
+# event, detail) besides the message and its job. The claim: job, history, knowledge, then one transaction (lock, reply, language,
 # job). The reply's storage: one transaction with its usage and audit event.
-EXPECTED = {"hello": 0, "message": 22, "claim": 11, "finish": 11}
+EXPECTED = {"hello": 0, "message": 20, "claim": 11, "finish": 11}
 
 
 def test_statements_per_stage_of_a_reply(make_tenant: Any, llm: Any, monkeypatch: Any) -> None:
