@@ -21,8 +21,9 @@ SHOP = "https://shop.example.com"
 
 # A new visitor's first message: the contact and the conversation (each INSERTed under a
 # savepoint), its consent notice and two audit events (4 statements each: lock, chain head,
-# event, detail) besides the message and its job. The claim: job, history, knowledge, then one transaction (lock, reply, language,
-# job). The reply's storage: one transaction with its usage and audit event.
+# event, detail) besides the message and its job. The claim: job, history, knowledge, then
+# one transaction (lock, reply, language, job). The reply's storage: one transaction with its
+# usage and audit event.
 EXPECTED = {"hello": 0, "message": 20, "claim": 11, "finish": 11}
 
 
