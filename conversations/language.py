@@ -277,7 +277,8 @@ def conversation_language_store(
     save_conversation = conversation.language != reply_language
     if not (save_message or save_conversation):
         return False
-    with transaction.atomic():
+    # No savepoint inside the claim's transaction: an error there rolls the claim back anyway.
+    with transaction.atomic(savepoint=False):
         if save_message:
             message.language = detected or ""
             message.save(update_fields=["language"])

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
 from conversations import jobs
 from conversations.assistant_modes import person_first_wait_begin
@@ -30,6 +31,8 @@ from conversations.visitors import visitor_token_for
 from supportbot.compliance.encryption import blind_index
 from supportbot.tenants.identity import VerifiedIdentity
 from supportbot.tenants.models import Tenant
+
+M = TypeVar("M", bound=models.Model)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,20 @@ def _session_from_access(
     )
 
 
+def _insert_or_get(model: type[M], *, pk: object, fields: dict[str, Any]) -> tuple[M, bool]:
+    """The row `pk` of `model`, inserted with `fields` unless another socket stored it first:
+    `get_or_create` for a primary key that is almost always new (the session made it up), so
+    the INSERT comes first and the SELECT only after a conflict."""
+    try:
+        with transaction.atomic():
+            return model._default_manager.create(pk=pk, **fields), True
+    except IntegrityError:
+        stored = model._default_manager.filter(pk=pk).first()
+        if stored is None:
+            raise
+        return stored, False
+
+
 def visitor_contact_store(*, contact: Contact) -> None:
     """Create a session's contact row, inside the caller's transaction, if it is not stored yet
     (the visitor's first message or consent).
@@ -135,8 +152,10 @@ def visitor_contact_store(*, contact: Contact) -> None:
         )
         contact.id = stored.id
     else:
-        stored, _ = Contact.objects.get_or_create(
-            pk=contact.pk, defaults={"tenant_id": contact.tenant_id, "locale": contact.locale}
+        stored, _ = _insert_or_get(
+            Contact,
+            pk=contact.pk,
+            fields={"tenant_id": contact.tenant_id, "locale": contact.locale},
         )
     if stored.tenant_id != contact.tenant_id:
         raise VisitorRefused("conversation refused")
@@ -160,9 +179,10 @@ def visitor_conversation_store(*, conversation: Conversation) -> bool:
         contact._state.adding = contact_adding
         raise
     conversation.contact = contact
-    stored, created = Conversation.objects.get_or_create(
+    stored, created = _insert_or_get(
+        Conversation,
         pk=conversation.pk,
-        defaults={
+        fields={
             "tenant_id": conversation.tenant_id,
             "contact_id": contact.pk,
             "channel": conversation.channel,

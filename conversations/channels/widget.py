@@ -240,7 +240,12 @@ def widget_message(
     client_id, text = frame["client_id"], frame["text"]
     if session.consent.blocks_storage:
         return _consent_required(client_id)
-    existing = message_by_client_id(conversation=session.conversation, client_id=client_id)
+    # A conversation not stored yet has no messages to repeat.
+    existing = (
+        message_by_client_id(conversation=session.conversation, client_id=client_id)
+        if session.visitor.stored
+        else None
+    )
     if existing is not None:
         return {"type": "ack", "client_id": client_id, "message": frames.message_payload(existing)}
     retry_after = visitor_message_retry_after(

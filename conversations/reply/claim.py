@@ -283,14 +283,6 @@ def claim_release(claim: Claim) -> None:
     ).update(lease_expires_at=timezone.now())
 
 
-def own_job_lock(claim: Claim) -> ReplyJob | None:
-    """Lock the claim's job (inside a transaction) if it is still this attempt's, else None."""
-    job = ReplyJob.objects.select_for_update().filter(pk=claim.job_id).first()
-    if job is None or job.attempts != claim.attempt or job.state != ReplyJob.State.RUNNING:
-        return None
-    return job
-
-
 def connection_release() -> None:
     """Give the pooled database connection back while the model streams (seconds with no
     query but a lease renewal): a worker thread holding it would cap concurrent replies at

@@ -18,7 +18,7 @@ from conversations.models import LLMCall, Message, ReplyJob, ToolInvocation
 from conversations.notices import notice
 from conversations.outbox import message_outbound_queue
 from conversations.prompts import PROMPT_VERSION
-from conversations.reply.claim import Claim, own_job_lock
+from conversations.reply.claim import Claim
 from conversations.review import conversation_mark_for_review, moderation_event_record
 from conversations.stream_state import snapshot_clear
 from supportbot.database_retry import when_database_returns
@@ -130,6 +130,16 @@ def _audit(claim: Claim, outcome: Outcome, degraded: str) -> None:
     )
 
 
+def own_job_done(claim: Claim, *, error_code: str) -> bool:
+    """Mark the claim's job done (inside a transaction: its row stays locked until the end) if
+    it is still this attempt's; False, changing nothing, when it is not."""
+    return bool(
+        ReplyJob.objects.filter(
+            pk=claim.job_id, attempts=claim.attempt, state=ReplyJob.State.RUNNING
+        ).update(state=ReplyJob.State.DONE, error_code=error_code, updated_at=timezone.now())
+    )
+
+
 def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
     """Store the reply and end its job (error code `degraded`); a no-op when the job is no
     longer this attempt's (taken over, cancelled, finished already). While the database is
@@ -145,8 +155,8 @@ def reply_finish(claim: Claim, outcome: Outcome, *, degraded: str = "") -> None:
 def _store(claim: Claim, outcome: Outcome, degraded: str) -> None:
     reply = claim.reply
     with transaction.atomic():
-        job = own_job_lock(claim)
-        if job is None:
+        # One UPDATE both checks the job is still this attempt's and ends it (and locks it).
+        if not own_job_done(claim, error_code=degraded[:40]):
             return
         notices = _settle(reply, outcome, claim.language)
         _record_model(reply, outcome.finished)
@@ -154,9 +164,6 @@ def _store(claim: Claim, outcome: Outcome, degraded: str) -> None:
             reply.finish_reason = outcome.withheld[:20]
         reply.completed_at = timezone.now()
         reply.save()
-        job.state = ReplyJob.State.DONE
-        job.error_code = degraded[:40]
-        job.save(update_fields=["state", "error_code", "updated_at"])
         usage_day_add(
             tenant_id=claim.tenant.pk,
             model=reply.model or claim.context.config.model,

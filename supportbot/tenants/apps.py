@@ -8,6 +8,7 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         from supportbot.compliance.rotation import register_secret_column
+        from supportbot.tenants import config_cache  # noqa: F401  (its signal receivers)
         from supportbot.tenants.models import (
             IDENTITY_SECRET_LABEL,
             LLM_API_KEY_LABEL,

@@ -8,11 +8,11 @@ from django.conf import settings
 
 from supportbot.compliance.encryption import decrypt_secret
 from supportbot.llm import ChatParams, ProviderConfig, provider_config_from_settings
+from supportbot.tenants.config_cache import cached_consent_texts, cached_widget_key
 from supportbot.tenants.consent_texts import ConsentNotice, consent_notice_pick
 from supportbot.tenants.models import (
     IDENTITY_SECRET_LABEL,
     LLM_API_KEY_LABEL,
-    ConsentText,
     Tenant,
     TenantMembership,
     WidgetKey,
@@ -24,11 +24,7 @@ def access_widget_key_by_public_key(public_key: object) -> WidgetKey | None:
     """The active key (of an active tenant) for `public_key`, or None."""
     if not isinstance(public_key, str) or not 0 < len(public_key) <= 64:
         return None
-    return (
-        WidgetKey.objects.select_related("tenant")
-        .filter(public_key=public_key, is_active=True, tenant__is_active=True)
-        .first()
-    )
+    return cached_widget_key(public_key)
 
 
 def tenant_provider_config(tenant: Tenant) -> ProviderConfig:
@@ -98,12 +94,4 @@ def widget_key_is_active(widget_key_id: int) -> bool:
 def tenant_consent_notice(tenant: Tenant, language: str) -> ConsentNotice:
     """The consent or privacy notice a visitor speaking `language` is shown now: the tenant's
     newest text of that language (or of its fallbacks), else the built-in default."""
-    own: dict[str, tuple[int, str]] = {}
-    for row in (
-        ConsentText.objects.filter(tenant=tenant)
-        .order_by("language", "-version")
-        .distinct("language")
-        .values("language", "version", "text")
-    ):
-        own[row["language"]] = (row["version"], row["text"])
-    return consent_notice_pick(tenant, language, own)
+    return consent_notice_pick(tenant, language, cached_consent_texts(tenant))
