@@ -89,7 +89,7 @@ PERSONA = "You are the support assistant of Example Shop. Answer briefly and kin
 MODEL = "scripted-model"
 API_KEY = "sk-bench-not-a-secret"
 ORIGIN = "https://bench.example"
-TARGETS_MS = {1: 15.0, 50: 50.0}  # the product brief: most the stack may add at the median
+TARGETS_MS = {1: 10.0, 50: 100.0}  # the most the stack may add at the median
 FRAME_TIMEOUT = 30.0
 
 
