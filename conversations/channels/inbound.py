@@ -184,8 +184,11 @@ def _over_rate_limit(event: InboundEvent, conversation: Conversation, item: Inbo
     event.detail = "over the message rate limit: not stored"
     logger.info("channel %s: message over the rate limit", event.channel_account_id)
     # Under the visitor's own counter prefix, so the erasure of their Redis state finds it.
+    # The key holds the event that told: a retry of that event (its first try rolled back,
+    # the notice with it) tells again, any other event of the window does not.
     key = redis_key("visitor-messages", contact_id, "told")
-    if get_redis().set(key, "1", nx=True, ex=retry_after):
+    redis, teller = get_redis(), str(event.pk)
+    if redis.set(key, teller, nx=True, ex=retry_after) or redis.get(key) == teller:
         channel_notice_post(
             conversation=conversation,
             key="channel_rate_limited",

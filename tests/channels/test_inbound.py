@@ -306,10 +306,13 @@ def test_over_the_rate_limit_messages_are_not_stored_and_the_contact_is_told_onc
     assert _messages(conversation, Message.Role.USER) == ["First question"]
     refused = InboundEvent.objects.filter(detail__startswith="over the message rate limit")
     assert refused.count() == 3
-    assert (
-        _messages(conversation, Message.Role.SYSTEM).count(notice("channel_rate_limited", "en"))
-        == 1
+    told = notice("channel_rate_limited", "en")
+    wait_until(
+        lambda: told in _messages(conversation, Message.Role.SYSTEM),
+        timeout=10,
+        message="the rate-limit notice",
     )
+    assert _messages(conversation, Message.Role.SYSTEM).count(told) == 1
 
 
 def test_a_failed_status_is_noted_on_the_delivery(
